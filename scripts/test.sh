@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README's second command: install what is needed, build, and run the whole test suite with ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh -DSTRETCH_WERROR=ON
+export OMP_PROC_BIND="${OMP_PROC_BIND:-true}" OMP_PLACES="${OMP_PLACES:-cores}"
+cd build
+ctest --output-on-failure -j "$(nproc)"

@@ -1,0 +1,17 @@
+// The subcommands. Each registers its options on the CLI11 app and returns the function that runs it; the
+// function throws stretch errors, which only main() turns into messages and exit codes.
+#pragma once
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace stretch::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_train(CLI::App& app);
+Runner add_corpus(CLI::App& app);
+
+}  // namespace stretch::cli

@@ -1,0 +1,45 @@
+// tokenizer_from_json: rebuilds a tokenizer from its describe() JSON (as stored in a checkpoint).
+#include <string>
+
+#include "core/error.hpp"
+#include "io/tokenizer.hpp"
+
+namespace stretch {
+
+std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j, const std::string& source) {
+  auto bad = [&](const std::string& field, const std::string& what) {
+    return InputError(source + ": tokenizer." + field + ": " + what);
+  };
+  if (!j.is_object()) throw InputError(source + ": tokenizer: expected a JSON object with a \"type\" field");
+  auto t = j.find("type");
+  if (t == j.end() || !t->is_string()) throw bad("type", "missing (expected \"byte\" or \"gpt2\")");
+  const std::string type = t->get<std::string>();
+  if (type == "byte") return make_byte_tokenizer();
+  if (type != "gpt2") throw bad("type", "unknown tokenizer type \"" + type + "\" (expected \"byte\" or \"gpt2\")");
+
+  auto path_field = [&](const char* field) {
+    auto f = j.find(field);
+    if (f == j.end() || !f->is_string() || f->get<std::string>().empty())
+      throw bad(field, "missing (expected the path of GPT-2's " +
+                           std::string(std::string(field) == "encoder" ? "encoder.json" : "vocab.bpe") + ")");
+    std::filesystem::path p = f->get<std::string>();
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(p, ec))
+      throw bad(field, "file " + p.string() + " not found (the tokenizer files must stay where they were when the "
+                       "checkpoint was written)");
+    return p;
+  };
+  const auto enc = path_field("encoder");
+  const auto vocab = path_field("vocab");
+  auto h = j.find("hash");
+  if (h == j.end() || !h->is_string()) throw bad("hash", "missing (expected the hash of the tokenizer files)");
+  auto tok = load_gpt2_tokenizer(enc, vocab);
+  const std::string want = "gpt2:" + h->get<std::string>();
+  if (tok->identity() != want)
+    throw bad("hash", "the files " + enc.string() + " and " + vocab.string() + " hash to " +
+                          tok->describe()["hash"].get<std::string>() + ", but the description says " +
+                          h->get<std::string>() + " (the tokenizer files changed)");
+  return tok;
+}
+
+}  // namespace stretch

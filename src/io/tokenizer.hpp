@@ -1,0 +1,40 @@
+// Tokenizers: text <-> token ids.
+//   byte  vocabulary 256, id = byte value (the default)
+//   gpt2  GPT-2 byte-level BPE from encoder.json + vocab.bpe (50,257 tokens), GPT-2's pre-tokenization regex
+//         's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ with Unicode classes from ICU
+// A tokenizer describes itself as JSON ({"type": "byte"} or {"type": "gpt2", "encoder": path, "vocab": path,
+// "sha256"...}) so a checkpoint can name the tokenizer it was trained with, and `identity()` is a short string
+// that changes whenever the mapping could change (used to key token caches and to compare tokenizers).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace stretch {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  virtual std::vector<std::int32_t> encode(std::string_view text) const = 0;
+  virtual std::string decode(std::span<const std::int32_t> ids) const = 0;
+  virtual int vocab_size() const = 0;
+  virtual std::string type() const = 0;      // "byte", "gpt2"
+  virtual std::string identity() const = 0;  // type plus a hash of the vocabulary files
+  virtual nlohmann::json describe() const = 0;
+  // True for byte-level tokenizers where one token is one byte (bits per byte then equals bits per token).
+  virtual bool is_byte_level() const { return false; }
+};
+
+std::unique_ptr<Tokenizer> make_byte_tokenizer();
+// Loads GPT-2 BPE files; InputError naming the file and the problem for a missing or malformed file.
+std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::filesystem::path& encoder_json,
+                                               const std::filesystem::path& vocab_bpe);
+// From a describe() JSON (as stored in a checkpoint). InputError naming `source` for a bad description.
+std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j, const std::string& source);
+
+}  // namespace stretch

@@ -1,0 +1,444 @@
+// GPT-2 byte-level BPE (encoder.json + vocab.bpe), bit-compatible with OpenAI's encoder.py / tiktoken "gpt2".
+//
+//   1. pre-tokenization: GPT-2's regex 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//      written out by hand over UTF-8 code points (classes from ICU: \s = White_Space, \p{L}, \p{N} by general
+//      category). Bytes that are not valid UTF-8 count as "other" (the [^\s\p{L}\p{N}] class).
+//   2. each piece's bytes start as single-byte tokens (via GPT-2's bytes_to_unicode alphabet), then the adjacent
+//      pair with the lowest merge rank (line order in vocab.bpe) is merged, leftmost first, until no pair has a
+//      rank. A heap keeps this O(n log n) even for pathological pieces (a megabyte of '=' signs).
+//   3. pieces' ids are cached (piece bytes -> ids), so each distinct word is merged once.
+//
+// Thread safety: encode() and decode() may be called from several threads at once (the cache is behind a
+// mutex, held only for a lookup or an insertion). "<|endoftext|>" in the text is ordinary text, never the
+// special token (as in encoder.py and tiktoken's encode_ordinary).
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <mutex>
+#include <queue>
+#include <unordered_map>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "io/tokenizer.hpp"
+
+namespace stretch {
+namespace fs = std::filesystem;
+
+namespace {
+
+// GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68 to U+0100 + n in order.
+std::array<char32_t, 256> bytes_to_unicode() {
+  std::array<char32_t, 256> m{};
+  std::array<bool, 256> printable{};
+  for (int b = '!'; b <= '~'; ++b) printable[b] = true;
+  for (int b = 0xA1; b <= 0xAC; ++b) printable[b] = true;
+  for (int b = 0xAE; b <= 0xFF; ++b) printable[b] = true;
+  int n = 0;
+  for (int b = 0; b < 256; ++b) m[b] = printable[b] ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+  return m;
+}
+
+void append_utf8(std::string& s, char32_t c) {
+  if (c < 0x80) {
+    s.push_back(static_cast<char>(c));
+  } else if (c < 0x800) {
+    s.push_back(static_cast<char>(0xC0 | (c >> 6)));
+    s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else if (c < 0x10000) {
+    s.push_back(static_cast<char>(0xE0 | (c >> 12)));
+    s.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else {
+    s.push_back(static_cast<char>(0xF0 | (c >> 18)));
+    s.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+    s.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  }
+}
+
+// Decodes one code point at s[pos] (pos < n); returns it (negative for an ill-formed sequence) and sets *len to
+// the bytes consumed (the maximal ill-formed subpart for a bad sequence, at least 1).
+inline std::int32_t next_cp(const unsigned char* s, std::size_t pos, std::size_t n, std::size_t* len) {
+  if (s[pos] < 0x80) {
+    *len = 1;
+    return s[pos];
+  }
+  const unsigned char* p = s + pos;
+  std::int32_t i = 0;
+  const auto length = static_cast<std::int32_t>(std::min<std::size_t>(n - pos, 4));
+  UChar32 c;
+  U8_NEXT(p, i, length, c);
+  *len = static_cast<std::size_t>(i);
+  return c;
+}
+
+enum CharClass : unsigned char { kWS, kL, kN, kOther };
+
+struct ClassTable {
+  std::array<CharClass, 128> ascii{};
+  ClassTable() {
+    for (int c = 0; c < 128; ++c) {
+      if (u_hasBinaryProperty(c, UCHAR_WHITE_SPACE)) ascii[c] = kWS;
+      else if (U_GET_GC_MASK(c) & U_GC_L_MASK) ascii[c] = kL;
+      else if (U_GET_GC_MASK(c) & U_GC_N_MASK) ascii[c] = kN;
+      else ascii[c] = kOther;
+    }
+  }
+};
+const ClassTable& class_table() {
+  static const ClassTable t;
+  return t;
+}
+
+inline CharClass classify(std::int32_t c) {
+  if (c >= 0 && c < 128) return class_table().ascii[static_cast<std::size_t>(c)];
+  if (c < 0) return kOther;  // ill-formed UTF-8
+  if (u_hasBinaryProperty(c, UCHAR_WHITE_SPACE)) return kWS;
+  const auto mask = U_GET_GC_MASK(c);
+  if (mask & U_GC_L_MASK) return kL;
+  if (mask & U_GC_N_MASK) return kN;
+  return kOther;
+}
+
+// Calls emit(begin, end) for each pre-token of GPT-2's pattern, in order; the pieces tile the text exactly.
+template <class Emit>
+void pretokenize(std::string_view text, Emit&& emit) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  while (i < n) {
+    // 's|'t|'re|'ve|'m|'ll|'d  (case-sensitive, as in GPT-2)
+    if (s[i] == '\'' && i + 1 < n) {
+      const unsigned char a = s[i + 1];
+      if (a == 's' || a == 't' || a == 'm' || a == 'd') {
+        emit(i, i + 2);
+        i += 2;
+        continue;
+      }
+      if (i + 2 < n) {
+        const unsigned char b = s[i + 2];
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) {
+          emit(i, i + 3);
+          i += 3;
+          continue;
+        }
+      }
+    }
+    std::size_t len0;
+    const CharClass c0 = classify(next_cp(s, i, n, &len0));
+    //  ?\p{L}+ |  ?\p{N}+ |  ?[^\s\p{L}\p{N}]+
+    std::size_t j = 0;
+    CharClass run = kWS;
+    if (s[i] == ' ' && i + 1 < n) {
+      std::size_t len1;
+      const CharClass c1 = classify(next_cp(s, i + 1, n, &len1));
+      if (c1 != kWS) {
+        run = c1;
+        j = i + 1 + len1;
+      }
+    } else if (c0 != kWS) {
+      run = c0;
+      j = i + len0;
+    }
+    if (run != kWS) {
+      while (j < n) {
+        std::size_t len;
+        if (classify(next_cp(s, j, n, &len)) != run) break;
+        j += len;
+      }
+      emit(i, j);
+      i = j;
+      continue;
+    }
+    // \s+(?!\S) | \s+ : the whitespace run, less its last code point when a non-space follows (that one then
+    // prefixes the next word, or stands alone when it is the run's only character).
+    std::size_t last = i;
+    j = i + len0;
+    while (j < n) {
+      std::size_t len;
+      if (classify(next_cp(s, j, n, &len)) != kWS) break;
+      last = j;
+      j += len;
+    }
+    if (j < n && last > i) j = last;
+    emit(i, j);
+    i = j;
+  }
+}
+
+struct StringViewHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return static_cast<std::size_t>(XXH3_64bits(s.data(), s.size()));
+  }
+};
+
+struct Merge {
+  std::int32_t rank;
+  std::int32_t id;
+};
+
+std::string hex(const void* p, std::size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(digits[b[i] >> 4]);
+    out.push_back(digits[b[i] & 15]);
+  }
+  return out;
+}
+
+class Gpt2Tokenizer final : public Tokenizer {
+ public:
+  Gpt2Tokenizer(const fs::path& encoder_json, const fs::path& vocab_bpe);
+
+  std::vector<std::int32_t> encode(std::string_view text) const override;
+  std::string decode(std::span<const std::int32_t> ids) const override;
+  int vocab_size() const override { return vocab_size_; }
+  std::string type() const override { return "gpt2"; }
+  std::string identity() const override { return "gpt2:" + hash_; }
+  nlohmann::json describe() const override {
+    return {{"type", "gpt2"}, {"encoder", encoder_path_.string()}, {"vocab", vocab_path_.string()}, {"hash", hash_}};
+  }
+
+ private:
+  void bpe(std::string_view piece, std::vector<std::int32_t>& out) const;
+
+  static constexpr std::size_t kMaxCached = 1 << 20;    // distinct pieces kept (then the cache starts over)
+  static constexpr std::size_t kMaxCachedLen = 256;     // longer pieces are merged every time, not cached
+
+  fs::path encoder_path_, vocab_path_;
+  std::string hash_;
+  int vocab_size_ = 0;
+  std::vector<std::string> id_bytes_;  // raw bytes of each id
+  std::vector<bool> id_valid_;
+  std::array<std::int32_t, 256> byte_id_{};
+  std::unordered_map<std::uint64_t, Merge> merges_;  // (left id << 32 | right id) -> rank, merged id
+  mutable std::mutex mu_;
+  mutable std::unordered_map<std::string, std::vector<std::int32_t>, StringViewHash, std::equal_to<>> cache_;
+};
+
+Gpt2Tokenizer::Gpt2Tokenizer(const fs::path& encoder_json, const fs::path& vocab_bpe)
+    : encoder_path_(fs::absolute(encoder_json)), vocab_path_(fs::absolute(vocab_bpe)) {
+  const std::string enc_bytes = read_file(encoder_json);
+  const std::string bpe_bytes = read_file(vocab_bpe);
+  const std::string enc_name = encoder_json.string(), bpe_name = vocab_bpe.string();
+
+  // identity: both files' bytes (each preceded by its length, so the split is unambiguous)
+  {
+    XXH3_state_t* st = XXH3_createState();
+    if (!st) throw std::bad_alloc();
+    XXH3_128bits_reset(st);
+    const std::uint64_t n1 = enc_bytes.size(), n2 = bpe_bytes.size();
+    XXH3_128bits_update(st, &n1, sizeof n1);
+    XXH3_128bits_update(st, enc_bytes.data(), enc_bytes.size());
+    XXH3_128bits_update(st, &n2, sizeof n2);
+    XXH3_128bits_update(st, bpe_bytes.data(), bpe_bytes.size());
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+    XXH3_freeState(st);
+    hash_ = hex(c.digest, 8);  // 16 hex digits
+  }
+
+  // bytes_to_unicode and its inverse
+  const auto b2u = bytes_to_unicode();
+  std::array<int, 512> u2b;
+  u2b.fill(-1);
+  for (int b = 0; b < 256; ++b) u2b[b2u[b]] = b;
+
+  // encoder.json: token string (in the byte alphabet) -> id
+  nlohmann::json enc;
+  try {
+    enc = nlohmann::json::parse(enc_bytes);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(enc_name + ": invalid JSON (expected GPT-2's encoder.json, an object of token -> id): " +
+                     e.what());
+  }
+  if (!enc.is_object() || enc.empty())
+    throw InputError(enc_name + ": expected a non-empty JSON object of token string -> id (GPT-2's encoder.json)");
+  constexpr std::int64_t kMaxId = 1 << 24;
+  std::unordered_map<std::string, std::int32_t> str2id;
+  str2id.reserve(enc.size());
+  for (auto it = enc.begin(); it != enc.end(); ++it) {
+    if (!it.value().is_number_integer() || it.value().get<std::int64_t>() < 0 ||
+        it.value().get<std::int64_t>() >= kMaxId)
+      throw InputError(enc_name + ": token " + nlohmann::json(it.key()).dump() + " has id " + it.value().dump() +
+                       " (expected an integer in [0, " + std::to_string(kMaxId) + "))");
+    const auto id = static_cast<std::int32_t>(it.value().get<std::int64_t>());
+    std::string raw;
+    const auto* s = reinterpret_cast<const unsigned char*>(it.key().data());
+    const std::size_t n = it.key().size();
+    for (std::size_t p = 0; p < n;) {
+      std::size_t len;
+      const std::int32_t c = next_cp(s, p, n, &len);
+      if (c < 0 || c >= 512 || u2b[static_cast<std::size_t>(c)] < 0) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "U+%04X", static_cast<unsigned>(c));
+        throw InputError(enc_name + ": token " + nlohmann::json(it.key()).dump() + " contains " +
+                         (c < 0 ? std::string("invalid UTF-8") : std::string(buf)) +
+                         ", which is not in GPT-2's byte alphabet");
+      }
+      raw.push_back(static_cast<char>(u2b[static_cast<std::size_t>(c)]));
+      p += len;
+    }
+    if (static_cast<std::size_t>(id) >= id_bytes_.size()) {
+      id_bytes_.resize(static_cast<std::size_t>(id) + 1);
+      id_valid_.resize(static_cast<std::size_t>(id) + 1, false);
+    }
+    if (id_valid_[static_cast<std::size_t>(id)])
+      throw InputError(enc_name + ": id " + std::to_string(id) + " is given to two tokens");
+    id_valid_[static_cast<std::size_t>(id)] = true;
+    id_bytes_[static_cast<std::size_t>(id)] = std::move(raw);
+    str2id.emplace(it.key(), id);
+  }
+  vocab_size_ = static_cast<int>(id_bytes_.size());
+  for (int b = 0; b < 256; ++b) {
+    std::string k;
+    append_utf8(k, b2u[b]);
+    auto f = str2id.find(k);
+    if (f == str2id.end())
+      throw InputError(enc_name + ": no token for byte " + std::to_string(b) + " (" + nlohmann::json(k).dump() +
+                       "); a byte-level BPE vocabulary needs all 256");
+    byte_id_[b] = f->second;
+  }
+
+  // vocab.bpe: "#version: 0.2", then one merge "left right" per line, rank = line order
+  std::size_t pos = 0, line_no = 0;
+  std::int32_t rank = 0;
+  merges_.reserve(65536);
+  while (pos < bpe_bytes.size()) {
+    std::size_t eol = bpe_bytes.find('\n', pos);
+    if (eol == std::string::npos) eol = bpe_bytes.size();
+    std::string_view line(bpe_bytes.data() + pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line_no == 1) {
+      if (line.rfind("#version", 0) != 0)
+        throw InputError(bpe_name + ": line 1 is not \"#version: 0.2\" (expected GPT-2's vocab.bpe merges file)");
+      continue;
+    }
+    if (line.empty()) continue;
+    const std::size_t sp = line.find(' ');
+    if (sp == std::string_view::npos || sp == 0 || sp + 1 >= line.size() ||
+        line.find(' ', sp + 1) != std::string_view::npos)
+      throw InputError(bpe_name + ": line " + std::to_string(line_no) +
+                       " is not a merge (expected two tokens separated by one space)");
+    const std::string a(line.substr(0, sp)), b(line.substr(sp + 1));
+    auto fa = str2id.find(a), fb = str2id.find(b), fab = str2id.find(a + b);
+    const std::string* missing = fa == str2id.end() ? &a : fb == str2id.end() ? &b : nullptr;
+    if (missing)
+      throw InputError(bpe_name + ": line " + std::to_string(line_no) + ": token " + nlohmann::json(*missing).dump() +
+                       " is not in " + enc_name);
+    if (fab == str2id.end())
+      throw InputError(bpe_name + ": line " + std::to_string(line_no) + ": merged token " +
+                       nlohmann::json(a + b).dump() + " is not in " + enc_name);
+    const std::uint64_t key = (static_cast<std::uint64_t>(fa->second) << 32) | static_cast<std::uint32_t>(fb->second);
+    merges_.emplace(key, Merge{rank++, fab->second});  // a repeated pair keeps its first (lowest) rank
+  }
+  if (merges_.empty()) throw InputError(bpe_name + ": no merges (expected GPT-2's vocab.bpe)");
+}
+
+void Gpt2Tokenizer::bpe(std::string_view piece, std::vector<std::int32_t>& out) const {
+  const std::size_t n = piece.size();
+  if (n == 1) {
+    out.push_back(byte_id_[static_cast<unsigned char>(piece[0])]);
+    return;
+  }
+  // Symbols as a linked list over the initial byte positions; a merge keeps the left node.
+  std::vector<std::int32_t> id(n);
+  std::vector<std::int32_t> prev(n), next(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    id[i] = byte_id_[static_cast<unsigned char>(piece[i])];
+    prev[i] = static_cast<std::int32_t>(i) - 1;
+    next[i] = i + 1 < n ? static_cast<std::int32_t>(i + 1) : -1;
+  }
+  struct Cand {
+    std::int32_t rank, pos, left, right;
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+  auto push = [&](std::int32_t p) {
+    if (p < 0) return;
+    const std::int32_t q = next[static_cast<std::size_t>(p)];
+    if (q < 0) return;
+    const std::int32_t l = id[static_cast<std::size_t>(p)], r = id[static_cast<std::size_t>(q)];
+    auto f = merges_.find((static_cast<std::uint64_t>(l) << 32) | static_cast<std::uint32_t>(r));
+    if (f != merges_.end()) heap.push({f->second.rank, p, l, r});
+  };
+  for (std::size_t i = 0; i + 1 < n; ++i) push(static_cast<std::int32_t>(i));
+  std::vector<bool> dead(n, false);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    const auto p = static_cast<std::size_t>(c.pos);
+    if (dead[p] || id[p] != c.left) continue;  // stale: the left symbol changed
+    const std::int32_t q = next[p];
+    if (q < 0 || id[static_cast<std::size_t>(q)] != c.right) continue;  // stale: the right symbol changed
+    id[p] = merges_.at((static_cast<std::uint64_t>(c.left) << 32) | static_cast<std::uint32_t>(c.right)).id;
+    dead[static_cast<std::size_t>(q)] = true;
+    next[p] = next[static_cast<std::size_t>(q)];
+    if (next[p] >= 0) prev[static_cast<std::size_t>(next[p])] = c.pos;
+    if (prev[p] >= 0) push(prev[p]);
+    push(c.pos);
+  }
+  for (std::int32_t p = 0; p >= 0; p = next[static_cast<std::size_t>(p)]) out.push_back(id[static_cast<std::size_t>(p)]);
+}
+
+std::vector<std::int32_t> Gpt2Tokenizer::encode(std::string_view text) const {
+  std::vector<std::int32_t> out;
+  out.reserve(text.size() / 4 + 16);
+  pretokenize(text, [&](std::size_t b, std::size_t e) {
+    const std::string_view piece = text.substr(b, e - b);
+    if (piece.size() == 1) {
+      out.push_back(byte_id_[static_cast<unsigned char>(piece[0])]);
+      return;
+    }
+    if (piece.size() > kMaxCachedLen) {
+      bpe(piece, out);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto f = cache_.find(piece);
+      if (f != cache_.end()) {
+        out.insert(out.end(), f->second.begin(), f->second.end());
+        return;
+      }
+    }
+    const std::size_t start = out.size();
+    bpe(piece, out);
+    std::vector<std::int32_t> ids(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cache_.size() >= kMaxCached) cache_.clear();
+    cache_.emplace(std::string(piece), std::move(ids));
+  });
+  return out;
+}
+
+std::string Gpt2Tokenizer::decode(std::span<const std::int32_t> ids) const {
+  std::string out;
+  out.reserve(ids.size() * 4);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::int32_t id = ids[i];
+    if (id < 0 || id >= vocab_size_ || !id_valid_[static_cast<std::size_t>(id)])
+      throw InputError("gpt2 tokenizer: token id " + std::to_string(id) + " at position " + std::to_string(i) +
+                       " is not in the vocabulary (ids 0.." + std::to_string(vocab_size_ - 1) + ")");
+    out += id_bytes_[static_cast<std::size_t>(id)];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const fs::path& encoder_json, const fs::path& vocab_bpe) {
+  return std::make_unique<Gpt2Tokenizer>(encoder_json, vocab_bpe);
+}
+
+}  // namespace stretch

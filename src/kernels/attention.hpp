@@ -1,0 +1,40 @@
+// Causal multi-head self-attention with an additive position bias computed on the fly (never stored).
+//
+//   qkv   (B, T, 3C)  [q | k | v]; head h uses channels h*hd .. h*hd+hd-1 of each third; hd = C / NH
+//   pos   (B, T)      int32 position ids (the bias sees positions, the causal mask sees indices)
+//   out   (B, T, C)   heads concatenated
+//   probs (B, NH, T, T) softmax probabilities saved for the backward pass (entries j > i are 0)
+//
+//   s[b,h,i,j] = scale * q_i . k_j + bias(h, pos[b,i], pos[b,j])   for j <= i, else -inf
+//   out[b,i,h] = sum_j softmax_j(s[b,h,i,:]) v_j
+//
+// Bias functors (see position/): a type with
+//   F operator()(int h, int pos_i, int pos_j) const          the additive bias
+//   static constexpr bool kLearned                            true when the bias has parameters
+//   void accumulate(int b, int h, int pos_i, int pos_j, F d)  (learned only) adds d to the gradient of the
+//                                                             parameter that produced bias(h, pos_i, pos_j);
+//                                                             called by the task that owns (b, h) only, so
+//                                                             a functor keeping per-(b, h) partial sums is
+//                                                             deterministic.
+// Backward accumulates (+=) into dqkv. The plain kernel is the reference; faster kernels are tested against it.
+#pragma once
+
+namespace stretch {
+
+struct NoBias {
+  static constexpr bool kLearned = false;
+  template <class F = float>
+  F operator()(int, int, int) const { return F(0); }
+};
+
+template <class F, class Bias>
+void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
+                       F scale);
+
+template <class F, class Bias>
+void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* probs, const int* pos, Bias& bias, int B,
+                        int T, int C, int NH, F scale);
+
+}  // namespace stretch
+
+#include "kernels/attention_impl.hpp"

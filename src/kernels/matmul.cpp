@@ -1,0 +1,148 @@
+// Linear layer: out = inp @ weight^T + bias. The fast path calls oneDNN's row-major sgemm; the templated plain
+// loops below it are the fallback and the test oracle.
+//
+//   inp    (N, C)
+//   weight (OC, C)
+//   bias   (OC), may be null
+//   out    (N, OC)
+#include "kernels/matmul.hpp"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "core/error.hpp"
+
+namespace stretch {
+
+namespace {
+
+// C (M, Nn) = alpha * op(A) (M, K) @ op(B) (K, Nn) + beta * C, all row-major; throws on failure.
+void sgemm(char ta, char tb, long M, long Nn, long K, const float* A, long lda, const float* B, long ldb, float beta,
+           float* C, long ldc, const char* what) {
+  const dnnl_status_t st = dnnl_sgemm(ta, tb, M, Nn, K, 1.0f, A, std::max(lda, 1L), B, std::max(ldb, 1L), beta, C,
+                                      std::max(ldc, 1L));
+  if (st != dnnl_success) {
+    throw Error(std::string("matmul: dnnl_sgemm failed (") + what + ", M=" + std::to_string(M) +
+                " N=" + std::to_string(Nn) + " K=" + std::to_string(K) + "): " + dnnl_status2str(st));
+  }
+}
+
+void check_shape(int N, int C, int OC, const char* what) {
+  if (N < 0 || C < 0 || OC < 0) {
+    throw Error(std::string(what) + ": negative shape N=" + std::to_string(N) + " C=" + std::to_string(C) +
+                " OC=" + std::to_string(OC));
+  }
+}
+
+// dbias (OC) += column sums of dout (N, OC). Columns are split into blocks across threads; every column is summed
+// over rows in order, so the result does not depend on the thread count.
+template <class F>
+void column_sums_add(F* dbias, const F* dout, int N, int OC) {
+  constexpr int kBlock = 32;
+  const int nblocks = (OC + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int blk = 0; blk < nblocks; blk++) {
+    const int o0 = blk * kBlock;
+    const int o1 = std::min(OC, o0 + kBlock);
+    F acc[kBlock] = {};
+    for (int n = 0; n < N; n++) {
+      const F* row = dout + static_cast<long>(n) * OC;
+      for (int o = o0; o < o1; o++) acc[o - o0] += row[o];
+    }
+    for (int o = o0; o < o1; o++) dbias[o] += acc[o - o0];
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// oneDNN path (float)
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
+  check_shape(N, C, OC, "matmul_forward");
+  if (N == 0 || OC == 0) return;
+  float beta = 0.0f;
+  if (bias) {  // start from the broadcast bias and let the gemm add onto it
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) std::memcpy(out + static_cast<long>(n) * OC, bias, sizeof(float) * OC);
+    beta = 1.0f;
+  }
+  if (C == 0) {  // empty product
+    if (!bias) std::memset(out, 0, sizeof(float) * static_cast<std::size_t>(N) * OC);
+    return;
+  }
+  // out (N, OC) = inp (N, C) @ weight^T (C, OC)
+  sgemm('N', 'T', N, OC, C, inp, C, weight, C, beta, out, OC, "forward");
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int C, int OC) {
+  check_shape(N, C, OC, "matmul_backward");
+  if (N == 0 || OC == 0) return;
+  if (C > 0) {
+    // dinp (N, C) += dout (N, OC) @ weight (OC, C)
+    if (dinp) sgemm('N', 'N', N, C, OC, dout, OC, weight, C, 1.0f, dinp, C, "backward dinp");
+    // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
+    sgemm('T', 'N', OC, C, N, dout, OC, inp, C, 1.0f, dweight, C, "backward dweight");
+  }
+  if (dbias) column_sums_add(dbias, dout, N, OC);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Plain reference
+
+template <class F>
+void matmul_forward_ref(F* out, const F* inp, const F* weight, const F* bias, int N, int C, int OC) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) {
+    const F* x = inp + static_cast<long>(n) * C;
+    F* y = out + static_cast<long>(n) * OC;
+    for (int o = 0; o < OC; o++) {
+      const F* w = weight + static_cast<long>(o) * C;
+      F acc = bias ? bias[o] : F(0);
+      for (int c = 0; c < C; c++) acc += x[c] * w[c];
+      y[o] = acc;
+    }
+  }
+}
+
+template <class F>
+void matmul_backward_ref(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight, int N, int C,
+                         int OC) {
+  // dinp (N, C) += dout (N, OC) @ weight (OC, C); one row per task
+  if (dinp) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+      const F* d = dout + static_cast<long>(n) * OC;
+      F* dx = dinp + static_cast<long>(n) * C;
+      for (int o = 0; o < OC; o++) {
+        const F* w = weight + static_cast<long>(o) * C;
+        for (int c = 0; c < C; c++) dx[c] += d[o] * w[c];
+      }
+    }
+  }
+  // dweight (OC, C) += dout^T (OC, N) @ inp (N, C); one output row per task, rows n in order
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < OC; o++) {
+    F* dw = dweight + static_cast<long>(o) * C;
+    for (int n = 0; n < N; n++) {
+      const F d = dout[static_cast<long>(n) * OC + o];
+      const F* x = inp + static_cast<long>(n) * C;
+      for (int c = 0; c < C; c++) dw[c] += d * x[c];
+    }
+  }
+  if (dbias) column_sums_add(dbias, dout, N, OC);
+}
+
+template void matmul_forward_ref<float>(float*, const float*, const float*, const float*, int, int, int);
+template void matmul_forward_ref<double>(double*, const double*, const double*, const double*, int, int, int);
+template void matmul_backward_ref<float>(float*, float*, float*, const float*, const float*, const float*, int, int,
+                                         int);
+template void matmul_backward_ref<double>(double*, double*, double*, const double*, const double*, const double*, int,
+                                          int, int);
+
+}  // namespace stretch

@@ -1,0 +1,80 @@
+// The GPT: pre-LayerNorm decoder-only transformer with a choice of position method (docs/MODEL.md).
+//
+// Shapes: B batch, T time, C = n_embd, NH heads, hd = C / NH, F = mlp_hidden, V = vocab_size.
+// Inputs: tokens (B, T) and targets (B, T) int32 (a negative target is not scored); positions pos (B, T) int32,
+// by default pos[b, t] = t. Positions are data: shifted, randomized or interpolated positions need no special
+// case below.
+//
+// forward() runs the network; with need_grad it also starts the backward pass at the classifier (the logits'
+// gradient is computed chunk by chunk and never stored whole), and backward() finishes it, accumulating (+=)
+// into grads().
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/rng.hpp"
+#include "model/config.hpp"
+#include "model/params.hpp"
+
+namespace stretch {
+
+struct ForwardOptions {
+  bool need_grad = false;    // keep what backward() needs and compute the classifier's gradient
+  bool training = false;     // apply dropout (needs rng)
+  bool keep_logits = false;  // store all (B, T, V) logits for logits()
+  float loss_scale = 1.0f;   // gradients are of loss_scale * mean loss (1 / accumulation steps)
+  Rng* rng = nullptr;        // dropout masks
+};
+
+class Gpt {
+ public:
+  explicit Gpt(const ModelConfig& c);  // validates (ConfigError); parameters start at zero
+
+  void init_weights(std::uint64_t seed);  // GPT-2's initialisation (docs/MODEL.md)
+
+  const ModelConfig& config() const { return cfg_; }
+  const std::vector<ParamSpec>& specs() const { return specs_; }
+  Buffer<float>& params() { return params_; }
+  const Buffer<float>& params() const { return params_; }
+  Buffer<float>& grads() { return grads_; }
+  const Buffer<float>& grads() const { return grads_; }
+  std::size_t num_parameters() const;  // without padding
+  void zero_grad() { grads_.zero(); }
+
+  // Returns the mean loss over scored targets (0 when targets is null or nothing is scored).
+  double forward(const std::int32_t* tokens, const std::int32_t* targets, const std::int32_t* pos, int B, int T,
+                 const ForwardOptions& opt = {});
+  void backward();
+
+  const float* token_losses() const { return losses_.data(); }  // (B, T) from the last forward
+  const float* logits() const { return logits_.data(); }        // (B, T, V) when keep_logits
+  int scored_tokens() const { return scored_; }
+
+ private:
+  struct LayerActs {
+    Buffer<float> ln1, ln1_mean, ln1_rstd, qkv, probs, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu, res3;
+    Buffer<float> mask_attn, mask_mlp;  // dropout
+  };
+  void ensure_acts(int B, int T);
+  template <class Fn>
+  void with_bias(Fn&& fn, int B);
+
+  ModelConfig cfg_;
+  std::vector<ParamSpec> specs_;
+  Buffer<float> params_, grads_;
+  std::vector<float> alibi_slopes_, rope_inv_freq_;
+
+  // activations and scratch for the last forward
+  int B_ = 0, T_ = 0;
+  bool have_grad_state_ = false;
+  float dropout_ = 0.0f;
+  std::vector<std::int32_t> tokens_, pos_;
+  Buffer<float> encoded_, mask_emb_;
+  std::vector<LayerActs> acts_;
+  Buffer<float> lnf_, lnf_mean_, lnf_rstd_, losses_, logits_, chunk_;
+  Buffer<float> dlnf_, dres_, dtmp_c_, dqkv_, dfch_, dfch2_, t5_partial_;
+  int scored_ = 0;
+};
+
+}  // namespace stretch

@@ -1,0 +1,348 @@
+#include "run/trainer.hpp"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "core/rng.hpp"
+#include "io/corpus.hpp"
+#include "io/tokenizer.hpp"
+#include "kernels/adamw.hpp"
+#include "model/gpt.hpp"
+#include "run/checkpoint.hpp"
+#include "run/evaluate.hpp"
+#include "run/progress.hpp"
+
+namespace stretch {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+json TrainOptions::to_json() const {
+  json texts = json::array();
+  for (auto& t : text) texts.push_back(fs::absolute(t).lexically_normal().string());
+  return {{"text", texts},
+          {"valid_text", valid_text.empty() ? "" : fs::absolute(valid_text).lexically_normal().string()},
+          {"valid_fraction", valid_fraction},
+          {"tokenizer", tokenizer},
+          {"model", model.to_json()},
+          {"batch", batch},
+          {"grad_accum", grad_accum},
+          {"steps", steps},
+          {"lr", lr},
+          {"min_lr_ratio", min_lr_ratio},
+          {"warmup", warmup_steps()},
+          {"weight_decay", weight_decay},
+          {"beta1", beta1},
+          {"beta2", beta2},
+          {"eps", eps},
+          {"clip", clip},
+          {"decay_embeddings", decay_embeddings},
+          {"decay_norms_biases", decay_norms_biases},
+          {"seed", seed}};
+}
+
+void TrainOptions::validate() const {
+  auto need = [](bool ok, const std::string& flag, const std::string& what) {
+    if (!ok) throw UsageError(flag + ": " + what);
+  };
+  need(!text.empty(), "--text", "at least one training text file is required");
+  need(!out.empty(), "--out", "a run directory is required");
+  need(tokenizer == "byte" || tokenizer == "gpt2", "--tokenizer", "expected 'byte' or 'gpt2', got '" + tokenizer + "'");
+  need(batch >= 1 && batch <= 65536, "--batch", "expected an integer in [1, 65536], got " + std::to_string(batch));
+  need(grad_accum >= 1 && grad_accum <= 65536, "--grad-accum", "expected an integer in [1, 65536]");
+  need(steps >= 1 && steps <= 1000000000L, "--steps", "expected an integer in [1, 1e9], got " + std::to_string(steps));
+  need(std::isfinite(lr) && lr > 0 && lr <= 10, "--lr", "expected a value in (0, 10]");
+  need(min_lr_ratio >= 0 && min_lr_ratio <= 1, "--min-lr-ratio", "expected a value in [0, 1]");
+  need(warmup >= -1 && warmup <= steps, "--warmup", "expected an integer in [0, --steps] (or -1 for auto)");
+  need(weight_decay >= 0 && weight_decay <= 10, "--weight-decay", "expected a value in [0, 10]");
+  need(beta1 >= 0 && beta1 < 1, "--beta1", "expected a value in [0, 1)");
+  need(beta2 >= 0 && beta2 < 1, "--beta2", "expected a value in [0, 1)");
+  need(eps > 0 && eps < 1, "--eps", "expected a value in (0, 1)");
+  need(clip >= 0 && std::isfinite(clip), "--clip", "expected a value >= 0 (0 disables clipping)");
+  need(valid_fraction > 0 && valid_fraction < 0.5, "--valid-fraction", "expected a value in (0, 0.5)");
+  need(eval_interval >= 0, "--eval-interval", "expected an integer >= 0");
+  need(eval_tokens >= 0, "--eval-tokens", "expected an integer >= 0");
+  need(ckpt_interval >= 0, "--ckpt-interval", "expected an integer >= 0");
+  need(keep_checkpoints >= 1 && keep_checkpoints <= 1000, "--keep-checkpoints", "expected an integer in [1, 1000]");
+  need(log_interval >= 0, "--log-interval", "expected an integer >= 0");
+  need(stop_after >= 0, "--stop-after", "expected an integer >= 0");
+  try {
+    static const std::map<std::string, std::string> flags = {
+        {"n_layer", "--layers"}, {"n_head", "--heads"},     {"n_embd", "--width"},   {"mlp_hidden", "--mlp"},
+        {"block_size", "--length"}, {"dropout", "--dropout"}, {"rope_base", "--rope-base"}};
+    model.validate([](const std::string& f) {
+      auto it = flags.find(f);
+      return it == flags.end() ? f : it->second;
+    });
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+namespace {
+
+double schedule_lr(const TrainOptions& o, long s) {
+  const long warmup = o.warmup_steps();
+  if (s < warmup) return o.lr * static_cast<double>(s + 1) / static_cast<double>(warmup);
+  const double min_lr = o.lr * o.min_lr_ratio;
+  const double span = static_cast<double>(std::max<long>(1, o.steps - warmup));
+  const double progress = std::min(1.0, static_cast<double>(s - warmup) / span);
+  return min_lr + 0.5 * (o.lr - min_lr) * (1.0 + std::cos(M_PI * progress));
+}
+
+float decay_for(const TrainOptions& o, ParamKind k) {
+  switch (k) {
+    case ParamKind::matrix:
+      return static_cast<float>(o.weight_decay);
+    case ParamKind::embedding:
+    case ParamKind::position:
+      return o.decay_embeddings ? static_cast<float>(o.weight_decay) : 0.0f;
+    default:
+      return o.decay_norms_biases ? static_cast<float>(o.weight_decay) : 0.0f;
+  }
+}
+
+// Keeps the metrics lines up to `step` (a resumed run rewrites what came after its checkpoint).
+void truncate_metrics(const fs::path& path, long step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    try {
+      auto j = json::parse(line);
+      if (j.value("step", 0L) <= step) kept += line + "\n";
+    } catch (const json::exception&) {
+      // a torn last line from a crash: drop it
+    }
+  }
+  write_file_atomic(path, kept);
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& opt) {
+  opt.validate();
+  const auto t_start = std::chrono::steady_clock::now();
+  Progress progress(opt.quiet);
+
+  // tokenizer and data
+  std::unique_ptr<Tokenizer> tok;
+  if (opt.tokenizer == "gpt2") {
+    if (opt.bpe_dir.empty()) throw UsageError("--bpe-dir: the gpt2 tokenizer needs the folder of encoder.json and vocab.bpe");
+    tok = load_gpt2_tokenizer(opt.bpe_dir / "encoder.json", opt.bpe_dir / "vocab.bpe");
+  } else {
+    tok = make_byte_tokenizer();
+  }
+  const fs::path cache = opt.cache_dir.empty() ? default_cache_dir() : opt.cache_dir;
+  CorpusStats cs;
+  std::vector<std::int32_t> train_tokens = load_corpus_tokens(opt.text, *tok, cache, &cs);
+  std::vector<std::int32_t> val_tokens;
+  if (!opt.valid_text.empty()) {
+    val_tokens = load_corpus_tokens({opt.valid_text}, *tok, cache);
+  } else {
+    const std::size_t n_val = static_cast<std::size_t>(static_cast<double>(train_tokens.size()) * opt.valid_fraction);
+    val_tokens.assign(train_tokens.end() - static_cast<long>(n_val), train_tokens.end());
+    train_tokens.resize(train_tokens.size() - n_val);
+  }
+  const int T = opt.model.block_size;
+  if (train_tokens.size() < static_cast<std::size_t>(T) + 1)
+    throw InputError((opt.text.size() == 1 ? opt.text[0].string() : std::string("the training corpus")) + ": has " +
+                     std::to_string(train_tokens.size()) + " training tokens; training length " +
+                     std::to_string(T) + " needs at least " + std::to_string(T + 1));
+  if (val_tokens.size() < 2)
+    throw InputError("validation split has " + std::to_string(val_tokens.size()) +
+                     " tokens; at least 2 are needed (give a longer text, --valid-fraction or --valid-text)");
+
+  ModelConfig mc = opt.model;
+  mc.vocab_size = tok->vocab_size();
+  TrainOptions eff = opt;
+  eff.model = mc;
+  const json opt_json = eff.to_json();
+
+  Gpt model(mc);
+  Buffer<float> m(model.params().size()), v(model.params().size());
+  TrainState st;
+  Rng data_rng(opt.seed ^ 0x5eedda7a5eedda7aULL);
+
+  std::error_code ec;
+  const fs::path metrics_path = opt.out / "metrics.jsonl";
+  if (opt.resume) {
+    CheckpointMeta meta = read_checkpoint_meta(opt.out);
+    auto loaded = load_model(meta);
+    load_train_state(meta, *loaded, st, m, v);
+    json a = st.options, b = opt_json;
+    if (a != b) {
+      std::string diff;
+      for (auto& [k, val] : b.items())
+        if (!a.contains(k) || a[k] != val) diff += (diff.empty() ? "" : ", ") + k;
+      throw UsageError("--resume: the options differ from the checkpoint's in: " + diff +
+                       " (a resumed run must use the same data, model and optimisation options)");
+    }
+    std::copy(loaded->params().data(), loaded->params().data() + loaded->params().size(), model.params().data());
+    data_rng.set_state(st.data_rng);
+    truncate_metrics(metrics_path, st.step);
+    progress.note("resumed " + meta.dir.string() + " at step " + std::to_string(st.step));
+  } else {
+    if (fs::exists(opt.out / "checkpoints", ec))
+      throw UsageError("--out: " + opt.out.string() +
+                       " already holds a run (checkpoints/); pass --resume to continue it or choose another folder");
+    fs::create_directories(opt.out, ec);
+    if (ec) throw IoError(opt.out.string() + ": cannot create run directory: " + ec.message());
+    model.init_weights(opt.seed);
+    write_file_atomic(metrics_path, "");
+  }
+  st.options = opt_json;
+  const json tok_json = tok->describe();
+
+  progress.note("model: " + std::to_string(model.num_parameters()) + " parameters, " +
+                std::string(to_string(mc.position)) + ", " + std::to_string(mc.n_layer) + " layers, width " +
+                std::to_string(mc.n_embd) + ", " + std::to_string(mc.n_head) + " heads, T " + std::to_string(T) +
+                "; data: " + std::to_string(train_tokens.size()) + " train / " + std::to_string(val_tokens.size()) +
+                " validation tokens (" + tok->type() + (cs.from_cache ? ", cached" : "") + "); threads " +
+                std::to_string(omp_get_max_threads()));
+
+  std::ofstream metrics(metrics_path, std::ios::app);
+  if (!metrics) throw IoError(metrics_path.string() + ": cannot open for appending");
+
+  const int B = opt.batch;
+  const long tokens_per_step = static_cast<long>(B) * T * opt.grad_accum;
+  const long log_every = opt.log_interval > 0 ? opt.log_interval : std::max<long>(1, opt.steps / 50);
+  std::vector<std::int32_t> x(static_cast<std::size_t>(B) * T), y(x.size());
+  const std::size_t range = train_tokens.size() - static_cast<std::size_t>(T);  // start in [0, range)
+  const double elapsed_before = st.elapsed_s;
+  const long first_step = st.step;
+  auto now_s = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  };
+  double last_log_time = now_s();
+  long last_log_step = st.step;
+  double loss = 0.0;
+  long last_ckpt = st.step;
+
+  auto eval_val = [&](long max_tokens) {
+    return evaluate_nonoverlapping(model, val_tokens, T, B, max_tokens);
+  };
+  auto checkpoint = [&] {
+    st.data_rng = data_rng.state();
+    st.elapsed_s = elapsed_before + now_s();
+    save_checkpoint(opt.out, model, tok_json, T, st, m, v, opt.keep_checkpoints);
+    last_ckpt = st.step;
+  };
+
+  const long stop_step = opt.stop_after > 0 ? std::min(opt.steps, st.step + opt.stop_after) : opt.steps;
+  while (st.step < stop_step) {
+    const double lr = schedule_lr(opt, st.step);
+    model.zero_grad();
+    loss = 0.0;
+    Rng drop_rng(opt.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(st.step));
+    for (int micro = 0; micro < opt.grad_accum; micro++) {
+      for (int b = 0; b < B; b++) {
+        const std::size_t s = data_rng.below(range);
+        std::copy(train_tokens.begin() + static_cast<long>(s), train_tokens.begin() + static_cast<long>(s) + T,
+                  x.begin() + static_cast<long>(b) * T);
+        std::copy(train_tokens.begin() + static_cast<long>(s) + 1,
+                  train_tokens.begin() + static_cast<long>(s) + T + 1, y.begin() + static_cast<long>(b) * T);
+      }
+      ForwardOptions fo;
+      fo.need_grad = true;
+      fo.training = true;
+      fo.loss_scale = 1.0f / static_cast<float>(opt.grad_accum);
+      fo.rng = &drop_rng;
+      loss += model.forward(x.data(), y.data(), nullptr, B, T, fo) / opt.grad_accum;
+      model.backward();
+    }
+    // gradient norm (double), non-finite check, clipping
+    double norm2 = 0.0;
+    const float* g = model.grads().data();
+    for (std::size_t i = 0; i < model.grads().size(); i++) norm2 += static_cast<double>(g[i]) * g[i];
+    const double gnorm = std::sqrt(norm2);
+    if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+      std::string where;
+      for (auto& s : model.specs()) {
+        for (std::size_t i = 0; i < s.numel(); i++)
+          if (!std::isfinite(g[s.offset + i])) {
+            where = s.name;
+            break;
+          }
+        if (!where.empty()) break;
+      }
+      throw NumericError("training diverged at step " + std::to_string(st.step + 1) + ": loss " +
+                         std::to_string(loss) + ", gradient norm " + std::to_string(gnorm) +
+                         (where.empty() ? "" : " (first non-finite gradient in tensor '" + where + "')") +
+                         "; lower --lr or raise --warmup");
+    }
+    float gscale = 1.0f;
+    if (opt.clip > 0 && gnorm > opt.clip) gscale = static_cast<float>(opt.clip / gnorm);
+    if (gscale != 1.0f) {
+      float* gm = model.grads().data();
+      for (std::size_t i = 0; i < model.grads().size(); i++) gm[i] *= gscale;
+    }
+    for (auto& s : model.specs()) {
+      AdamWStep a;
+      a.lr = static_cast<float>(lr);
+      a.beta1 = static_cast<float>(opt.beta1);
+      a.beta2 = static_cast<float>(opt.beta2);
+      a.eps = static_cast<float>(opt.eps);
+      a.weight_decay = decay_for(opt, s.kind);
+      a.t = st.step + 1;
+      adamw_update(model.params().data() + s.offset, model.grads().data() + s.offset, m.data() + s.offset,
+                   v.data() + s.offset, s.numel(), a);
+    }
+    st.step++;
+    st.tokens_seen += tokens_per_step;
+
+    const double t_now = now_s();
+    if (st.step % log_every == 0 || st.step == opt.steps || progress.live()) {
+      const double tps = (st.step - last_log_step) * static_cast<double>(tokens_per_step) /
+                         std::max(1e-9, t_now - last_log_time);
+      json rec = {{"step", st.step}, {"loss", loss},     {"lr", lr},
+                  {"grad_norm", gnorm}, {"tokens_per_s", tps}, {"elapsed_s", elapsed_before + t_now}};
+      if (st.step % log_every == 0 || st.step == opt.steps) metrics << rec.dump() << "\n" << std::flush;
+      const double eta = (opt.steps - st.step) * (t_now - last_log_time) / std::max<long>(1, st.step - last_log_step);
+      progress.step(st.step, opt.steps, loss, lr, tps, elapsed_before + t_now, eta,
+                    st.step % log_every == 0 || st.step == opt.steps);
+      if (st.step % log_every == 0) {
+        last_log_time = t_now;
+        last_log_step = st.step;
+      }
+    }
+    if (opt.eval_interval > 0 && st.step % opt.eval_interval == 0 && st.step != opt.steps) {
+      LossResult r = eval_val(opt.eval_tokens);
+      metrics << json{{"step", st.step}, {"val_loss", r.mean()}, {"val_ppl", std::exp(r.mean())},
+                      {"val_tokens", r.count}}.dump()
+              << "\n" << std::flush;
+      progress.note("step " + std::to_string(st.step) + ": validation loss " + std::to_string(r.mean()) +
+                    " (ppl " + std::to_string(std::exp(r.mean())) + ", " + std::to_string(r.count) + " tokens)");
+    }
+    if (opt.ckpt_interval > 0 && st.step % opt.ckpt_interval == 0 && st.step != opt.steps) checkpoint();
+  }
+  if (last_ckpt != st.step || !fs::exists(opt.out / "checkpoints", ec)) checkpoint();
+  if (st.step < opt.steps) {  // stopped early on request: checkpointed, resumable
+    progress.note("stopped at step " + std::to_string(st.step) + " of " + std::to_string(opt.steps) +
+                  "; continue with --resume");
+  }
+
+  TrainResult res;
+  res.steps = st.step;
+  res.final_train_loss = loss;
+  LossResult r = eval_val(0);
+  res.val_loss = r.mean();
+  res.val_tokens = r.count;
+  if (tok->is_byte_level()) res.val_bits_per_byte = r.mean() / std::log(2.0);
+  res.seconds = now_s();
+  res.tokens_per_s = static_cast<double>(st.step - first_step) * tokens_per_step / std::max(1e-9, res.seconds);
+  metrics << json{{"step", st.step}, {"final", true}, {"val_loss", res.val_loss},
+                  {"val_ppl", std::exp(res.val_loss)}, {"val_tokens", res.val_tokens}}.dump()
+          << "\n" << std::flush;
+  return res;
+}
+
+}  // namespace stretch

@@ -1,0 +1,78 @@
+// The training job: data, AdamW with warm-up + cosine schedule, clipping, accumulation, evaluation at
+// intervals, checkpoints and exact resume, progress and a JSONL metrics log.
+//
+// Schedule (step s = 0 .. steps-1, lr at step s):
+//   s < warmup:  lr * (s + 1) / warmup
+//   otherwise:   min_lr + 0.5 (lr - min_lr) (1 + cos(pi * (s - warmup) / max(1, steps - warmup))),
+//                min_lr = lr * min_lr_ratio
+// Weight decay applies to matrices (Linear weights, an untied lm_head) only, unless decay_embeddings (wte,
+// wpe, t5_bias) or decay_norms_biases ask for more.
+// Determinism: the same seed, options and thread count give the same run bit for bit, and a resumed run the
+// same losses as one never stopped (data RNG, schedule and moments are all in the checkpoint).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/config.hpp"
+
+namespace stretch {
+
+struct TrainOptions {
+  // data
+  std::vector<std::filesystem::path> text;  // training text files
+  std::filesystem::path valid_text;         // optional; else the last valid_fraction of the tokens
+  double valid_fraction = 0.01;
+  std::string tokenizer = "byte";           // "byte" or "gpt2"
+  std::filesystem::path bpe_dir;            // encoder.json + vocab.bpe for gpt2
+  std::filesystem::path cache_dir;          // token cache (empty: default_cache_dir())
+  // model
+  ModelConfig model;
+  // optimisation
+  int batch = 16;
+  int grad_accum = 1;
+  long steps = 1000;
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;
+  long warmup = -1;  // -1: min(100, steps / 10)
+  double weight_decay = 0.1;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double clip = 1.0;  // 0 disables
+  bool decay_embeddings = false;
+  bool decay_norms_biases = false;
+  std::uint64_t seed = 1337;
+  // bookkeeping
+  std::filesystem::path out;  // run directory
+  bool resume = false;
+  long eval_interval = 200;   // 0: only at the end
+  long eval_tokens = 65536;   // tokens scored per interval evaluation (0: whole split)
+  long ckpt_interval = 500;   // 0: only at the end
+  int keep_checkpoints = 2;
+  long log_interval = 0;      // plain log lines every N steps (0: about 50 lines per run)
+  bool quiet = false;
+  long stop_after = 0;        // stop after N steps of this session, checkpointed (0: run to --steps)
+
+  // The options that must match for a resume (data, model, optimisation), as JSON.
+  nlohmann::json to_json() const;
+  long warmup_steps() const { return warmup >= 0 ? warmup : std::min<long>(100, steps / 10); }
+  // Throws UsageError naming the flag for a value out of range.
+  void validate() const;
+};
+
+struct TrainResult {
+  long steps = 0;
+  double final_train_loss = 0.0;
+  double val_loss = 0.0;  // mean NLL (nats/token) on the whole validation split
+  long val_tokens = 0;
+  double val_bits_per_byte = 0.0;  // byte-level tokenizers only, else 0
+  double seconds = 0.0;
+  double tokens_per_s = 0.0;
+};
+
+TrainResult train(const TrainOptions& opt);
+
+}  // namespace stretch

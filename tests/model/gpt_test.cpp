@@ -1,0 +1,117 @@
+// Model-level properties that parity with PyTorch does not cover: errors, causality, positions as data.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "model/gpt.hpp"
+
+namespace stretch {
+namespace {
+
+ModelConfig tiny(PositionMethod m) {
+  ModelConfig c;
+  c.vocab_size = 32;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.mlp_hidden = 32;
+  c.block_size = 8;
+  c.position = m;
+  return c;
+}
+
+TEST(Gpt, ConfigErrorsNameTheField) {
+  ModelConfig c = tiny(PositionMethod::alibi);
+  c.n_head = 3;
+  try {
+    Gpt g(c);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("n_head"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Gpt, LearnedPositionsPastTheTableAreAnError) {
+  Gpt g(tiny(PositionMethod::learned));
+  g.init_weights(1);
+  std::vector<std::int32_t> tok(9, 3);
+  EXPECT_THROW(g.forward(tok.data(), tok.data(), nullptr, 1, 9), ConfigError);
+  EXPECT_NO_THROW(g.forward(tok.data(), tok.data(), nullptr, 1, 8));
+}
+
+TEST(Gpt, TokenOutsideTheVocabularyIsAnError) {
+  Gpt g(tiny(PositionMethod::none));
+  g.init_weights(1);
+  std::vector<std::int32_t> tok = {1, 2, 32};
+  EXPECT_THROW(g.forward(tok.data(), nullptr, nullptr, 1, 3), InputError);
+}
+
+class EveryMethod : public ::testing::TestWithParam<PositionMethod> {};
+
+TEST_P(EveryMethod, CausalAndBatchIndependent) {
+  Gpt g(tiny(GetParam()));
+  g.init_weights(3);
+  const int T = 8, V = 32;
+  std::vector<std::int32_t> a = {1, 5, 9, 2, 7, 7, 3, 0}, b = a;
+  b[5] = 30;  // change a later token
+  ForwardOptions fo;
+  fo.keep_logits = true;
+  g.forward(a.data(), nullptr, nullptr, 1, T, fo);
+  std::vector<float> la(g.logits(), g.logits() + T * V);
+  g.forward(b.data(), nullptr, nullptr, 1, T, fo);
+  std::vector<float> lb(g.logits(), g.logits() + T * V);
+  for (int i = 0; i < 5 * V; i++) ASSERT_EQ(la[i], lb[i]) << "position " << i / V << " saw the future";
+  bool later_differs = false;
+  for (int i = 5 * V; i < T * V; i++) later_differs |= la[i] != lb[i];
+  EXPECT_TRUE(later_differs);
+  // batch of two: each row equals its own single-row forward
+  std::vector<std::int32_t> ab = a;
+  ab.insert(ab.end(), b.begin(), b.end());
+  g.forward(ab.data(), nullptr, nullptr, 2, T, fo);
+  for (int i = 0; i < T * V; i++) {
+    ASSERT_NEAR(g.logits()[i], la[i], 1e-5f);
+    ASSERT_NEAR(g.logits()[T * V + i], lb[i], 1e-5f);
+  }
+}
+
+TEST_P(EveryMethod, TrainingLossEqualsEvaluationLossOfTheSameWindow) {
+  Gpt g(tiny(GetParam()));
+  g.init_weights(4);
+  std::vector<std::int32_t> x = {1, 5, 9, 2, 7, 7, 3, 0}, y = {5, 9, 2, 7, 7, 3, 0, 4};
+  ForwardOptions train;
+  train.need_grad = true;
+  const double lt = g.forward(x.data(), y.data(), nullptr, 1, 8, train);
+  g.backward();
+  const double le = g.forward(x.data(), y.data(), nullptr, 1, 8);
+  EXPECT_EQ(lt, le);
+  double sum = 0;
+  for (int i = 0; i < 8; i++) sum += g.token_losses()[i];
+  EXPECT_NEAR(sum / 8, le, 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, EveryMethod,
+                         ::testing::Values(PositionMethod::none, PositionMethod::alibi, PositionMethod::sinusoidal,
+                                           PositionMethod::learned, PositionMethod::rope, PositionMethod::t5),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST(Gpt, AlibiAndRopeModelsAreInvariantToAShiftOfAllPositions) {
+  for (auto m : {PositionMethod::alibi, PositionMethod::rope, PositionMethod::t5}) {
+    Gpt g(tiny(m));
+    g.init_weights(5);
+    std::vector<std::int32_t> x = {1, 5, 9, 2, 7, 7, 3, 0}, p0(8), p1(8);
+    for (int t = 0; t < 8; t++) {
+      p0[t] = t;
+      p1[t] = t + 1000;
+    }
+    ForwardOptions fo;
+    fo.keep_logits = true;
+    g.forward(x.data(), nullptr, p0.data(), 1, 8, fo);
+    std::vector<float> a(g.logits(), g.logits() + 8 * 32);
+    g.forward(x.data(), nullptr, p1.data(), 1, 8, fo);
+    for (int i = 0; i < 8 * 32; i++) ASSERT_NEAR(g.logits()[i], a[i], 2e-4f) << to_string(m);
+  }
+}
+
+}  // namespace
+}  // namespace stretch
