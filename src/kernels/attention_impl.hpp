@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/vecmath.hpp"
 
 namespace stretch {
 namespace attention_detail {
@@ -111,11 +112,10 @@ void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bia
             }
             // softmax (max subtracted), causal entries zeroed
             F sum = F(0);
-            for (int j = 0; j <= i; j++) {
-              const F e = std::exp(prow[j] - maxv);
-              prow[j] = e;
-              sum += e;
-            }
+#pragma omp simd
+            for (int j = 0; j <= i; j++) prow[j] = kexp(prow[j] - maxv);
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j <= i; j++) sum += prow[j];
             const F inv = F(1) / sum;
             for (int j = 0; j <= i; j++) prow[j] *= inv;
             for (int j = i + 1; j < T; j++) prow[j] = F(0);

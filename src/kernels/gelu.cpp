@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+#include "kernels/vecmath.hpp"
+
 namespace stretch {
 
 namespace {
@@ -19,11 +21,11 @@ constexpr F kGeluCubic = F(0.044715);
 template <class F>
 void gelu_forward(F* out, const F* inp, std::size_t n) {
   const long nn = static_cast<long>(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (long i = 0; i < nn; i++) {
     const F u = inp[i];
     const F cube = kGeluCubic<F> * u * u * u;
-    out[i] = F(0.5) * u * (F(1) + std::tanh(kSqrt2OverPi<F> * (u + cube)));
+    out[i] = F(0.5) * u * (F(1) + ktanh(kSqrt2OverPi<F> * (u + cube)));
   }
 }
 
@@ -31,11 +33,11 @@ void gelu_forward(F* out, const F* inp, std::size_t n) {
 template <class F>
 void gelu_backward(F* dinp, const F* inp, const F* dout, std::size_t n) {
   const long nn = static_cast<long>(n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
   for (long i = 0; i < nn; i++) {
     const F u = inp[i];
     const F cube = kGeluCubic<F> * u * u * u;
-    const F t = std::tanh(kSqrt2OverPi<F> * (u + cube));
+    const F t = ktanh(kSqrt2OverPi<F> * (u + cube));
     const F sech2 = F(1) - t * t;
     const F local = F(0.5) * (F(1) + t) +
                     F(0.5) * u * sech2 * kSqrt2OverPi<F> * (F(1) + F(3) * kGeluCubic<F> * u * u);
