@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/profile.hpp"
 #include "core/rng.hpp"
 #include "kernels/adamw.hpp"
 #include "model/gpt.hpp"
@@ -65,9 +66,11 @@ int main(int argc, char** argv) {
     }
     auto t1 = std::chrono::steady_clock::now();
     if (s >= warmup) secs += std::chrono::duration<double>(t1 - t0).count();
+    if (s + 1 == warmup) Profile::get().reset();
   }
   const double tps = static_cast<double>(steps) * B * T / secs;
   std::printf("{\"impl\":\"stretch\",\"position\":\"%s\",\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"threads\":%d}\n",
               position.c_str(), tps, 1000.0 * secs / steps, omp_get_max_threads());
+  if (Profile::get().enabled()) std::fprintf(stderr, "%s", Profile::get().report().c_str());
   return 0;
 }

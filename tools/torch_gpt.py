@@ -107,6 +107,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
 
 
+def default_attention_core(q, kt, v, attn_bias, scale):
+    """softmax(scale * q @ kt + attn_bias) @ v; q, v (BH, T, hd), kt (BH, hd, T), attn_bias (BH, T, T)."""
+    att = torch.baddbmm(attn_bias, q, kt, alpha=scale)                        # bias added after the scale
+    att = torch.softmax(att, dim=-1)
+    return torch.bmm(att, v)
+
+
+# Looked up at call time, so a benchmark may swap in an equivalent implementation (bench/peer_train.py).
+attention_core = default_attention_core
+
+
 # ----------------------------------------------------------------------------------------------------------
 # modules
 
@@ -143,9 +154,7 @@ class Attention(nn.Module):
         q = q.reshape(B * NH, T, hd)
         kt = k.reshape(B * NH, T, hd).transpose(1, 2)
         v = v.reshape(B * NH, T, hd)
-        att = torch.baddbmm(attn_bias, q, kt, alpha=1.0 / math.sqrt(hd))      # bias after the scale
-        att = torch.softmax(att, dim=-1)
-        o = torch.bmm(att, v)                                                  # (B*NH, T, hd)
+        o = attention_core(q, kt, v, attn_bias, 1.0 / math.sqrt(hd))          # (B*NH, T, hd)
         o = o.view(B, NH, T, hd).transpose(1, 2).reshape(B, T, C)
         return self.c_proj(o)
 

@@ -295,22 +295,39 @@ std::uint32_t be32(std::string_view s) {
   return v;
 }
 
-// zlib stream -> exactly `outlen` bytes.
+// zlib stream -> exactly `outlen` bytes (truncated, corrupt and wrong-length streams told apart).
 std::string inflate_exact(std::string_view src, std::uint32_t outlen, const std::string& where) {
-  if (outlen > kMaxUncompressed) throw InputError(where + ": declared uncompressed length " + std::to_string(outlen) + " is absurd");
-  std::string out(outlen, '\0');
-  uLongf dest = outlen;
-  uLong srclen = src.size();
-  const int rc = uncompress2(reinterpret_cast<Bytef*>(out.data()), &dest,
-                             reinterpret_cast<const Bytef*>(src.data()), &srclen);
+  if (outlen > kMaxUncompressed)
+    throw InputError(where + ": declared uncompressed length " + std::to_string(outlen) + " is absurd");
+  // deflate cannot compress better than about 1032:1, so a larger claim is corruption (and not worth allocating)
+  if (outlen > src.size() * 1040 + 64)
+    throw InputError(where + ": declared uncompressed length " + std::to_string(outlen) + " is impossible for " +
+                     std::to_string(src.size()) + " bytes of zlib data. Perhaps an incomplete download or corrupt file?");
+  std::string out(static_cast<std::size_t>(outlen) + 1, '\0');  // one spare byte detects a longer stream
+  z_stream zs{};
+  if (inflateInit(&zs) != Z_OK) throw std::bad_alloc();
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(src.data()));
+  zs.avail_in = static_cast<uInt>(src.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&zs, Z_FINISH);
+  const std::size_t got = zs.total_out;
+  const bool input_left = zs.avail_in > 0;
+  inflateEnd(&zs);
+  const char* hint = ". Perhaps an incomplete download or corrupt file?";
   if (rc == Z_MEM_ERROR) throw std::bad_alloc();
-  if (rc != Z_OK || dest != outlen)
-    throw InputError(where + ": " +
-                     (rc == Z_DATA_ERROR ? std::string("corrupt zlib stream")
-                                         : "zlib stream is truncated or does not hold the declared " +
-                                               std::to_string(outlen) + " bytes") +
-                     ". Perhaps an incomplete download or corrupt file?");
-  return out;
+  if (rc == Z_STREAM_END) {
+    if (got != outlen)
+      throw InputError(where + ": zlib stream holds " + std::to_string(got) + " bytes, but the record declared " +
+                       std::to_string(outlen) + hint);
+    out.resize(outlen);
+    return out;
+  }
+  if (rc == Z_DATA_ERROR || rc == Z_NEED_DICT) throw InputError(where + ": corrupt zlib stream" + hint);
+  if (!input_left)
+    throw InputError(where + ": zlib stream is truncated (" + std::to_string(src.size()) + " compressed bytes gave " +
+                     std::to_string(got) + " of the declared " + std::to_string(outlen) + ")" + hint);
+  throw InputError(where + ": zlib stream holds more than the declared " + std::to_string(outlen) + " bytes" + hint);
 }
 
 // gzip (or zlib) stream of unknown length -> bytes.

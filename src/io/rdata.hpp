@@ -2,8 +2,9 @@
 // pull character vectors out of them without R. Used for the embedded default corpus: Jane Austen's novels
 // from Debian's r-cran-janeaustenr.
 //
-//   .rdx: zlib-compressed (4-byte big-endian uncompressed length + zlib stream) R serialization of a list with
-//         $variables: named list of (offset, length) integer pairs into the .rdb
+//   .rdx: R serialization of a list with $variables: named list of (offset, length) integer pairs into the .rdb,
+//         and $compressed (TRUE: zlib records; 2/3: records with a type byte). R writes it with saveRDS(), i.e.
+//         gzip-compressed (janeaustenr's is); a 4-byte length + zlib stream, or no compression, is accepted too
 //   .rdb: at each offset, a record of that length: 4-byte big-endian uncompressed length + zlib stream of an
 //         R serialization (format 'X\n', XDR big-endian, version 2 or 3)
 // Every length and count is checked against the bytes left; InputError names the file and the problem.

@@ -3,8 +3,10 @@
 //   gpt2  GPT-2 byte-level BPE from encoder.json + vocab.bpe (50,257 tokens), GPT-2's pre-tokenization regex
 //         's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ with Unicode classes from ICU
 // A tokenizer describes itself as JSON ({"type": "byte"} or {"type": "gpt2", "encoder": path, "vocab": path,
-// "sha256"...}) so a checkpoint can name the tokenizer it was trained with, and `identity()` is a short string
-// that changes whenever the mapping could change (used to key token caches and to compare tokenizers).
+// "hash": hex}) so a checkpoint can name the tokenizer it was trained with, and `identity()` is a short string
+// that changes whenever the mapping could change (used to key token caches and to compare tokenizers):
+// "byte", or "gpt2:" + 16 hex digits of XXH3-128 over both files' bytes (the same digits as describe()["hash"]).
+// encode()/decode() are safe to call from several threads at once.
 #pragma once
 #include <cstdint>
 #include <filesystem>

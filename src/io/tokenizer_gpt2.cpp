@@ -225,7 +225,8 @@ class Gpt2Tokenizer final : public Tokenizer {
 };
 
 Gpt2Tokenizer::Gpt2Tokenizer(const fs::path& encoder_json, const fs::path& vocab_bpe)
-    : encoder_path_(fs::absolute(encoder_json)), vocab_path_(fs::absolute(vocab_bpe)) {
+    : encoder_path_(fs::absolute(encoder_json).lexically_normal()),
+      vocab_path_(fs::absolute(vocab_bpe).lexically_normal()) {
   const std::string enc_bytes = read_file(encoder_json);
   const std::string bpe_bytes = read_file(vocab_bpe);
   const std::string enc_name = encoder_json.string(), bpe_name = vocab_bpe.string();

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/profile.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/cross_entropy.hpp"
 #include "kernels/embedding.hpp"
@@ -17,6 +18,12 @@
 #include "position/t5.hpp"
 
 namespace stretch {
+
+#define TIMED(name, ...)            \
+  do {                              \
+    ProfileScope timed_scope_(name); \
+    __VA_ARGS__;                    \
+  } while (0)
 
 namespace {
 constexpr int kClassifierChunk = 256;  // rows of logits alive at once
@@ -161,7 +168,7 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   const float scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim()));
 
   // embeddings
-  embedding_forward(encoded_.data(), tokens_.data(), pv.wte, BT, C);
+  TIMED("fwd.embedding", embedding_forward(encoded_.data(), tokens_.data(), pv.wte, BT, C));
   if (cfg_.position == PositionMethod::learned) embedding_add_forward(encoded_.data(), pos_.data(), pv.wpe, BT, C);
   if (cfg_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(encoded_.data(), pos_.data(), BT, C);
   if (p_drop > 0.0f) {
@@ -174,31 +181,31 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   for (int l = 0; l < cfg_.n_layer; l++) {
     LayerActs& a = acts_[l];
     const LayerView& w = pv.layers[l];
-    layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT, C);
-    matmul_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, 3 * C);
+    TIMED("fwd.layernorm", layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT, C));
+    TIMED("fwd.matmul.qkv", matmul_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, 3 * C));
     if (cfg_.position == PositionMethod::rope)
-      rope_forward(a.qkv.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH);
-    with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
-                                                   B, T, C, NH, scale); }, B);
+      TIMED("fwd.rope", rope_forward(a.qkv.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
+    TIMED("fwd.attention", with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
+                                                   B, T, C, NH, scale); }, B));
     float* proj = dtmp_c_.data();
-    matmul_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C);
+    TIMED("fwd.matmul.attproj", matmul_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_attn, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_attn.data(), static_cast<std::size_t>(BT) * C);
     }
-    add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C);
-    layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT, C);
-    matmul_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, F);
-    gelu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F);
-    matmul_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C);
+    TIMED("fwd.residual", add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C));
+    TIMED("fwd.layernorm", layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT, C));
+    TIMED("fwd.matmul.fc", matmul_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, F));
+    TIMED("fwd.gelu", gelu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
+    TIMED("fwd.matmul.fcproj", matmul_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_mlp, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_mlp.data(), static_cast<std::size_t>(BT) * C);
     }
-    add(a.res3.data(), a.res2.data(), proj, static_cast<std::size_t>(BT) * C);
+    TIMED("fwd.residual", add(a.res3.data(), a.res2.data(), proj, static_cast<std::size_t>(BT) * C));
     x = a.res3.data();
   }
-  layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, pv.lnf_w, pv.lnf_b, BT, C);
+  TIMED("fwd.layernorm", layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, pv.lnf_w, pv.lnf_b, BT, C));
 
   // classifier, chunk by chunk: logits, per-token losses and (need_grad) the gradient into dlnf
   scored_ = 0;
@@ -221,14 +228,14 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   for (int r0 = 0; r0 < BT; r0 += kClassifierChunk) {
     const int rows = std::min(kClassifierChunk, BT - r0);
     float* lg = opt.keep_logits ? logits_.data() + static_cast<std::size_t>(r0) * V : chunk_.data();
-    matmul_forward(lg, lnf_.data() + static_cast<std::size_t>(r0) * C, pv.lm_head, nullptr, rows, C, V);
+    TIMED("fwd.matmul.lm_head", matmul_forward(lg, lnf_.data() + static_cast<std::size_t>(r0) * C, pv.lm_head, nullptr, rows, C, V));
     if (!targets) continue;
-    cross_entropy_forward(losses_.data() + r0, lg, targets + r0, rows, V);
+    TIMED("fwd.cross_entropy", cross_entropy_forward(losses_.data() + r0, lg, targets + r0, rows, V));
     for (int r = 0; r < rows; r++) total += losses_[r0 + r];
     if (opt.need_grad) {
-      cross_entropy_backward(chunk_.data(), lg, targets + r0, dloss.data(), rows, V);
-      matmul_backward(dlnf_.data() + static_cast<std::size_t>(r0) * C, gv.lm_head, nullptr, chunk_.data(),
-                      lnf_.data() + static_cast<std::size_t>(r0) * C, pv.lm_head, rows, C, V);
+      TIMED("bwd.cross_entropy", cross_entropy_backward(chunk_.data(), lg, targets + r0, dloss.data(), rows, V));
+      TIMED("bwd.matmul.lm_head", matmul_backward(dlnf_.data() + static_cast<std::size_t>(r0) * C, gv.lm_head, nullptr, chunk_.data(),
+                      lnf_.data() + static_cast<std::size_t>(r0) * C, pv.lm_head, rows, C, V));
     }
   }
   if (!targets) std::fill(losses_.data(), losses_.data() + BT, 0.0f);
@@ -253,8 +260,8 @@ void Gpt::backward() {
 
   const float* x_last = cfg_.n_layer > 0 ? acts_.back().res3.data() : encoded_.data();
   dres_.zero();
-  layernorm_backward(dres_.data(), gv.lnf_w, gv.lnf_b, dlnf_.data(), x_last, pv.lnf_w, lnf_mean_.data(),
-                     lnf_rstd_.data(), BT, C);
+  TIMED("bwd.layernorm", layernorm_backward(dres_.data(), gv.lnf_w, gv.lnf_b, dlnf_.data(), x_last, pv.lnf_w, lnf_mean_.data(),
+                     lnf_rstd_.data(), BT, C));
 
   Buffer<float> dmasked;
   if (dropout_ > 0.0f) dmasked.resize(BTC);
@@ -271,34 +278,34 @@ void Gpt::backward() {
     const float* x_in = l == 0 ? encoded_.data() : acts_[l - 1].res3.data();
     // res3 = res2 + drop(fcproj(gelu(fc(ln2(res2)))))
     const float* dproj = masked(a.mask_mlp);
-    dfch2_.zero();
-    matmul_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C);
+    TIMED("bwd.zero", dfch2_.zero());
+    TIMED("bwd.matmul.fcproj", matmul_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
     dfch_.zero();
-    gelu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F);
+    TIMED("bwd.gelu", gelu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
     dtmp_c_.zero();
-    matmul_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, F);
-    layernorm_backward(dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w, a.ln2_mean.data(),
-                       a.ln2_rstd.data(), BT, C);
+    TIMED("bwd.matmul.fc", matmul_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, F));
+    TIMED("bwd.layernorm", layernorm_backward(dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w, a.ln2_mean.data(),
+                       a.ln2_rstd.data(), BT, C));
     // res2 = x_in + drop(attproj(attention(rope(qkv(ln1(x_in))))))
     dproj = masked(a.mask_attn);
     dtmp_c_.zero();
-    matmul_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C);
+    TIMED("bwd.matmul.attproj", matmul_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C));
     dqkv_.zero();
     if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
-    with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),
-                                                    pos_.data(), bias, B, T, C, NH, scale); }, B);
+    TIMED("bwd.attention", with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),
+                                                    pos_.data(), bias, B, T, C, NH, scale); }, B));
     if (cfg_.position == PositionMethod::t5) t5_reduce_grad(gv.t5_bias, t5_partial_.data(), B, NH);
     if (cfg_.position == PositionMethod::rope)
-      rope_backward(dqkv_.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH);
+      TIMED("bwd.rope", rope_backward(dqkv_.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
     dtmp_c_.zero();
-    matmul_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dqkv_.data(), a.ln1.data(), w.qkv_w, BT, C, 3 * C);
-    layernorm_backward(dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
-                       a.ln1_rstd.data(), BT, C);
+    TIMED("bwd.matmul.qkv", matmul_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dqkv_.data(), a.ln1.data(), w.qkv_w, BT, C, 3 * C));
+    TIMED("bwd.layernorm", layernorm_backward(dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
+                       a.ln1_rstd.data(), BT, C));
   }
   const float* denc = masked(mask_emb_);
-  embedding_backward(gv.wte, denc, tokens_.data(), BT, C, cfg_.vocab_size);
+  TIMED("bwd.embedding", embedding_backward(gv.wte, denc, tokens_.data(), BT, C, cfg_.vocab_size));
   if (cfg_.position == PositionMethod::learned)
-    embedding_backward(gv.wpe, denc, pos_.data(), BT, C, cfg_.block_size);
+    TIMED("bwd.embedding", embedding_backward(gv.wpe, denc, pos_.data(), BT, C, cfg_.block_size));
 }
 
 }  // namespace stretch

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <thread>
 
 #include "core/error.hpp"
@@ -62,7 +63,7 @@ TEST(Gpt2Tokenizer, DecodeRoundTripsUnicodeAndBrokenUtf8) {
   REQUIRE_GPT2_FILES();
   const std::string texts[] = {
       "Ünïcödé ŧëxŧ — 日本語 😀👍🏽 ٣٤٥ e\u0301\n\n  \t",
-      std::string("bad \xC0\x80 utf8 \xFF\xFE tail \xE2\x82", 24),
+      "bad \xC0\x80 utf8 \xFF\xFE tail \xE2\x82",
       std::string(100000, '='),  // one huge piece: must not be quadratic
       std::string("nul\0inside", 10),
   };
@@ -181,6 +182,30 @@ TEST(Gpt2Tokenizer, WikiText2TrainThroughput) {
               text.size() / 1e6, ids.size(), s, text.size() / 1e6 / s);
   EXPECT_EQ(tok->decode(ids), text);
   EXPECT_GT(ids.size(), 2'000'000u);
+}
+
+}  // namespace
+}  // namespace stretch
+
+namespace stretch {
+namespace {
+
+// Random mixes of ASCII, whitespace, multi-byte characters and stray bytes: ids in range, decode(encode(s)) == s.
+TEST(Gpt2Tokenizer, RandomTextRoundTrips) {
+  if (!fs::exists(shared_data_dir() / "gpt2-bpe" / "encoder.json")) GTEST_SKIP() << "GPT-2 BPE files not found";
+  const auto tok = load_gpt2_tokenizer(shared_data_dir() / "gpt2-bpe" / "encoder.json",
+                                       shared_data_dir() / "gpt2-bpe" / "vocab.bpe");
+  const char* atoms[] = {"a", "Z", "7", " ", "  ", "\n", "\t", "'", "'s", "'ll", ".", "!?", "é", "日本", "😀", "\xC2\xA0",
+                         "\xE3\x80\x80", "\xFF", "\x80", "\xE2\x82", "e\xCC\x81", "٣", "\r\n", "--", "<|endoftext|>"};
+  std::mt19937 rng(7);
+  for (int iter = 0; iter < 300; ++iter) {
+    std::string s;
+    const int n = static_cast<int>(rng() % 60);
+    for (int k = 0; k < n; ++k) s += atoms[rng() % (sizeof atoms / sizeof *atoms)];
+    const auto ids = tok->encode(s);
+    for (auto id : ids) ASSERT_TRUE(id >= 0 && id < tok->vocab_size());
+    ASSERT_EQ(tok->decode(ids), s) << "iteration " << iter;
+  }
 }
 
 }  // namespace

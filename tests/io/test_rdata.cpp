@@ -5,6 +5,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <random>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -341,6 +344,39 @@ TEST(RData, JaneAustenNovels) {
   EXPECT_NE(pe, std::string::npos);
   EXPECT_NE(text.find("It is a truth universally acknowledged, that a single man in possession"), std::string::npos);
   EXPECT_NE(text.find("\xC2\xA3"), std::string::npos);  // the pound sign, as UTF-8
+}
+
+}  // namespace
+}  // namespace stretch
+
+namespace stretch {
+namespace {
+
+// Random corruption of stored (uncompressed) records and of the index: InputError or success, nothing else.
+TEST(RData, SurvivesRandomCorruption) {
+  TempDir dir;
+  const auto vars = sample_vars();
+  const auto db = write_db(dir, vars, 0, [](const std::string& s) { return s; }, [](const std::string& s) { return s; });
+  const std::string rdb = read_file(db.rdb), rdx = read_file(db.rdx);
+  std::mt19937 rng(99);
+  int ok = 0;
+  for (int iter = 0; iter < 800; ++iter) {
+    std::string b = rdb, x = rdx;
+    std::string& f = iter % 3 == 0 ? x : b;
+    if (iter % 5 == 0) {
+      f.resize(rng() % f.size());
+    } else {
+      for (int k = 0; k < 1 + static_cast<int>(rng() % 3); ++k) f[rng() % f.size()] = static_cast<char>(rng());
+    }
+    std::ofstream(db.rdb, std::ios::binary | std::ios::trunc) << b;  // no fsync: thousands of rewrites
+    std::ofstream(db.rdx, std::ios::binary | std::ios::trunc) << x;
+    try {
+      read_rdata_character_vectors(db.rdb, db.rdx);
+      ++ok;
+    } catch (const InputError&) {
+    }
+  }
+  EXPECT_GT(ok, 10);
 }
 
 }  // namespace
