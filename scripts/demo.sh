@@ -10,15 +10,7 @@ scripts/build.sh
 
 mkdir -p data
 if [ ! -s data/austen.txt ]; then
-  deb_dir=$(mktemp -d)
-  trap 'rm -rf "$deb_dir"' EXIT
-  if ! (cd "$deb_dir" && apt-get download r-cran-janeaustenr >/dev/null 2>&1); then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -q >/dev/null
-    (cd "$deb_dir" && apt-get download r-cran-janeaustenr >/dev/null)
-  fi
-  dpkg-deb -x "$deb_dir"/r-cran-janeaustenr_*_all.deb "$deb_dir/x"
-  build/stretch corpus janeausten --data-dir "$deb_dir/x/usr/lib/R/site-library/janeaustenr/data" --out data/austen.txt
+  build/stretch corpus janeausten --data-dir "$(scripts/fetch-austen.sh)" --out data/austen.txt
 fi
 
 export OMP_PROC_BIND="${OMP_PROC_BIND:-true}" OMP_PLACES="${OMP_PLACES:-cores}"
@@ -26,5 +18,5 @@ run=runs/default-alibi
 resume=()
 if [ -d "$run/checkpoints" ]; then resume=(--resume); fi
 build/stretch train --text data/austen.txt --out "$run" --position alibi \
-  --layers 4 --width 256 --heads 8 --length 256 --batch 16 --steps 1200 --lr 2e-3 --warmup 100 \
-  --eval-interval 300 --ckpt-interval 300 "${resume[@]}"
+  --layers 4 --width 256 --heads 8 --length 256 --batch 16 --steps 300 --lr 2e-3 --warmup 30 \
+  --eval-interval 100 --ckpt-interval 100 "${resume[@]}"
