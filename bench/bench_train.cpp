@@ -5,6 +5,7 @@
 //               [--length 256] [--batch 16]
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   ForwardOptions fo;
   fo.need_grad = true;
   double secs = 0;
+  std::vector<double> step_s;
   for (int s = 0; s < warmup + steps; s++) {
     for (auto& t : x) t = static_cast<std::int32_t>(rng.below(256));
     for (auto& t : y) t = static_cast<std::int32_t>(rng.below(256));
@@ -65,12 +67,18 @@ int main(int argc, char** argv) {
                    v.data() + p.offset, p.numel(), a);
     }
     auto t1 = std::chrono::steady_clock::now();
-    if (s >= warmup) secs += std::chrono::duration<double>(t1 - t0).count();
+    if (s >= warmup) {
+      secs += std::chrono::duration<double>(t1 - t0).count();
+      step_s.push_back(std::chrono::duration<double>(t1 - t0).count());
+    }
     if (s + 1 == warmup) Profile::get().reset();
   }
   const double tps = static_cast<double>(steps) * B * T / secs;
-  std::printf("{\"impl\":\"stretch\",\"position\":\"%s\",\"tokens_per_s\":%.1f,\"step_ms\":%.2f,\"threads\":%d}\n",
-              position.c_str(), tps, 1000.0 * secs / steps, omp_get_max_threads());
+  std::sort(step_s.begin(), step_s.end());
+  const double med = step_s[step_s.size() / 2];
+  std::printf("{\"impl\":\"stretch\",\"position\":\"%s\",\"tokens_per_s\":%.1f,\"step_ms\":%.2f,"
+              "\"tokens_per_s_median\":%.1f,\"step_ms_median\":%.2f,\"threads\":%d}\n",
+              position.c_str(), tps, 1000.0 * secs / steps, B * T / med, 1000.0 * med, omp_get_max_threads());
   if (Profile::get().enabled()) std::fprintf(stderr, "%s", Profile::get().report().c_str());
   return 0;
 }

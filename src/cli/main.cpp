@@ -21,6 +21,10 @@ int main(int argc, char** argv) {
     reg(sub, stretch::cli::add_train(*sub));
   }
   {
+    auto* sub = app.add_subcommand("eval", "Perplexity of checkpoints on a text at many lengths (train short, test long)");
+    reg(sub, stretch::cli::add_eval(*sub));
+  }
+  {
     auto* sub = app.add_subcommand("corpus", "Extract a built-in corpus (janeausten) to a text file");
     reg(sub, stretch::cli::add_corpus(*sub));
   }

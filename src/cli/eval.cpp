@@ -1,0 +1,178 @@
+// `stretch eval`: perplexity of one or more checkpoints on a text at many lengths, in one comparison.
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "core/fs.hpp"
+#include "io/corpus.hpp"
+#include "io/tokenizer.hpp"
+#include "run/checkpoint.hpp"
+#include "run/evaluator.hpp"
+#include "run/report.hpp"
+
+namespace stretch::cli {
+
+namespace {
+
+struct EvalCli {
+  std::vector<std::string> checkpoints;
+  std::filesystem::path text;
+  std::string lengths;
+  std::string up_to;
+  std::string protocol = "nonoverlapping";
+  int stride = 0;
+  int buckets = 8;
+  long max_tokens = 0;
+  bool clamp_positions = false;
+  std::string tokenizer;
+  std::filesystem::path bpe_dir, cache_dir, json_out, csv_out, plot_out;
+  int threads = 0;
+  int batch_tokens = 8192;
+};
+
+std::vector<int> parse_lengths(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty())
+      throw UsageError("--lengths: '" + item + "' is not an integer (expected a list like 256,512,1024)");
+    if (v < 1 || v > (1L << 22))
+      throw UsageError("--lengths: " + item + " is out of range (expected lengths in [1, 4194304])");
+    out.push_back(static_cast<int>(v));
+  }
+  if (out.empty()) throw UsageError("--lengths: expected a list like 256,512,1024");
+  return out;
+}
+
+int parse_up_to(const std::string& s) {
+  std::string n = s;
+  if (!n.empty() && (n.back() == 'x' || n.back() == 'X')) n.pop_back();
+  std::size_t used = 0;
+  long v = 0;
+  try {
+    v = std::stol(n, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (n.empty() || used != n.size() || v < 1 || v > 4096)
+    throw UsageError("--up-to: expected a multiple of the training length like 16x, got '" + s + "'");
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+Runner add_eval(CLI::App& app) {
+  auto o = std::make_shared<EvalCli>();
+  app.add_option("checkpoints", o->checkpoints, "Run directories or checkpoint folders")->required();
+  app.add_option("--text", o->text, "Text to evaluate on (UTF-8)")->required()->check(CLI::ExistingFile);
+  app.add_option("--lengths", o->lengths, "Evaluation lengths, e.g. 256,512,1024");
+  app.add_option("--up-to", o->up_to, "Lengths L, 2L, 4L, ... up to this multiple of each model's training length "
+                                      "L, e.g. 16x");
+  app.add_option("--protocol", o->protocol, "nonoverlapping | sliding | llamacpp (docs/EVALUATION.md)")
+      ->capture_default_str();
+  app.add_option("--stride", o->stride, "Sliding protocol: tokens scored per window (default: length / 2)");
+  app.add_option("--buckets", o->buckets, "Loss-by-position buckets per window")->capture_default_str();
+  app.add_option("--max-tokens", o->max_tokens, "Score at most this many tokens per length (0: all)")
+      ->capture_default_str();
+  app.add_flag("--clamp-positions", o->clamp_positions,
+               "Learned position tables: reuse the last row past the training length instead of failing");
+  app.add_option("--tokenizer", o->tokenizer, "Check that every checkpoint uses this tokenizer (byte | gpt2)");
+  app.add_option("--bpe-dir", o->bpe_dir, "encoder.json + vocab.bpe folder, with --tokenizer gpt2");
+  app.add_option("--cache-dir", o->cache_dir, "Token cache folder");
+  app.add_option("--json", o->json_out, "Write the results as JSON");
+  app.add_option("--csv", o->csv_out, "Write the results as CSV");
+  app.add_option("--plot", o->plot_out, "Draw perplexity vs length into this PNG (gnuplot)");
+  app.add_option("--batch-tokens", o->batch_tokens, "Tokens per forward pass (windows are batched up to it)")
+      ->capture_default_str();
+  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
+
+  return [o]() -> int {
+    if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    if (o->lengths.empty() == o->up_to.empty())
+      throw UsageError("give exactly one of --lengths (a list) or --up-to (a multiple such as 16x)");
+    if (o->buckets < 1 || o->buckets > 1024) throw UsageError("--buckets: expected an integer in [1, 1024]");
+    if (o->max_tokens < 0) throw UsageError("--max-tokens: expected an integer >= 0");
+    if (o->batch_tokens < 1) throw UsageError("--batch-tokens: expected a positive integer");
+    if (o->stride < 0) throw UsageError("--stride: expected a positive integer");
+    EvalSettings settings;
+    settings.protocol = parse_eval_protocol(o->protocol);
+    if (o->stride > 0 && settings.protocol != EvalProtocol::sliding)
+      throw UsageError("--stride applies to --protocol sliding only");
+    settings.stride = o->stride;
+    settings.buckets = o->buckets;
+    settings.max_tokens = o->max_tokens;
+    settings.clamp_positions = o->clamp_positions;
+    settings.batch_tokens = o->batch_tokens;
+    const std::vector<int> fixed = o->lengths.empty() ? std::vector<int>{} : parse_lengths(o->lengths);
+    const int up_to = o->up_to.empty() ? 0 : parse_up_to(o->up_to);
+
+    std::unique_ptr<Tokenizer> asked;
+    if (!o->tokenizer.empty()) {
+      if (o->tokenizer == "byte") asked = make_byte_tokenizer();
+      else if (o->tokenizer == "gpt2") {
+        if (o->bpe_dir.empty()) throw UsageError("--bpe-dir: --tokenizer gpt2 needs the folder of encoder.json and vocab.bpe");
+        asked = load_gpt2_tokenizer(o->bpe_dir / "encoder.json", o->bpe_dir / "vocab.bpe");
+      } else {
+        throw UsageError("--tokenizer: expected 'byte' or 'gpt2', got '" + o->tokenizer + "'");
+      }
+    }
+    // read every checkpoint's config first, so a bad one fails before any long evaluation
+    std::vector<CheckpointMeta> metas;
+    for (auto& c : o->checkpoints) metas.push_back(read_checkpoint_meta(c));
+    const auto cache = o->cache_dir.empty() ? default_cache_dir() : o->cache_dir;
+
+    SweepReport report;
+    report.text = o->text.string();
+    report.protocol = settings.protocol;
+    report.stride = o->stride;
+    std::printf("%s\n", table_header().c_str());
+    for (std::size_t mi = 0; mi < metas.size(); mi++) {
+      const CheckpointMeta& meta = metas[mi];
+      auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
+      if (asked && asked->identity() != tok->identity())
+        throw UsageError(o->checkpoints[mi] + ": the checkpoint's tokenizer is " + tok->identity() +
+                         ", not the asked --tokenizer " + asked->identity());
+      auto model = load_model(meta);
+      const std::vector<std::int32_t> tokens = load_corpus_tokens({o->text}, *tok, cache);
+      ModelReport mr;
+      mr.name = o->checkpoints[mi];
+      while (mr.name.size() > 1 && mr.name.back() == '/') mr.name.pop_back();
+      mr.position = std::string(to_string(meta.model.position));
+      mr.train_length = meta.train_length;
+      mr.byte_level = tok->is_byte_level();
+      settings.byte_level = mr.byte_level;
+      std::vector<int> lengths = fixed;
+      if (up_to > 0)
+        for (int m = 1; m <= up_to; m *= 2) lengths.push_back(meta.train_length * m);
+      for (int T : lengths) {
+        mr.results.push_back(evaluate_length(*model, tokens, T, settings));
+        std::printf("%s\n", table_row(mr, mr.results.back()).c_str());
+        std::fflush(stdout);
+      }
+      report.models.push_back(std::move(mr));
+    }
+    if (!o->json_out.empty()) write_file_atomic(o->json_out, to_json(report).dump(2) + "\n");
+    if (!o->csv_out.empty()) write_file_atomic(o->csv_out, to_csv(report));
+    if (!o->plot_out.empty()) {
+      plot_png(report, o->plot_out);
+      std::printf("plot: %s\n", o->plot_out.c_str());
+    }
+    return 0;
+  };
+}
+
+}  // namespace stretch::cli

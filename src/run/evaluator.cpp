@@ -1,0 +1,146 @@
+#include "run/evaluator.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace stretch {
+
+namespace {
+constexpr std::pair<EvalProtocol, std::string_view> kProtocols[] = {
+    {EvalProtocol::nonoverlapping, "nonoverlapping"},
+    {EvalProtocol::sliding, "sliding"},
+    {EvalProtocol::llamacpp, "llamacpp"},
+};
+}  // namespace
+
+std::string_view to_string(EvalProtocol p) {
+  for (auto& [v, n] : kProtocols)
+    if (v == p) return n;
+  return "?";
+}
+
+EvalProtocol parse_eval_protocol(std::string_view name, std::string_view what) {
+  for (auto& [v, n] : kProtocols)
+    if (n == name) return v;
+  throw UsageError(std::string(what) + ": unknown protocol '" + std::string(name) +
+                   "' (expected nonoverlapping, sliding or llamacpp)");
+}
+
+double LengthResult::perplexity() const { return std::exp(mean_nll()); }
+
+double LengthResult::stderr_nll() const {
+  if (tokens < 2) return 0.0;
+  const double n = static_cast<double>(tokens);
+  const double mean = sum_nll / n;
+  const double var = std::max(0.0, (sum_sq / n - mean * mean) * n / (n - 1));
+  return std::sqrt(var / n);
+}
+
+std::vector<Window> plan_windows(long n_tokens, int T, EvalProtocol protocol, int stride) {
+  if (T < 1) throw UsageError("length must be at least 1, got " + std::to_string(T));
+  const long n_targets = n_tokens - 1;  // x_1 .. x_{N-1}
+  std::vector<Window> w;
+  switch (protocol) {
+    case EvalProtocol::nonoverlapping: {
+      if (n_targets < T)
+        throw InputError("text has " + std::to_string(n_tokens) + " tokens; length " + std::to_string(T) +
+                         " needs at least " + std::to_string(static_cast<long>(T) + 1));
+      for (long s = 0; s < n_targets; s += T) {
+        const int len = static_cast<int>(std::min<long>(T, n_targets - s));
+        w.push_back({s, len, 0, len});
+      }
+      break;
+    }
+    case EvalProtocol::sliding: {
+      if (stride < 1 || stride > T)
+        throw UsageError("--stride: expected an integer in [1, length " + std::to_string(T) + "], got " +
+                         std::to_string(stride));
+      if (n_targets < T)
+        throw InputError("text has " + std::to_string(n_tokens) + " tokens; length " + std::to_string(T) +
+                         " needs at least " + std::to_string(static_cast<long>(T) + 1));
+      long scored_end = 0;  // targets x_1 .. x_{scored_end} are done (as positions: start + j + 1 <= scored_end)
+      for (long s = 0;; s += stride) {
+        const long e = std::min(n_targets, s + T);  // inputs x_s .. x_{e-1}, targets up to x_e
+        const int len = static_cast<int>(e - s);
+        const int from = static_cast<int>(std::max<long>(0, scored_end - s));
+        if (from < len) w.push_back({s, len, from, len});
+        scored_end = e;
+        if (e == n_targets) break;
+      }
+      break;
+    }
+    case EvalProtocol::llamacpp: {
+      if (T < 4) throw UsageError("llamacpp protocol: length must be at least 4, got " + std::to_string(T));
+      if (n_tokens < 2L * T)
+        throw InputError("text has " + std::to_string(n_tokens) + " tokens; the llamacpp protocol at length " +
+                         std::to_string(T) + " needs at least " + std::to_string(2L * T));
+      for (long s = 0; s + T <= n_tokens; s += T) w.push_back({s, T, T / 2, T - 1});
+      break;
+    }
+  }
+  return w;
+}
+
+LengthResult evaluate_length(Gpt& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig& c = model.config();
+  if (c.position == PositionMethod::learned && T > c.block_size && !s.clamp_positions)
+    throw UsageError("the model uses learned absolute positions, a table of " + std::to_string(c.block_size) +
+                     " rows; length " + std::to_string(T) + " needs positions up to " + std::to_string(T - 1) +
+                     ", which it never learned. Pass --clamp-positions to reuse the last row for them");
+  const int stride = s.protocol == EvalProtocol::sliding ? (s.stride > 0 ? std::min(s.stride, T) : std::max(1, T / 2)) : 0;
+  std::vector<Window> plan = plan_windows(static_cast<long>(tokens.size()), T, s.protocol, stride);
+  const int nb = std::max(1, s.buckets);
+  LengthResult r;
+  r.length = T;
+  r.bucket_nll.assign(nb, 0.0);
+  r.bucket_tokens.assign(nb, 0);
+  std::vector<std::int32_t> x, y, pos;
+  std::size_t i = 0;
+  while (i < plan.size()) {
+    // batch consecutive windows of the same length
+    const int len = plan[i].length;
+    const int max_b = std::max(1, s.batch_tokens / len);
+    std::size_t j = i;
+    while (j < plan.size() && plan[j].length == len && static_cast<int>(j - i) < max_b) j++;
+    const int B = static_cast<int>(j - i);
+    x.resize(static_cast<std::size_t>(B) * len);
+    y.resize(x.size());
+    pos.resize(x.size());
+    for (int b = 0; b < B; b++) {
+      const Window& w = plan[i + b];
+      for (int t = 0; t < len; t++) {
+        const std::size_t k = static_cast<std::size_t>(b) * len + t;
+        x[k] = tokens[w.start + t];
+        y[k] = (t >= w.score_from && t < w.score_to) ? tokens[w.start + t + 1] : -1;
+        pos[k] = s.clamp_positions ? std::min(t, c.block_size - 1) : t;
+      }
+    }
+    model.forward(x.data(), y.data(), pos.data(), B, len);
+    const float* l = model.token_losses();
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < len; t++) {
+        const std::size_t k = static_cast<std::size_t>(b) * len + t;
+        if (y[k] < 0) continue;
+        const double v = l[k];
+        r.sum_nll += v;
+        r.sum_sq += v * v;
+        r.tokens++;
+        const int bucket = static_cast<int>(static_cast<long>(t) * nb / T);
+        r.bucket_nll[bucket] += v;
+        r.bucket_tokens[bucket]++;
+      }
+    i = j;
+    if (s.max_tokens > 0 && r.tokens >= s.max_tokens) break;
+  }
+  for (int b = 0; b < nb; b++)
+    if (r.bucket_tokens[b]) r.bucket_nll[b] /= static_cast<double>(r.bucket_tokens[b]);
+  if (s.byte_level) r.bits_per_byte = r.mean_nll() / std::log(2.0);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace stretch

@@ -1,0 +1,69 @@
+// Perplexity at any length: the evaluation protocols (docs/EVALUATION.md gives the formulas).
+//
+// A token stream x_0 .. x_{N-1}; a window (start s, length n) feeds x_s .. x_{s+n-1} at positions 0 .. n-1
+// and its position j predicts x_{s+j+1}. Each protocol is a list of windows and, per window, the first
+// position whose prediction is scored:
+//   nonoverlapping T:  s = 0, T, 2T, ...; every position scored; the last window may be shorter. Every
+//                      target x_1 .. x_{N-1} is scored once (the ALiBi paper's default).
+//   sliding T, S:      s = 0, S, 2S, ...; the first window scores all its positions, each later one only
+//                      targets not scored before (its last S positions), so every scored token except those
+//                      of the first window sees at least T - S tokens of context. S = 1 is exact and slow.
+//   llamacpp T:        llama.cpp's `perplexity`: chunks s = 0, T, 2T, ... of exactly T tokens (a partial last
+//                      chunk is dropped), positions T/2 .. T-2 scored (first = T/2, as llama.cpp). Needs
+//                      N >= 2T. (llama.cpp also puts BOS first in each chunk; byte-level GPT models have none.)
+// Per length: tokens scored, mean NLL (nats, summed in double), perplexity exp(mean), bits per byte for
+// byte-level tokenizers (mean / ln 2), the standard error of the mean NLL (sample std / sqrt(n)), and the NLL
+// by position inside the window in `buckets` equal buckets.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/gpt.hpp"
+
+namespace stretch {
+
+enum class EvalProtocol { nonoverlapping, sliding, llamacpp };
+std::string_view to_string(EvalProtocol p);
+EvalProtocol parse_eval_protocol(std::string_view name, std::string_view what = "--protocol");
+
+struct Window {
+  long start = 0;     // first input token
+  int length = 0;     // inputs x[start .. start+length)
+  int score_from = 0; // positions score_from .. length-1 are scored (llamacpp: .. length-2)
+  int score_to = 0;   // one past the last scored position
+};
+
+// The windows of a protocol over a stream of n_tokens tokens. UsageError for T < 1, a bad stride;
+// InputError when the stream is shorter than one window (saying how many tokens it has and needs).
+std::vector<Window> plan_windows(long n_tokens, int T, EvalProtocol protocol, int stride = 0);
+
+struct EvalSettings {
+  EvalProtocol protocol = EvalProtocol::nonoverlapping;
+  int stride = 0;              // sliding only; 0: T / 2
+  int batch_tokens = 8192;     // windows of equal length are batched up to this many tokens
+  int buckets = 8;             // loss by position inside the window
+  bool clamp_positions = false;  // learned tables: positions past the table reuse its last row
+  long max_tokens = 0;         // stop after this many scored tokens (0: all)
+  bool byte_level = false;     // report bits per byte
+};
+
+struct LengthResult {
+  int length = 0;
+  long tokens = 0;
+  double sum_nll = 0.0, sum_sq = 0.0;
+  double mean_nll() const { return tokens ? sum_nll / static_cast<double>(tokens) : 0.0; }
+  double perplexity() const;
+  double stderr_nll() const;  // standard error of the mean
+  double bits_per_byte = 0.0; // 0 unless byte-level
+  std::vector<double> bucket_nll;  // mean NLL per position bucket
+  std::vector<long> bucket_tokens;
+  double seconds = 0.0;
+};
+
+// Evaluates one model at one length. Throws UsageError (naming --clamp-positions) when a learned position
+// table is shorter than the length and clamping was not asked for.
+LengthResult evaluate_length(Gpt& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s);
+
+}  // namespace stretch

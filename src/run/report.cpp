@@ -1,0 +1,129 @@
+#include "run/report.hpp"
+
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/fs.hpp"
+
+namespace stretch {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string table_header() {
+  char b[256];
+  std::snprintf(b, sizeof b, "%-28s %-10s %6s %7s %10s %8s %10s %8s %7s %9s", "model", "position", "L", "length",
+                "tokens", "nll", "ppl", "+/-", "bpb", "tok/s");
+  return b;
+}
+
+std::string table_row(const ModelReport& m, const LengthResult& r) {
+  char b[320];
+  const double ppl = r.perplexity();
+  std::string bpb = m.byte_level ? std::to_string(r.bits_per_byte).substr(0, 6) : "-";
+  std::string name = m.name.size() > 28 ? "..." + m.name.substr(m.name.size() - 25) : m.name;
+  std::snprintf(b, sizeof b, "%-28s %-10s %6d %7d %10ld %8.4f %10.3f %8.3f %7s %9.0f", name.c_str(),
+                m.position.c_str(), m.train_length, r.length, r.tokens, r.mean_nll(), ppl, ppl * r.stderr_nll(),
+                bpb.c_str(), r.seconds > 0 ? static_cast<double>(r.tokens) / r.seconds : 0.0);
+  return b;
+}
+
+json to_json(const SweepReport& s) {
+  json models = json::array();
+  for (auto& m : s.models) {
+    json rows = json::array();
+    for (auto& r : m.results) {
+      json row = {{"length", r.length},
+                  {"tokens", r.tokens},
+                  {"nll", r.mean_nll()},
+                  {"ppl", r.perplexity()},
+                  {"stderr_nll", r.stderr_nll()},
+                  {"seconds", r.seconds},
+                  {"nll_by_position", r.bucket_nll}};
+      if (m.byte_level) row["bits_per_byte"] = r.bits_per_byte;
+      rows.push_back(row);
+    }
+    models.push_back({{"model", m.name},
+                      {"position", m.position},
+                      {"train_length", m.train_length},
+                      {"results", rows}});
+  }
+  json j = {{"text", s.text}, {"protocol", std::string(to_string(s.protocol))}, {"models", models}};
+  if (s.protocol == EvalProtocol::sliding) j["stride"] = s.stride;
+  return j;
+}
+
+std::string to_csv(const SweepReport& s) {
+  std::string out = "model,position,train_length,length,protocol,tokens,nll,ppl,stderr_nll,bits_per_byte,seconds\n";
+  char b[512];
+  for (auto& m : s.models)
+    for (auto& r : m.results) {
+      std::snprintf(b, sizeof b, "%s,%s,%d,%d,%s,%ld,%.6f,%.6f,%.6f,%s,%.3f\n", m.name.c_str(), m.position.c_str(),
+                    m.train_length, r.length, std::string(to_string(s.protocol)).c_str(), r.tokens, r.mean_nll(),
+                    r.perplexity(), r.stderr_nll(), m.byte_level ? std::to_string(r.bits_per_byte).c_str() : "",
+                    r.seconds);
+      out += b;
+    }
+  return out;
+}
+
+namespace {
+std::string gp_quote(const std::string& s) {
+  std::string o = "'";
+  for (char c : s) o += c == '\'' ? std::string("''") : std::string(1, c);
+  return o + "'";
+}
+}  // namespace
+
+void plot_png(const SweepReport& s, const fs::path& png) {
+  char tmpl[] = "/tmp/stretch-plot-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw IoError("plot: cannot create a temporary folder");
+  const fs::path dir(tmpl);
+  const fs::path out_tmp = png.parent_path() / ("." + png.filename().string() + ".tmp.png");
+  std::string script =
+      "set terminal png size 1000,640\n"
+      "set output " + gp_quote(out_tmp.string()) + "\n"
+      "set logscale x 2\nset logscale y\nset grid\nset key top left\n"
+      "set xlabel 'evaluation length (tokens)'\nset ylabel 'perplexity'\n"
+      "set title " + gp_quote("perplexity vs length (" + std::string(to_string(s.protocol)) + ")") + "\n";
+  std::string plot = "plot ";
+  for (std::size_t i = 0; i < s.models.size(); i++) {
+    const ModelReport& m = s.models[i];
+    const fs::path data = dir / ("m" + std::to_string(i) + ".dat");
+    std::ofstream d(data);
+    for (auto& r : m.results) d << r.length << " " << r.perplexity() << "\n";
+    script += "set arrow from " + std::to_string(m.train_length) + ", graph 0 to " + std::to_string(m.train_length) +
+              ", graph 1 nohead dashtype 2 linecolor " + std::to_string(i + 1) + "\n";
+    plot += (i ? ", " : "") + gp_quote(data.string()) + " using 1:2 with linespoints linewidth 2 linecolor " +
+            std::to_string(i + 1) + " title " +
+            gp_quote(m.name + " (" + m.position + ", L=" + std::to_string(m.train_length) + ")");
+  }
+  script += plot + "\n";
+  const fs::path sp = dir / "plot.gp";
+  std::ofstream(sp) << script;
+  const std::string cmd = "gnuplot " + gp_quote(sp.string()) + " 2>&1";
+  std::string output;
+  int status = -1;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    std::array<char, 512> buf;
+    std::size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) output.append(buf.data(), n);
+    status = ::pclose(p);
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (status != 0 || !fs::exists(out_tmp)) {
+    fs::remove(out_tmp, ec);
+    if (output.find("not found") != std::string::npos || status == 127 * 256)
+      throw IoError("--plot: gnuplot is not installed (apt-get install gnuplot-nox)");
+    throw IoError("--plot: gnuplot failed: " + output);
+  }
+  fs::rename(out_tmp, png, ec);
+  if (ec) throw IoError(png.string() + ": cannot write the plot: " + ec.message());
+}
+
+}  // namespace stretch
