@@ -1,0 +1,276 @@
+// Tiled, online-softmax ("flash-style") causal attention forward for inference: the same result as
+// attention_forward (kernels/attention.hpp) without the (B, NH, T, T) probabilities.
+//
+//   out (B, T, C) = causal softmax(scale * q k^T + bias) v
+//
+// Same contract as attention_forward: qkv (B, T, 3C), pos (B, T), s_ij = scale * (q_i . k_j) + bias(h, pos_i, pos_j)
+// for j <= i (by index), the bias functor called once per visible score. Nothing of size T x T is stored.
+//
+// Algorithm. Tasks are (b, h, block of kBlockQ query rows), flattened and run with a dynamic schedule, the blocks
+// with the most keys first (so B = 1 with a long T keeps every thread busy and balanced). A task streams over
+// blocks of kBlockK keys j < i1 (the end of its query block), keeping per row a running max m_i, running sum l_i
+// and output accumulator o_i (hd values): per key block
+//   S = Q K^T (register tiles of kRows rows x 2 vectors of keys, the loop over hd inside, summed d = 0 .. hd-1),
+//   s = scale * S + bias, m_new = max(m_old, max_j s), alpha = exp(m_old - m_new), p = exp(s - m_new),
+//   l = alpha l + sum_j p, o = alpha o + P V (register tiles of kRows rows x up to 2 vectors of channels),
+// and finally out_i = o_i / l_i. Work memory per thread is O(kBlockQ * (kBlockK + hd)), independent of T.
+//
+// Determinism: every query row is computed by one task, over the same key blocks in the same order, with the
+// same arithmetic whatever the thread count, so results are bitwise identical for any number of threads.
+// The exponential is kexp (vecmath.hpp): exp_fast for float, std::exp for double.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "core/error.hpp"
+#include "kernels/vecmath.hpp"
+
+namespace stretch {
+namespace attention_tiled_detail {
+
+inline constexpr int kBlockQ = 64;  // query rows per task
+inline constexpr int kBlockK = 64;  // keys per streamed block
+inline constexpr int kRows = 8;     // query rows per register tile
+
+// A 64-byte vector of F (GCC/Clang vector extension; AVX-512 zmm with -march=native, split otherwise).
+template <class F>
+struct Vec {
+  typedef F type __attribute__((vector_size(64)));
+  static constexpr int kLanes = static_cast<int>(64 / sizeof(F));
+};
+
+template <class V, class F>
+inline V loadv(const F* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V, class F>
+inline void storev(F* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// The bias in precision F (as in attention_impl.hpp: template call operator if there is one, else converted).
+template <class F, class Bias>
+inline F bias_value(const Bias& bias, int h, int pos_i, int pos_j) {
+  if constexpr (requires { bias.template operator()<F>(h, pos_i, pos_j); })
+    return bias.template operator()<F>(h, pos_i, pos_j);
+  else
+    return static_cast<F>(bias(h, pos_i, pos_j));
+}
+
+// s (kRows, 2 * lanes), row stride lds = q (kRows, hd), row stride ldq, times kT (hd, .), row stride ldk;
+// each dot product summed in the order d = 0 .. hd-1.
+template <class F>
+inline void qk_tile(F* __restrict__ s, int lds, const F* __restrict__ q, int ldq, const F* __restrict__ kT, int ldk,
+                    int hd) {
+  using V = typename Vec<F>::type;
+  constexpr int L = Vec<F>::kLanes;
+  V acc0[kRows], acc1[kRows];
+  for (int r = 0; r < kRows; r++) {
+    acc0[r] = V{};
+    acc1[r] = V{};
+  }
+  for (int d = 0; d < hd; d++) {
+    const V k0 = loadv<V>(kT + static_cast<std::ptrdiff_t>(d) * ldk);
+    const V k1 = loadv<V>(kT + static_cast<std::ptrdiff_t>(d) * ldk + L);
+    for (int r = 0; r < kRows; r++) {
+      const F qv = q[r * ldq + d];
+      acc0[r] += qv * k0;
+      acc1[r] += qv * k1;
+    }
+  }
+  for (int r = 0; r < kRows; r++) {
+    storev(s + r * lds, acc0[r]);
+    storev(s + r * lds + L, acc1[r]);
+  }
+}
+
+// o (kRows, NV * lanes), row stride ldo += p (kRows, n), row stride ldp, times v (n, .), row stride ldv (j ascending).
+template <class F, int NV>
+inline void pv_tile(F* __restrict__ o, int ldo, const F* __restrict__ p, int ldp, const F* __restrict__ v, int ldv,
+                    int n) {
+  using V = typename Vec<F>::type;
+  constexpr int L = Vec<F>::kLanes;
+  V acc[kRows][NV];
+  for (int r = 0; r < kRows; r++)
+    for (int c = 0; c < NV; c++) acc[r][c] = loadv<V>(o + r * ldo + c * L);
+  for (int j = 0; j < n; j++) {
+    V vj[NV];
+    for (int c = 0; c < NV; c++) vj[c] = loadv<V>(v + static_cast<std::ptrdiff_t>(j) * ldv + c * L);
+    for (int r = 0; r < kRows; r++) {
+      const F pr = p[r * ldp + j];
+      for (int c = 0; c < NV; c++) acc[r][c] += pr * vj[c];
+    }
+  }
+  for (int r = 0; r < kRows; r++)
+    for (int c = 0; c < NV; c++) storev(o + r * ldo + c * L, acc[r][c]);
+}
+
+// A 64-byte aligned scratch array.
+template <class F>
+struct AlignedFree {
+  void operator()(F* p) const { ::operator delete(p, std::align_val_t(64)); }
+};
+template <class F>
+inline std::unique_ptr<F, AlignedFree<F>> aligned_zeros(std::size_t n) {
+  F* p = static_cast<F*>(::operator new(n * sizeof(F), std::align_val_t(64)));
+  std::fill_n(p, n, F(0));
+  return std::unique_ptr<F, AlignedFree<F>>(p);
+}
+
+inline void check_shape_tiled(int B, int T, int C, int NH) {
+  if (B < 0 || T < 0 || C <= 0 || NH <= 0 || C % NH != 0)
+    throw ConfigError("attention_tiled: invalid shape B=" + std::to_string(B) + " T=" + std::to_string(T) +
+                      " C=" + std::to_string(C) + " NH=" + std::to_string(NH) +
+                      " (expected B, T >= 0, C, NH > 0 and C divisible by NH)");
+}
+
+}  // namespace attention_tiled_detail
+
+// out (B,T,C) = causal softmax(scale * q k^T + bias) v, never storing more than a tile of scores.
+template <class F, class Bias>
+void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
+                             F scale) {
+  namespace td = attention_tiled_detail;
+  td::check_shape_tiled(B, T, C, NH);
+  if (B == 0 || T == 0) return;
+  constexpr int BQ = td::kBlockQ;
+  constexpr int BK = td::kBlockK;
+  constexpr int R = td::kRows;
+  constexpr int L = td::Vec<F>::kLanes;
+  constexpr int NK = 2 * L;  // keys per register tile
+  static_assert(BQ % R == 0 && BK % NK == 0, "attention_tiled: block sizes must be multiples of the register tile");
+  const int hd = C / NH;
+  const int hdp = (hd + L - 1) / L * L;  // hd padded to whole vectors
+  const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
+  const int nqb = (T + BQ - 1) / BQ;
+  const std::int64_t nbh = static_cast<std::int64_t>(B) * NH;
+  const std::int64_t ntasks = nbh * nqb;
+  constexpr F kNegInf = -std::numeric_limits<F>::infinity();
+
+#pragma omp parallel
+  {
+    auto qt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hd);   // query rows (BQ, hd)
+    auto kt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(hd) * BK);   // keys transposed (hd, BK)
+    auto vb_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BK) * hdp);  // values (BK, hdp)
+    auto s_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * BK);    // scores, then probabilities
+    auto o_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);   // output accumulators
+    auto m_buf = td::aligned_zeros<F>(BQ);
+    auto l_buf = td::aligned_zeros<F>(BQ);
+    F* __restrict__ qt = qt_buf.get();
+    F* __restrict__ kt = kt_buf.get();
+    F* __restrict__ vbuf = vb_buf.get();
+    F* __restrict__ sb = s_buf.get();
+    F* __restrict__ ob = o_buf.get();
+    F* __restrict__ mrow = m_buf.get();
+    F* __restrict__ lrow = l_buf.get();
+
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t task = 0; task < ntasks; task++) {
+      // the query blocks with the most keys first
+      const int qb = nqb - 1 - static_cast<int>(task / nbh);
+      const std::int64_t bh = task % nbh;
+      const int b = static_cast<int>(bh / NH);
+      const int h = static_cast<int>(bh % NH);
+      const F* qbase = qkv + static_cast<std::int64_t>(b) * T * C3 + static_cast<std::int64_t>(h) * hd;
+      const F* kbase = qbase + C;
+      const F* vbase = qbase + 2 * static_cast<std::int64_t>(C);
+      const int* pb = pos + static_cast<std::int64_t>(b) * T;
+      F* obase = out + static_cast<std::int64_t>(b) * T * C + static_cast<std::int64_t>(h) * hd;
+
+      const int i0 = qb * BQ;
+      const int nq = std::min(BQ, T - i0);
+      const int nqp = (nq + R - 1) / R * R;
+      for (int r = 0; r < nq; r++) std::copy_n(qbase + (i0 + r) * C3, hd, qt + r * hd);
+      std::fill(qt + static_cast<std::ptrdiff_t>(nq) * hd, qt + static_cast<std::ptrdiff_t>(nqp) * hd, F(0));
+      std::fill(ob, ob + static_cast<std::ptrdiff_t>(nqp) * hdp, F(0));
+      for (int r = 0; r < nqp; r++) {
+        mrow[r] = kNegInf;
+        lrow[r] = F(0);
+      }
+      const int iend = i0 + nq;  // keys j < iend are visible to some row of the block
+
+      for (int j0 = 0; j0 < iend; j0 += BK) {
+        const int nk = std::min(BK, iend - j0);
+        // this block's keys, transposed, and values (zero padded)
+        for (int j = 0; j < nk; j++) {
+          const F* kj = kbase + (j0 + j) * C3;
+          for (int d = 0; d < hd; d++) kt[d * BK + j] = kj[d];
+          std::copy_n(vbase + (j0 + j) * C3, hd, vbuf + j * hdp);
+        }
+        if (nk < BK) {
+          for (int d = 0; d < hd; d++) std::fill(kt + d * BK + nk, kt + d * BK + BK, F(0));
+          std::fill(vbuf + static_cast<std::ptrdiff_t>(nk) * hdp, vbuf + static_cast<std::ptrdiff_t>(BK) * hdp, F(0));
+        }
+        // S = Q K^T, skipping register tiles whose keys are all after all their rows
+        for (int r0 = 0; r0 < nqp; r0 += R) {
+          const int ilast = i0 + r0 + R - 1;
+          for (int c0 = 0; c0 < nk; c0 += NK) {
+            if (j0 + c0 > ilast) break;
+            td::qk_tile(sb + r0 * BK + c0, BK, qt + r0 * hd, hd, kt + c0, BK, hd);
+          }
+        }
+        // online softmax per row
+        for (int r = 0; r < nqp; r++) {
+          F* srow = sb + r * BK;
+          const int i = i0 + r;
+          const int jv = r < nq ? std::min(nk, i - j0 + 1) : 0;  // visible keys of this block
+          if (jv <= 0) {
+            std::fill(srow, srow + BK, F(0));
+            continue;
+          }
+          const int pi = pb[i];
+          const int* pj = pb + j0;
+          for (int j = 0; j < jv; j++) srow[j] = scale * srow[j] + td::bias_value<F>(bias, h, pi, pj[j]);
+          F mx = mrow[r];
+#pragma omp simd reduction(max : mx)
+          for (int j = 0; j < jv; j++) mx = std::max(mx, srow[j]);
+          F sum = F(0);
+#pragma omp simd reduction(+ : sum)
+          for (int j = 0; j < jv; j++) {
+            const F p = kexp(srow[j] - mx);
+            srow[j] = p;
+            sum += p;
+          }
+          std::fill(srow + jv, srow + BK, F(0));
+          const F mold = mrow[r];
+          if (mx != mold) {
+            // the first block of a row has mold = -inf: its l and o are 0, alpha is not needed
+            const F alpha = mold == kNegInf ? F(0) : kexp(mold - mx);
+            lrow[r] *= alpha;
+            F* orow = ob + r * hdp;
+#pragma omp simd
+            for (int d = 0; d < hdp; d++) orow[d] *= alpha;
+            mrow[r] = mx;
+          }
+          lrow[r] += sum;
+        }
+        // O += P V (j ascending), over the keys visible to some row of each register tile
+        for (int r0 = 0; r0 < nqp; r0 += R) {
+          const int n = std::min(nk, i0 + r0 + R - j0);
+          if (n <= 0) continue;
+          int c = 0;
+          for (; c + 2 * L <= hdp; c += 2 * L)
+            td::pv_tile<F, 2>(ob + r0 * hdp + c, hdp, sb + r0 * BK, BK, vbuf + c, hdp, n);
+          if (c < hdp) td::pv_tile<F, 1>(ob + r0 * hdp + c, hdp, sb + r0 * BK, BK, vbuf + c, hdp, n);
+        }
+      }
+      for (int r = 0; r < nq; r++) {
+        const F inv = F(1) / lrow[r];
+        const F* orow = ob + r * hdp;
+        F* dst = obase + (i0 + r) * static_cast<std::int64_t>(C);
+        for (int d = 0; d < hd; d++) dst[d] = orow[d] * inv;
+      }
+    }
+  }
+}
+
+}  // namespace stretch

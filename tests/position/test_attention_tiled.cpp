@@ -1,0 +1,193 @@
+// The tiled, online-softmax attention forward (kernels/attention_tiled.hpp) against the plain kernel
+// (kernels/attention.hpp) with the position biases of position/: odd lengths, several head counts and sizes,
+// shifted positions, float and double, thread-count independence and a long sequence.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "kernels/attention.hpp"
+#include "kernels/attention_tiled.hpp"
+#include "kernels/gradcheck.hpp"
+#include "position/alibi.hpp"
+#include "position/t5.hpp"
+
+namespace stretch {
+namespace {
+
+using test::random_normal;
+
+enum class Kind { kNone, kAlibi, kT5 };
+
+std::vector<int> shifted_pos(int B, int T, int offset) {
+  std::vector<int> p(static_cast<std::size_t>(B) * T);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) p[static_cast<std::size_t>(b) * T + t] = t + offset;
+  return p;
+}
+
+// max |a - b| / max |b|
+template <class F>
+double rel_diff(const std::vector<F>& a, const std::vector<F>& b) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < a.size(); i++) {
+    num = std::max(num, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    den = std::max(den, std::abs(static_cast<double>(b[i])));
+  }
+  return den > 0.0 ? num / den : num;
+}
+
+struct Outputs {
+  double rel = 0.0;
+  bool finite = true;
+};
+
+// Runs both kernels on the same random inputs and returns the relative difference of their outputs.
+template <class F>
+Outputs compare(Kind kind, int B, int T, int NH, int hd, int offset, std::uint64_t seed, double qk_scale = 1.0) {
+  Rng rng(seed);
+  const int C = NH * hd;
+  const auto qkv = random_normal<F>(rng, static_cast<std::size_t>(B) * T * 3 * C, qk_scale);
+  const auto pos = shifted_pos(B, T, offset);
+  const F scale = static_cast<F>(1.0 / std::sqrt(static_cast<double>(hd)));
+  std::vector<F> ref(static_cast<std::size_t>(B) * T * C), out(ref.size(), F(-7));
+  std::vector<F> probs(static_cast<std::size_t>(B) * NH * T * T);
+  const auto slopes = alibi_slopes(NH);
+  const auto table = random_normal<F>(rng, static_cast<std::size_t>(kT5Buckets) * NH);
+  auto run = [&](const auto& bias) {
+    attention_forward(ref.data(), probs.data(), qkv.data(), pos.data(), bias, B, T, C, NH, scale);
+    attention_forward_tiled(out.data(), qkv.data(), pos.data(), bias, B, T, C, NH, scale);
+  };
+  if (kind == Kind::kNone) run(NoBias{});
+  else if (kind == Kind::kAlibi) run(AlibiBias{slopes.data()});
+  else run(T5Bias<F>{table.data(), nullptr, NH});
+  Outputs o;
+  o.rel = rel_diff(out, ref);
+  o.finite = std::all_of(out.begin(), out.end(), [](F x) { return std::isfinite(x); });
+  return o;
+}
+
+const char* name(Kind k) { return k == Kind::kNone ? "none" : (k == Kind::kAlibi ? "alibi" : "t5"); }
+
+TEST(AttentionTiled, MatchesPlainKernelOverShapes) {
+  const int lengths[] = {1, 2, 7, 63, 64, 65, 129, 300, 1031};
+  int cases = 0;
+  for (Kind kind : {Kind::kNone, Kind::kAlibi, Kind::kT5})
+    for (int T : lengths)
+      for (int B : {1, 2})
+        for (int NH : {3, 8})
+          for (int hd : {4, 8, 32, 40}) {
+            // the longest length with a subset of the head shapes keeps the test fast
+            if (T == 1031 && (B == 2 || hd == 4 || hd == 8)) continue;
+            const auto o = compare<float>(kind, B, T, NH, hd, 5, 1000 + cases);
+            EXPECT_TRUE(o.finite) << name(kind) << " T=" << T << " B=" << B << " NH=" << NH << " hd=" << hd;
+            EXPECT_LT(o.rel, 1e-5) << name(kind) << " T=" << T << " B=" << B << " NH=" << NH << " hd=" << hd;
+            cases++;
+          }
+  EXPECT_GT(cases, 200);
+}
+
+TEST(AttentionTiled, DoubleMatchesPlainKernelTightly) {
+  for (Kind kind : {Kind::kNone, Kind::kAlibi, Kind::kT5})
+    for (int T : {1, 7, 65, 300})
+      for (int hd : {4, 32, 40}) {
+        const auto o = compare<double>(kind, 2, T, 3, hd, 5, 77 + T + hd);
+        EXPECT_LT(o.rel, 1e-12) << name(kind) << " T=" << T << " hd=" << hd;
+      }
+}
+
+// Large logits (scores spread over tens of units) exercise the running-max rescaling.
+TEST(AttentionTiled, LargeLogitsRescaleCorrectly) {
+  for (Kind kind : {Kind::kNone, Kind::kAlibi})
+    for (int T : {65, 257}) {
+      const auto o = compare<float>(kind, 1, T, 2, 32, 0, 5 + T, 3.0);
+      EXPECT_TRUE(o.finite);
+      EXPECT_LT(o.rel, 1e-5) << name(kind) << " T=" << T;
+    }
+}
+
+TEST(AttentionTiled, FloatAgreesWithDouble) {
+  const int B = 2, T = 129, NH = 3, hd = 40, C = NH * hd;
+  Rng rng(11);
+  const auto qkvd = random_normal<double>(rng, static_cast<std::size_t>(B) * T * 3 * C);
+  std::vector<float> qkvf(qkvd.begin(), qkvd.end());
+  const auto pos = shifted_pos(B, T, 5);
+  const auto slopes = alibi_slopes(NH);
+  std::vector<double> outd(static_cast<std::size_t>(B) * T * C);
+  std::vector<float> outf(outd.size());
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  attention_forward_tiled(outd.data(), qkvd.data(), pos.data(), AlibiBias{slopes.data()}, B, T, C, NH, scale);
+  attention_forward_tiled(outf.data(), qkvf.data(), pos.data(), AlibiBias{slopes.data()}, B, T, C, NH,
+                          static_cast<float>(scale));
+  std::vector<double> outf_d(outf.begin(), outf.end());
+  EXPECT_LT(rel_diff(outf_d, outd), 1e-5);
+}
+
+TEST(AttentionTiled, PositionsShiftInvarianceForAlibiAndDependenceOtherwise) {
+  // ALiBi depends on position differences only: offset 5 and offset 0 give identical outputs.
+  const int B = 1, T = 100, NH = 4, hd = 8, C = NH * hd;
+  Rng rng(3);
+  const auto qkv = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 3 * C);
+  const auto slopes = alibi_slopes(NH);
+  const auto p0 = shifted_pos(B, T, 0), p5 = shifted_pos(B, T, 5);
+  std::vector<float> a(static_cast<std::size_t>(B) * T * C), b(a.size());
+  attention_forward_tiled(a.data(), qkv.data(), p0.data(), AlibiBias{slopes.data()}, B, T, C, NH, 0.35f);
+  attention_forward_tiled(b.data(), qkv.data(), p5.data(), AlibiBias{slopes.data()}, B, T, C, NH, 0.35f);
+  EXPECT_EQ(a, b);
+}
+
+TEST(AttentionTiled, DeterministicAcrossThreadCounts) {
+  const int saved = omp_get_max_threads();
+  for (int T : {65, 1031}) {
+    const int B = 1, NH = 3, hd = 40, C = NH * hd;
+    Rng rng(21 + T);
+    const auto qkv = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 3 * C);
+    const auto pos = shifted_pos(B, T, 5);
+    const auto slopes = alibi_slopes(NH);
+    std::vector<float> one(static_cast<std::size_t>(B) * T * C), two(one.size());
+    omp_set_num_threads(1);
+    attention_forward_tiled(one.data(), qkv.data(), pos.data(), AlibiBias{slopes.data()}, B, T, C, NH, 0.2f);
+    omp_set_num_threads(2);
+    attention_forward_tiled(two.data(), qkv.data(), pos.data(), AlibiBias{slopes.data()}, B, T, C, NH, 0.2f);
+    omp_set_num_threads(saved);
+    EXPECT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float))) << "T=" << T;
+  }
+}
+
+TEST(AttentionTiled, CausalFutureKeysDoNotMatter) {
+  // Changing the keys and values of the last position changes only the last output row.
+  const int B = 1, T = 130, NH = 2, hd = 32, C = NH * hd;
+  Rng rng(9);
+  auto qkv = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 3 * C);
+  const auto pos = shifted_pos(B, T, 5);
+  std::vector<float> a(static_cast<std::size_t>(B) * T * C), b(a.size());
+  attention_forward_tiled(a.data(), qkv.data(), pos.data(), NoBias{}, B, T, C, NH, 0.2f);
+  for (int c = C; c < 3 * C; c++) qkv[static_cast<std::size_t>(T - 1) * 3 * C + c] += 1.0f;
+  attention_forward_tiled(b.data(), qkv.data(), pos.data(), NoBias{}, B, T, C, NH, 0.2f);
+  EXPECT_TRUE(std::equal(a.begin(), a.end() - C, b.begin()));
+  EXPECT_FALSE(std::equal(a.end() - C, a.end(), b.end() - C));
+}
+
+TEST(AttentionTiled, LongSequenceMatchesPlainKernel) {
+  const auto o = compare<float>(Kind::kAlibi, 1, 4096, 2, 32, 5, 4242);
+  EXPECT_TRUE(o.finite);
+  EXPECT_LT(o.rel, 1e-5);
+}
+
+TEST(AttentionTiled, EmptyAndInvalidShapes) {
+  std::vector<float> out(4, 1.0f), qkv(12, 0.0f);
+  std::vector<int> pos(4, 0);
+  attention_forward_tiled(out.data(), qkv.data(), pos.data(), NoBias{}, 0, 4, 1, 1, 1.0f);
+  attention_forward_tiled(out.data(), qkv.data(), pos.data(), NoBias{}, 1, 0, 1, 1, 1.0f);
+  EXPECT_EQ(out, std::vector<float>(4, 1.0f));
+  EXPECT_THROW(attention_forward_tiled(out.data(), qkv.data(), pos.data(), NoBias{}, 1, 4, 3, 2, 1.0f), ConfigError);
+}
+
+}  // namespace
+}  // namespace stretch

@@ -1,0 +1,172 @@
+// The evaluation protocols: window plans, hand-computable totals, and agreement with the training loss.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "core/error.hpp"
+#include "run/evaluate.hpp"
+#include "run/evaluator.hpp"
+
+namespace stretch {
+namespace {
+
+// Targets scored by a plan, as absolute token indices (a window position j predicts x[start + j + 1]).
+std::vector<long> scored_targets(const std::vector<Window>& plan) {
+  std::vector<long> t;
+  for (auto& w : plan)
+    for (int j = w.score_from; j < w.score_to; j++) t.push_back(w.start + j + 1);
+  return t;
+}
+
+TEST(EvalPlan, NonoverlappingScoresEveryTargetOnce) {
+  auto plan = plan_windows(1001, 64, EvalProtocol::nonoverlapping);
+  auto t = scored_targets(plan);
+  ASSERT_EQ(t.size(), 1000u);
+  for (long i = 0; i < 1000; i++) EXPECT_EQ(t[i], i + 1);
+  EXPECT_EQ(plan.back().length, 1000 % 64);  // the last partial window
+}
+
+TEST(EvalPlan, SlidingScoresEveryTargetOnceWithAtLeastTMinusSContext) {
+  for (int stride : {1, 7, 16, 64}) {
+    const int T = 64;
+    auto plan = plan_windows(500, T, EvalProtocol::sliding, stride);
+    auto t = scored_targets(plan);
+    ASSERT_EQ(t.size(), 499u) << stride;
+    for (long i = 0; i < 499; i++) ASSERT_EQ(t[i], i + 1) << stride;
+    for (std::size_t k = 1; k < plan.size(); k++)  // after the first window: context >= T - S
+      EXPECT_GE(plan[k].score_from, T - stride) << "stride " << stride << " window " << k;
+  }
+}
+
+TEST(EvalPlan, LlamaCppScoresTheSecondHalfOfWholeChunks) {
+  auto plan = plan_windows(1000, 100, EvalProtocol::llamacpp);
+  ASSERT_EQ(plan.size(), 10u);
+  for (auto& w : plan) {
+    EXPECT_EQ(w.length, 100);
+    EXPECT_EQ(w.score_from, 50);
+    EXPECT_EQ(w.score_to, 99);
+  }
+  EXPECT_EQ(scored_targets(plan).size(), 10u * 49u);
+  EXPECT_THROW(plan_windows(199, 100, EvalProtocol::llamacpp), InputError);
+}
+
+TEST(EvalPlan, BadLengthsAndShortTextsAreRefusedWithCounts) {
+  EXPECT_THROW(plan_windows(100, 0, EvalProtocol::nonoverlapping), UsageError);
+  EXPECT_THROW(plan_windows(100, 10, EvalProtocol::sliding, 11), UsageError);
+  try {
+    plan_windows(50, 64, EvalProtocol::nonoverlapping);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("50 tokens"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("65"), std::string::npos) << e.what();
+  }
+}
+
+// A model whose logits are all zero predicts the uniform distribution: every token costs ln V exactly, so
+// each protocol's total is (tokens scored) x ln V, computable by hand.
+TEST(EvalProtocols, TotalsOfAUniformModelAreHandComputable) {
+  ModelConfig c;
+  c.vocab_size = 50;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.mlp_hidden = 16;
+  c.block_size = 16;
+  Gpt g(c);  // all parameters zero: LayerNorm weights 0 -> logits 0
+  std::vector<std::int32_t> tokens(301);
+  for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 7) % 50);
+  const double lnV = std::log(50.0);
+  EvalSettings s;
+  s.protocol = EvalProtocol::nonoverlapping;
+  LengthResult a = evaluate_length(g, tokens, 16, s);
+  EXPECT_EQ(a.tokens, 300);
+  EXPECT_NEAR(a.sum_nll, 300 * lnV, 1e-3);
+  s.protocol = EvalProtocol::sliding;
+  s.stride = 4;
+  LengthResult b = evaluate_length(g, tokens, 16, s);
+  EXPECT_EQ(b.tokens, 300);
+  EXPECT_NEAR(b.sum_nll, 300 * lnV, 1e-3);
+  s.protocol = EvalProtocol::llamacpp;
+  LengthResult d = evaluate_length(g, tokens, 16, s);
+  EXPECT_EQ(d.tokens, (301 / 16) * (16 - 1 - 8));
+  EXPECT_NEAR(d.mean_nll(), lnV, 1e-5);
+  EXPECT_NEAR(a.perplexity(), 50.0, 1e-3);
+  EXPECT_NEAR(a.stderr_nll(), 0.0, 1e-4);
+}
+
+TEST(EvalProtocols, EvaluatingAWindowEqualsTheTrainingLossOfThatWindow) {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.mlp_hidden = 32;
+  c.block_size = 32;
+  for (auto m : {PositionMethod::alibi, PositionMethod::t5, PositionMethod::rope, PositionMethod::learned}) {
+    c.position = m;
+    Gpt g(c);
+    g.init_weights(11);
+    std::vector<std::int32_t> tokens(33);
+    for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 13 + 5) % 40);
+    std::vector<std::int32_t> x(tokens.begin(), tokens.end() - 1), y(tokens.begin() + 1, tokens.end());
+    ForwardOptions train;
+    train.need_grad = true;
+    const double train_loss = g.forward(x.data(), y.data(), nullptr, 1, 32, train);
+    EvalSettings s;
+    LengthResult r = evaluate_length(g, tokens, 32, s);
+    EXPECT_EQ(r.tokens, 32);
+    EXPECT_NEAR(r.mean_nll(), train_loss, 1e-6) << to_string(m);
+  }
+}
+
+TEST(EvalProtocols, LearnedPositionsPastTheTableNeedClamping) {
+  ModelConfig c;
+  c.vocab_size = 20;
+  c.n_layer = 1;
+  c.n_head = 1;
+  c.n_embd = 8;
+  c.mlp_hidden = 8;
+  c.block_size = 8;
+  c.position = PositionMethod::learned;
+  Gpt g(c);
+  g.init_weights(1);
+  std::vector<std::int32_t> tokens(100, 3);
+  EvalSettings s;
+  try {
+    evaluate_length(g, tokens, 16, s);
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--clamp-positions"), std::string::npos);
+  }
+  s.clamp_positions = true;
+  EXPECT_EQ(evaluate_length(g, tokens, 16, s).tokens, 99);
+}
+
+TEST(EvalProtocols, LossByPositionBucketsAverageToTheMean) {
+  ModelConfig c;
+  c.vocab_size = 30;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.mlp_hidden = 16;
+  c.block_size = 16;
+  Gpt g(c);
+  g.init_weights(2);
+  std::vector<std::int32_t> tokens(16 * 10 + 1);
+  for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * i) % 30);
+  EvalSettings s;
+  s.buckets = 4;
+  LengthResult r = evaluate_length(g, tokens, 16, s);
+  double total = 0;
+  long n = 0;
+  for (int b = 0; b < 4; b++) {
+    EXPECT_EQ(r.bucket_tokens[b], 40);
+    total += r.bucket_nll[b] * r.bucket_tokens[b];
+    n += r.bucket_tokens[b];
+  }
+  EXPECT_NEAR(total / n, r.mean_nll(), 1e-9);
+}
+
+}  // namespace
+}  // namespace stretch
