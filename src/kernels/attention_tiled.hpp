@@ -36,7 +36,7 @@ namespace stretch {
 namespace attention_tiled_detail {
 
 inline constexpr int kBlockQ = 64;  // query rows per task
-inline constexpr int kBlockK = 64;  // keys per streamed block
+inline constexpr int kBlockK = 128;  // keys per streamed block
 inline constexpr int kRows = 8;     // query rows per register tile
 
 // A 64-byte vector of F (GCC/Clang vector extension; AVX-512 zmm with -march=native, split otherwise).

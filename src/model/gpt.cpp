@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "kernels/attention.hpp"
+#include "kernels/attention_tiled.hpp"
 #include "kernels/cross_entropy.hpp"
 #include "kernels/embedding.hpp"
 #include "kernels/gelu.hpp"
@@ -43,8 +44,9 @@ void fill_mask(Buffer<float>& mask, std::size_t n, float p, Rng& rng) {
   const float keep = 1.0f / (1.0f - p);
   for (std::size_t i = 0; i < n; i++) mask[i] = rng.uniform() < p ? 0.0f : keep;
 }
+// Grows a scratch buffer to at least n floats (never shrinks: training and evaluation alternate shapes).
 void ensure(Buffer<float>& b, std::size_t n) {
-  if (b.size() != n) b.resize(n);
+  if (b.size() < n) b.resize(n);
 }
 }  // namespace
 
@@ -132,6 +134,26 @@ void Gpt::ensure_acts(int B, int T) {
   T_ = T;
 }
 
+void Gpt::ensure_infer_acts(int B, int T) {
+  if (B == infer_B_ && T == infer_T_) return;
+  const std::size_t BT = static_cast<std::size_t>(B) * T, C = cfg_.n_embd, F = cfg_.mlp_hidden;
+  infer_ = LayerActs{};
+  infer_.ln1.resize(BT * C);
+  infer_.ln1_mean.resize(BT);
+  infer_.ln1_rstd.resize(BT);
+  infer_.qkv.resize(BT * 3 * C);
+  infer_.atty.resize(BT * C);
+  infer_.res2.resize(BT * C);
+  infer_.ln2.resize(BT * C);
+  infer_.ln2_mean.resize(BT);
+  infer_.ln2_rstd.resize(BT);
+  infer_.fch.resize(BT * F);
+  infer_.fch_gelu.resize(BT * F);
+  infer_.res3.resize(BT * C);
+  infer_B_ = B;
+  infer_T_ = T;
+}
+
 double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, const std::int32_t* pos, int B, int T,
                     const ForwardOptions& opt) {
   if (B < 1 || T < 1) throw ConfigError("forward: batch and length must be positive, got B=" + std::to_string(B) +
@@ -141,7 +163,20 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   const int BT = B * T;
   const float p_drop = opt.training ? cfg_.dropout : 0.0f;
   if (p_drop > 0.0f && !opt.rng) throw ConfigError("forward: dropout in training needs a random generator");
-  ensure_acts(B, T);
+  const bool infer = !opt.need_grad;
+  if (infer) {
+    ensure_infer_acts(B, T);
+  } else {
+    ensure_acts(B, T);
+  }
+  const std::size_t BTC = static_cast<std::size_t>(B) * T * C;
+  if (encoded_.size() < BTC) encoded_.resize(BTC);
+  if (lnf_.size() < BTC) {
+    lnf_.resize(BTC);
+    lnf_mean_.resize(static_cast<std::size_t>(B) * T);
+    lnf_rstd_.resize(static_cast<std::size_t>(B) * T);
+  }
+  if (losses_.size() < static_cast<std::size_t>(B) * T) losses_.resize(static_cast<std::size_t>(B) * T);
   dropout_ = p_drop;
 
   tokens_.assign(tokens, tokens + BT);
@@ -179,14 +214,20 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   ensure(dtmp_c_, static_cast<std::size_t>(BT) * C);
   const float* x = encoded_.data();
   for (int l = 0; l < cfg_.n_layer; l++) {
-    LayerActs& a = acts_[l];
+    LayerActs& a = infer ? infer_ : acts_[l];
     const LayerView& w = pv.layers[l];
     TIMED("fwd.layernorm", layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT, C));
     TIMED("fwd.matmul.qkv", matmul_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, 3 * C));
     if (cfg_.position == PositionMethod::rope)
       TIMED("fwd.rope", rope_forward(a.qkv.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
-    TIMED("fwd.attention", with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
-                                                   B, T, C, NH, scale); }, B));
+    if (infer) {
+      TIMED("fwd.attention", with_bias([&](auto& bias) {
+        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale);
+      }, B));
+    } else {
+      TIMED("fwd.attention", with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
+                                                     B, T, C, NH, scale); }, B));
+    }
     float* proj = dtmp_c_.data();
     TIMED("fwd.matmul.attproj", matmul_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
     if (p_drop > 0.0f) {

@@ -7,7 +7,8 @@
 //
 // forward() runs the network; with need_grad it also starts the backward pass at the classifier (the logits'
 // gradient is computed chunk by chunk and never stored whole), and backward() finishes it, accumulating (+=)
-// into grads().
+// into grads(). Without need_grad (evaluation, generation) the layers share one scratch and attention is the
+// tiled online-softmax kernel, so memory grows linearly in T and no T x T tensor exists.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -57,6 +58,7 @@ class Gpt {
     Buffer<float> mask_attn, mask_mlp;  // dropout
   };
   void ensure_acts(int B, int T);
+  void ensure_infer_acts(int B, int T);
   template <class Fn>
   void with_bias(Fn&& fn, int B);
 
@@ -71,7 +73,9 @@ class Gpt {
   float dropout_ = 0.0f;
   std::vector<std::int32_t> tokens_, pos_;
   Buffer<float> encoded_, mask_emb_;
-  std::vector<LayerActs> acts_;
+  std::vector<LayerActs> acts_;  // per layer, kept for backward (training)
+  LayerActs infer_;               // one layer's scratch, reused by every layer (inference: no probs stored)
+  int infer_B_ = 0, infer_T_ = 0;
   Buffer<float> lnf_, lnf_mean_, lnf_rstd_, losses_, logits_, chunk_;
   Buffer<float> dlnf_, dres_, dtmp_c_, dqkv_, dfch_, dfch2_, t5_partial_;
   int scored_ = 0;

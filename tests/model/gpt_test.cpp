@@ -84,7 +84,8 @@ TEST_P(EveryMethod, TrainingLossEqualsEvaluationLossOfTheSameWindow) {
   const double lt = g.forward(x.data(), y.data(), nullptr, 1, 8, train);
   g.backward();
   const double le = g.forward(x.data(), y.data(), nullptr, 1, 8);
-  EXPECT_EQ(lt, le);
+  // evaluation uses the tiled attention kernel, training the plain one: equal up to float summation order
+  EXPECT_NEAR(lt, le, 1e-6 * std::abs(lt));
   double sum = 0;
   for (int i = 0; i < 8; i++) sum += g.token_losses()[i];
   EXPECT_NEAR(sum / 8, le, 1e-6);
