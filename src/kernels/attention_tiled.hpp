@@ -36,7 +36,7 @@ namespace stretch {
 namespace attention_tiled_detail {
 
 inline constexpr int kBlockQ = 64;  // query rows per task
-inline constexpr int kBlockK = 128;  // keys per streamed block
+inline constexpr int kBlockK = 64;  // keys per streamed block
 inline constexpr int kRows = 8;     // query rows per register tile
 
 // A 64-byte vector of F (GCC/Clang vector extension; AVX-512 zmm with -march=native, split otherwise).
@@ -46,11 +46,10 @@ struct Vec {
   static constexpr int kLanes = static_cast<int>(64 / sizeof(F));
 };
 
+// (vectors only by reference: passing or returning them by value changes the ABI without AVX-512, -Wpsabi)
 template <class V, class F>
-inline V loadv(const F* p) {
-  V v;
+inline void loadv(V& v, const F* p) {
   std::memcpy(&v, p, sizeof(V));
-  return v;
 }
 template <class V, class F>
 inline void storev(F* p, const V& v) {
@@ -79,8 +78,9 @@ inline void qk_tile(F* __restrict__ s, int lds, const F* __restrict__ q, int ldq
     acc1[r] = V{};
   }
   for (int d = 0; d < hd; d++) {
-    const V k0 = loadv<V>(kT + static_cast<std::ptrdiff_t>(d) * ldk);
-    const V k1 = loadv<V>(kT + static_cast<std::ptrdiff_t>(d) * ldk + L);
+    V k0, k1;
+    loadv(k0, kT + static_cast<std::ptrdiff_t>(d) * ldk);
+    loadv(k1, kT + static_cast<std::ptrdiff_t>(d) * ldk + L);
     for (int r = 0; r < kRows; r++) {
       const F qv = q[r * ldq + d];
       acc0[r] += qv * k0;
@@ -101,10 +101,10 @@ inline void pv_tile(F* __restrict__ o, int ldo, const F* __restrict__ p, int ldp
   constexpr int L = Vec<F>::kLanes;
   V acc[kRows][NV];
   for (int r = 0; r < kRows; r++)
-    for (int c = 0; c < NV; c++) acc[r][c] = loadv<V>(o + r * ldo + c * L);
+    for (int c = 0; c < NV; c++) loadv(acc[r][c], o + r * ldo + c * L);
   for (int j = 0; j < n; j++) {
     V vj[NV];
-    for (int c = 0; c < NV; c++) vj[c] = loadv<V>(v + static_cast<std::ptrdiff_t>(j) * ldv + c * L);
+    for (int c = 0; c < NV; c++) loadv(vj[c], v + static_cast<std::ptrdiff_t>(j) * ldv + c * L);
     for (int r = 0; r < kRows; r++) {
       const F pr = p[r * ldp + j];
       for (int c = 0; c < NV; c++) acc[r][c] += pr * vj[c];
