@@ -1,5 +1,8 @@
 // The plain (reference) causal attention kernel: the contract is in kernels/attention.hpp, which includes this
-// file at its end. It is also the kernel used for training until a faster one is tested against it.
+// file at its end. attention_forward / attention_backward dispatch: for F = float, hd a multiple of 16 and an
+// AVX-512 target, to the register-blocked kernel of kernels/attention_fast.hpp (tested against the plain one in
+// tests/position/test_attention_fast.cpp); otherwise (double, the finite-difference oracle; other head sizes;
+// other targets) to the plain kernel below, attention_detail::forward_generic / backward_generic.
 //
 // Parallel over the B * NH (b, h) pairs with a static schedule. Every (b, h) task reads and writes only its own
 // head's channels (and its own probs block and, for a learned bias, its own partial sums), and does its
@@ -16,6 +19,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.hpp"
@@ -71,13 +75,9 @@ inline void check_shape(int B, int T, int C, int NH) {
                       " (expected B, T >= 0, C, NH > 0 and C divisible by NH)");
 }
 
-}  // namespace attention_detail
-
 template <class F, class Bias>
-void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                       F scale) {
-  attention_detail::check_shape(B, T, C, NH);
-  if (B == 0 || T == 0) return;
+void forward_generic(F* out, F* probs, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
+                     F scale) {
   const int hd = C / NH;
   const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
   const std::int64_t TT = static_cast<std::int64_t>(T) * T;
@@ -137,10 +137,8 @@ void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bia
 }
 
 template <class F, class Bias>
-void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* probs, const int* pos, Bias& bias, int B, int T,
-                        int C, int NH, F scale) {
-  attention_detail::check_shape(B, T, C, NH);
-  if (B == 0 || T == 0) return;
+void backward_generic(F* dqkv, const F* dout, const F* qkv, const F* probs, const int* pos, Bias& bias, int B, int T,
+                      int C, int NH, F scale) {
   const int hd = C / NH;
   const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
   const std::int64_t TT = static_cast<std::int64_t>(T) * T;
@@ -219,6 +217,45 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* probs, co
       }
     }
   }
+}
+
+}  // namespace attention_detail
+}  // namespace stretch
+
+#include "kernels/attention_fast.hpp"
+
+namespace stretch {
+
+template <class F, class Bias>
+void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
+                       F scale) {
+  attention_detail::check_shape(B, T, C, NH);
+  if (B == 0 || T == 0) return;
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<F, float>) {
+    if ((C / NH) % 16 == 0) {
+      attention_fast::forward(out, probs, qkv, pos, bias, B, T, C, NH, scale);
+      return;
+    }
+  }
+#endif
+  attention_detail::forward_generic(out, probs, qkv, pos, bias, B, T, C, NH, scale);
+}
+
+template <class F, class Bias>
+void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* probs, const int* pos, Bias& bias, int B, int T,
+                        int C, int NH, F scale) {
+  attention_detail::check_shape(B, T, C, NH);
+  if (B == 0 || T == 0) return;
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<F, float>) {
+    if ((C / NH) % 16 == 0) {
+      attention_fast::backward(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale);
+      return;
+    }
+  }
+#endif
+  attention_detail::backward_generic(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale);
 }
 
 }  // namespace stretch
