@@ -3,7 +3,13 @@
 
 Reference config: byte vocab 256, 6 layers, width 256, 8 heads, MLP 1024, T 256, batch 16, fp32, tied
 embeddings, bias on; AdamW(lr 3e-4, betas (0.9, 0.95), weight decay 0.1 on the Linear weights only);
-random tokens. Times --steps steps after --warmup steps and prints one JSON line.
+random tokens. Times --steps steps after --warmup steps and prints one JSON line (tokens_per_s over all timed
+steps; the median and fastest step too, since this 2-core VM is often shared).
+
+The model is tools/torch_gpt.py. Its attention core (baddbmm + softmax + bmm over the B*NH batch) is by default
+(--attn split) run as two halves on two single-threaded, pinned worker threads: PyTorch 1.13's CPU bmm runs one
+small GEMM after another, each multi-threaded, which scales badly and collapses when the other core is busy.
+Same ops and math (checked against the plain core in float64 at start-up); --attn bmm gives the plain path.
 
 Run it at its best (see /work/shared/REFERENCE.md, last section) with Debian's PyTorch:
     bench/peer_env.sh /usr/bin/python3 bench/peer_train.py --position alibi --threads 2
@@ -184,7 +190,8 @@ def main():
         "tokens_per_s": round(B * T * args.steps / dt, 1), "step_ms": round(1000 * dt / args.steps, 2),
         "step_ms_median": round(1000 * med, 2), "tokens_per_s_median": round(B * T / med, 1),
         "step_ms_min": round(1000 * min(times), 2),
-        "threads": torch.get_num_threads(), "attn": args.attn, "bf16": args.bf16, "batch": B, "seq": T, "steps": args.steps,
+        "threads": torch.get_num_threads(), "attn": args.attn, "bf16": args.bf16, "batch": B, "seq": T,
+        "steps": args.steps,
         "loss": round(loss, 4),
         "env": {k: os.environ.get(k) for k in ("OMP_PROC_BIND", "OMP_PLACES", "LD_PRELOAD", "LD_LIBRARY_PATH",
                                                "OPENBLAS_CORETYPE")},
