@@ -9,8 +9,11 @@ lengths=("$@")
 [ ${#lengths[@]} -gt 0 ] || lengths=(1024 4096 16384)
 for T in "${lengths[@]}"; do
   ours=$(OMP_NUM_THREADS=$threads OMP_PROC_BIND=true OMP_PLACES=cores build/bench_eval --T "$T")
-  peer=$(bench/peer_env.sh /usr/bin/python3 bench/peer_eval.py --T "$T" --threads "$threads")
   echo "$ours"
+  if ! peer=$(bench/peer_env.sh /usr/bin/python3 bench/peer_eval.py --T "$T" --threads "$threads"); then
+    echo "T=$T: the PyTorch peer failed (exit status 137 means it was killed for memory)"
+    continue
+  fi
   echo "$peer"
   python3 - "$ours" "$peer" <<'PY'
 import json, sys
