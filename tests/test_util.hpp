@@ -64,6 +64,17 @@ inline std::string generated_text(std::size_t bytes, unsigned seed = 7) {
   return s;
 }
 
+// A path quoted for the shell (single quotes).
+inline std::string shell_quote(const std::filesystem::path& p) {
+  std::string s(1, '\'');
+  for (char c : p.string()) {
+    if (c == '\'') s += "'\\''";
+    else s.push_back(c);
+  }
+  s.push_back('\'');
+  return s;
+}
+
 struct RunResult {
   int exit_code;
   std::string output;  // stdout and stderr together

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/hex.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 
@@ -69,16 +70,6 @@ void validate_utf8(const std::string& text, const fs::path& file) {
   }
 }
 
-std::string hex(const void* p, std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  const auto* b = static_cast<const unsigned char*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(digits[b[i] >> 4]);
-    out.push_back(digits[b[i] & 15]);
-  }
-  return out;
-}
 
 // Reads, validates and joins the files; when `st` is given, feeds each file into the cache key.
 std::string read_and_hash(const std::vector<fs::path>& files, XXH3_state_t* st) {
@@ -205,7 +196,7 @@ std::vector<std::int32_t> load_corpus_tokens(const std::vector<fs::path>& files,
   XXH128_canonicalFromHash(&c, XXH3_128bits_digest(hs));
   XXH3_freeState(hs);
   st.text_bytes = text.size();
-  const fs::path file = cache_dir / (hex(c.digest, sizeof c.digest) + ".tokens");
+  const fs::path file = cache_dir / (to_hex(c.digest, sizeof c.digest) + ".tokens");
 
   std::vector<std::int32_t> ids;
   if (load_cache(file, tok, text.size(), &ids)) {

@@ -22,6 +22,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "core/hex.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/tokenizer.hpp"
@@ -183,16 +184,6 @@ struct Merge {
   std::int32_t id;
 };
 
-std::string hex(const void* p, std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  const auto* b = static_cast<const unsigned char*>(p);
-  for (std::size_t i = 0; i < n; ++i) {
-    out.push_back(digits[b[i] >> 4]);
-    out.push_back(digits[b[i] & 15]);
-  }
-  return out;
-}
 
 class Gpt2Tokenizer final : public Tokenizer {
  public:
@@ -244,7 +235,7 @@ Gpt2Tokenizer::Gpt2Tokenizer(const fs::path& encoder_json, const fs::path& vocab
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
     XXH3_freeState(st);
-    hash_ = hex(c.digest, 8);  // 16 hex digits
+    hash_ = to_hex(c.digest, 8);  // 16 hex digits
   }
 
   // bytes_to_unicode and its inverse

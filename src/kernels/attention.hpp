@@ -18,14 +18,9 @@
 //                                                             deterministic.
 // Backward accumulates (+=) into dqkv. The plain kernel is the reference; faster kernels are tested against it.
 #pragma once
+#include "kernels/attention_bias.hpp"
 
 namespace stretch {
-
-struct NoBias {
-  static constexpr bool kLearned = false;
-  template <class F = float>
-  F operator()(int, int, int) const { return F(0); }
-};
 
 template <class F, class Bias>
 void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,

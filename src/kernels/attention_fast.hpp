@@ -172,7 +172,7 @@ inline void softmax_row(float* __restrict__ prow, const float* __restrict__ srow
                         const Bias& bias, int h, int i, int T, float scale) {
   const int pi = pb[i];
   const int n = i + 1;
-  for (int j = 0; j < n; j++) prow[j] = scale * srow[j] + attention_detail::bias_value<float>(bias, h, pi, pb[j]);
+  for (int j = 0; j < n; j++) prow[j] = scale * srow[j] + attention_bias_value<float>(bias, h, pi, pb[j]);
   // the maximum: 16 lanes (j mod 16, vector compare-select; the last chunk masked with -inf) then across them
   // (max is exact, so the order does not matter)
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());

@@ -53,16 +53,6 @@ inline void axpy(F* __restrict__ y, F a, const F* __restrict__ x, int n) {
   for (int d = 0; d < n; d++) y[d] += a * x[d];
 }
 
-// The bias in precision F. The bias functors of position/ template their call operator on the result type;
-// a functor with a plain operator() works too (its result is converted to F).
-template <class F, class Bias>
-inline F bias_value(const Bias& bias, int h, int pos_i, int pos_j) {
-  if constexpr (requires { bias.template operator()<F>(h, pos_i, pos_j); })
-    return bias.template operator()<F>(h, pos_i, pos_j);
-  else
-    return static_cast<F>(bias(h, pos_i, pos_j));
-}
-
 // Query rows are processed in tiles of kRowTile rows: the sums over keys (out_i, dq_i) run with the key index
 // outermost inside a tile, so consecutive vector updates go to different rows instead of waiting on each other.
 inline constexpr int kRowTile = 16;
@@ -106,7 +96,7 @@ void forward_generic(F* out, F* probs, const F* qkv, const int* pos, const Bias&
             attention_detail::rowdot(prow, qb + i * C3, kT.data(), hd, T, i + 1);
             F maxv = -std::numeric_limits<F>::infinity();
             for (int j = 0; j <= i; j++) {
-              const F s = scale * prow[j] + attention_detail::bias_value<F>(bias, h, pi, pb[j]);
+              const F s = scale * prow[j] + attention_bias_value<F>(bias, h, pi, pb[j]);
               prow[j] = s;
               maxv = std::max(maxv, s);
             }

@@ -30,6 +30,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "kernels/attention_bias.hpp"
 #include "kernels/vecmath.hpp"
 
 namespace stretch {
@@ -56,14 +57,6 @@ inline void storev(F* p, const V& v) {
   std::memcpy(p, &v, sizeof(V));
 }
 
-// The bias in precision F (as in attention_impl.hpp: template call operator if there is one, else converted).
-template <class F, class Bias>
-inline F bias_value(const Bias& bias, int h, int pos_i, int pos_j) {
-  if constexpr (requires { bias.template operator()<F>(h, pos_i, pos_j); })
-    return bias.template operator()<F>(h, pos_i, pos_j);
-  else
-    return static_cast<F>(bias(h, pos_i, pos_j));
-}
 
 // s (kRows, 2 * lanes), row stride lds = q (kRows, hd), row stride ldq, times kT (hd, .), row stride ldk;
 // each dot product summed in the order d = 0 .. hd-1.
@@ -229,7 +222,7 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
           }
           const int pi = pb[i];
           const int* pj = pb + j0;
-          for (int j = 0; j < jv; j++) srow[j] = scale * srow[j] + td::bias_value<F>(bias, h, pi, pj[j]);
+          for (int j = 0; j < jv; j++) srow[j] = scale * srow[j] + attention_bias_value<F>(bias, h, pi, pj[j]);
           F mx = mrow[r];
 #pragma omp simd reduction(max : mx)
           for (int j = 0; j < jv; j++) mx = std::max(mx, srow[j]);

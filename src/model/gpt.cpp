@@ -105,26 +105,28 @@ void Gpt::with_bias(Fn&& fn, int B) {
   }
 }
 
+void Gpt::size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const {
+  const std::size_t C = cfg_.n_embd, F = cfg_.mlp_hidden;
+  a.ln1.resize(BT * C);
+  a.ln1_mean.resize(BT);
+  a.ln1_rstd.resize(BT);
+  a.qkv.resize(BT * 3 * C);
+  if (probs) a.probs.resize(probs);
+  a.atty.resize(BT * C);
+  a.res2.resize(BT * C);
+  a.ln2.resize(BT * C);
+  a.ln2_mean.resize(BT);
+  a.ln2_rstd.resize(BT);
+  a.fch.resize(BT * F);
+  a.fch_gelu.resize(BT * F);
+  a.res3.resize(BT * C);
+}
+
 void Gpt::ensure_acts(int B, int T) {
   if (B == B_ && T == T_ && acts_.size() == static_cast<std::size_t>(cfg_.n_layer)) return;
-  const std::size_t BT = static_cast<std::size_t>(B) * T, C = cfg_.n_embd, F = cfg_.mlp_hidden;
-  const std::size_t NH = cfg_.n_head;
+  const std::size_t BT = static_cast<std::size_t>(B) * T, C = cfg_.n_embd;
   acts_.assign(cfg_.n_layer, {});
-  for (auto& a : acts_) {
-    a.ln1.resize(BT * C);
-    a.ln1_mean.resize(BT);
-    a.ln1_rstd.resize(BT);
-    a.qkv.resize(BT * 3 * C);
-    a.probs.resize(static_cast<std::size_t>(B) * NH * T * T);
-    a.atty.resize(BT * C);
-    a.res2.resize(BT * C);
-    a.ln2.resize(BT * C);
-    a.ln2_mean.resize(BT);
-    a.ln2_rstd.resize(BT);
-    a.fch.resize(BT * F);
-    a.fch_gelu.resize(BT * F);
-    a.res3.resize(BT * C);
-  }
+  for (auto& a : acts_) size_layer(a, BT, static_cast<std::size_t>(B) * cfg_.n_head * T * T);
   encoded_.resize(BT * C);
   lnf_.resize(BT * C);
   lnf_mean_.resize(BT);
@@ -136,20 +138,8 @@ void Gpt::ensure_acts(int B, int T) {
 
 void Gpt::ensure_infer_acts(int B, int T) {
   if (B == infer_B_ && T == infer_T_) return;
-  const std::size_t BT = static_cast<std::size_t>(B) * T, C = cfg_.n_embd, F = cfg_.mlp_hidden;
   infer_ = LayerActs{};
-  infer_.ln1.resize(BT * C);
-  infer_.ln1_mean.resize(BT);
-  infer_.ln1_rstd.resize(BT);
-  infer_.qkv.resize(BT * 3 * C);
-  infer_.atty.resize(BT * C);
-  infer_.res2.resize(BT * C);
-  infer_.ln2.resize(BT * C);
-  infer_.ln2_mean.resize(BT);
-  infer_.ln2_rstd.resize(BT);
-  infer_.fch.resize(BT * F);
-  infer_.fch_gelu.resize(BT * F);
-  infer_.res3.resize(BT * C);
+  size_layer(infer_, static_cast<std::size_t>(B) * T, 0);
   infer_B_ = B;
   infer_T_ = T;
 }

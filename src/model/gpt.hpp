@@ -57,6 +57,7 @@ class Gpt {
     Buffer<float> ln1, ln1_mean, ln1_rstd, qkv, probs, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu, res3;
     Buffer<float> mask_attn, mask_mlp;  // dropout
   };
+  void size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const;
   void ensure_acts(int B, int T);
   void ensure_infer_acts(int B, int T);
   template <class Fn>

@@ -11,12 +11,7 @@ namespace {
 using test::run_stretch;
 using test::TempDir;
 
-std::string q(const std::filesystem::path& p) {
-  std::string s(1, '\'');
-  s.append(p.string());
-  s.push_back('\'');
-  return s;
-}
+std::string q(const std::filesystem::path& p) { return test::shell_quote(p); }
 
 // A trained tiny run to corrupt.
 struct TinyRun {
