@@ -90,3 +90,20 @@ TEST(EvalCli, BadInput) {
 
 }  // namespace
 }  // namespace stretch
+
+namespace stretch {
+namespace {
+
+TEST(EvalCli, CheckpointWhoseTokenizerDiffersFromTheAskedOne) {
+  const auto bpe = test::shared_data() / "gpt2-bpe";
+  if (!std::filesystem::exists(bpe / "encoder.json")) GTEST_SKIP() << "needs ../shared/data/gpt2-bpe (absent)";
+  TwoRuns t;  // byte-level checkpoints
+  auto r = run_stretch(t.eval("--lengths 16 --tokenizer gpt2 --bpe-dir " + q(bpe)));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("tokenizer is byte"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("gpt2:"), std::string::npos) << r.output;
+  EXPECT_EQ(run_stretch(t.eval("--lengths 16 --tokenizer byte")).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace stretch
