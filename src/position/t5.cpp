@@ -6,8 +6,6 @@
 
 namespace stretch {
 
-namespace {
-
 // Buckets for distances 0 .. kT5MaxDistance - 1, from the formula in double (every distance >= 128 is in the
 // last bucket). No distance in 16..127 lies near a floor boundary (16 log(n/16)/log 8 is an integer only for
 // n = 128), so float and double evaluations of the formula agree on every bucket.
@@ -25,17 +23,7 @@ std::array<unsigned char, kT5MaxDistance> make_bucket_table() {
   return t;
 }
 
-}  // namespace
-
-// Causal: a negative distance (a key after the query, only possible if the caller bypasses the mask or
-// positions decrease) is treated as 0.
-int t5_bucket(int distance) {
-  if (distance <= 0) return 0;
-  if (distance < kT5MaxExact) return distance;
-  if (distance >= kT5MaxDistance) return kT5Buckets - 1;
-  static const std::array<unsigned char, kT5MaxDistance> table = make_bucket_table();
-  return table[static_cast<std::size_t>(distance)];
-}
+const std::array<unsigned char, kT5MaxDistance> kT5BucketTable = make_bucket_table();
 
 template <class F>
 void t5_reduce_grad(F* dtable, const F* partial, int B, int NH) {

@@ -6,6 +6,7 @@
 //   table  (NB, NH)        the parameter t5_bias
 //   partial (B, NH, NB)    per-(b, h) gradient partial sums filled by accumulate(); t5_reduce_grad sums them
 #pragma once
+#include <array>
 
 namespace stretch {
 
@@ -13,7 +14,16 @@ inline constexpr int kT5Buckets = 32;
 inline constexpr int kT5MaxExact = 16;
 inline constexpr int kT5MaxDistance = 128;
 
-int t5_bucket(int distance);
+// The bucket of each distance 0 .. kT5MaxDistance-1 (filled at start-up from the formula, in double).
+extern const std::array<unsigned char, kT5MaxDistance> kT5BucketTable;
+
+// Causal: a negative distance (a key after the query, only possible if the caller bypasses the mask or
+// positions decrease) is treated as 0. Inline: the attention kernels call it once per score.
+inline int t5_bucket(int distance) {
+  if (distance <= 0) return 0;
+  if (distance >= kT5MaxDistance) return kT5Buckets - 1;
+  return kT5BucketTable[static_cast<std::size_t>(distance)];
+}
 
 template <class F>
 struct T5Bias {
