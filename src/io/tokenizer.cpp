@@ -2,6 +2,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "io/tokenizer_llama2c.hpp"
 #include "io/tokenizer.hpp"
 
 namespace stretch {
@@ -12,10 +13,12 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j, const st
   };
   if (!j.is_object()) throw InputError(source + ": tokenizer: expected a JSON object with a \"type\" field");
   auto t = j.find("type");
-  if (t == j.end() || !t->is_string()) throw bad("type", "missing (expected \"byte\" or \"gpt2\")");
+  if (t == j.end() || !t->is_string()) throw bad("type", "missing (expected \"byte\", \"gpt2\" or \"llama2c\")");
   const std::string type = t->get<std::string>();
   if (type == "byte") return make_byte_tokenizer();
-  if (type != "gpt2") throw bad("type", "unknown tokenizer type \"" + type + "\" (expected \"byte\" or \"gpt2\")");
+  if (type == "llama2c") return llama2c_tokenizer_from_json(j, source);
+  if (type != "gpt2")
+    throw bad("type", "unknown tokenizer type \"" + type + "\" (expected \"byte\", \"gpt2\" or \"llama2c\")");
 
   auto path_field = [&](const char* field) {
     auto f = j.find(field);

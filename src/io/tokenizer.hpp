@@ -1,5 +1,6 @@
 // Tokenizers: text <-> token ids.
 //   byte  vocabulary 256, id = byte value (the default)
+//   llama2c  llama2.c's tokenizer.bin (score-greedy BPE, dummy prefix, byte fallback; io/tokenizer_llama2c.hpp)
 //   gpt2  GPT-2 byte-level BPE from encoder.json + vocab.bpe (50,257 tokens), GPT-2's pre-tokenization regex
 //         's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ with Unicode classes from ICU
 // A tokenizer describes itself as JSON ({"type": "byte"} or {"type": "gpt2", "encoder": path, "vocab": path,
