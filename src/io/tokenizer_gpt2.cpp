@@ -19,12 +19,12 @@
 #include <array>
 #include <cstdio>
 #include <mutex>
-#include <queue>
 #include <unordered_map>
 
 #include "core/hex.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "io/bpe_merge.hpp"
 #include "io/tokenizer.hpp"
 
 namespace stretch {
@@ -343,44 +343,14 @@ void Gpt2Tokenizer::bpe(std::string_view piece, std::vector<std::int32_t>& out) 
     out.push_back(byte_id_[static_cast<unsigned char>(piece[0])]);
     return;
   }
-  // Symbols as a linked list over the initial byte positions; a merge keeps the left node.
   std::vector<std::int32_t> id(n);
-  std::vector<std::int32_t> prev(n), next(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    id[i] = byte_id_[static_cast<unsigned char>(piece[i])];
-    prev[i] = static_cast<std::int32_t>(i) - 1;
-    next[i] = i + 1 < n ? static_cast<std::int32_t>(i + 1) : -1;
-  }
-  struct Cand {
-    std::int32_t rank, pos, left, right;
-    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-  };
-  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
-  auto push = [&](std::int32_t p) {
-    if (p < 0) return;
-    const std::int32_t q = next[static_cast<std::size_t>(p)];
-    if (q < 0) return;
-    const std::int32_t l = id[static_cast<std::size_t>(p)], r = id[static_cast<std::size_t>(q)];
+  for (std::size_t i = 0; i < n; ++i) id[i] = byte_id_[static_cast<unsigned char>(piece[i])];
+  bpe_merge(id, [&](std::int32_t l, std::int32_t r) -> std::optional<BpeMerge> {
     auto f = merges_.find((static_cast<std::uint64_t>(l) << 32) | static_cast<std::uint32_t>(r));
-    if (f != merges_.end()) heap.push({f->second.rank, p, l, r});
-  };
-  for (std::size_t i = 0; i + 1 < n; ++i) push(static_cast<std::int32_t>(i));
-  std::vector<bool> dead(n, false);
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    const auto p = static_cast<std::size_t>(c.pos);
-    if (dead[p] || id[p] != c.left) continue;  // stale: the left symbol changed
-    const std::int32_t q = next[p];
-    if (q < 0 || id[static_cast<std::size_t>(q)] != c.right) continue;  // stale: the right symbol changed
-    id[p] = merges_.at((static_cast<std::uint64_t>(c.left) << 32) | static_cast<std::uint32_t>(c.right)).id;
-    dead[static_cast<std::size_t>(q)] = true;
-    next[p] = next[static_cast<std::size_t>(q)];
-    if (next[p] >= 0) prev[static_cast<std::size_t>(next[p])] = c.pos;
-    if (prev[p] >= 0) push(prev[p]);
-    push(c.pos);
-  }
-  for (std::int32_t p = 0; p >= 0; p = next[static_cast<std::size_t>(p)]) out.push_back(id[static_cast<std::size_t>(p)]);
+    if (f == merges_.end()) return std::nullopt;
+    return BpeMerge{static_cast<double>(f->second.rank), f->second.id};
+  });
+  out.insert(out.end(), id.begin(), id.end());
 }
 
 std::vector<std::int32_t> Gpt2Tokenizer::encode(std::string_view text) const {

@@ -11,12 +11,12 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <queue>
 #include <unordered_map>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/hex.hpp"
+#include "io/bpe_merge.hpp"
 
 namespace stretch {
 namespace fs = std::filesystem;
@@ -211,48 +211,12 @@ std::vector<std::int32_t> Llama2cTokenizer::encode(std::string_view text) const 
     }
     i = j;
   }
-  const std::size_t m = id.size();
-  if (m < 2) return id;
-  std::vector<std::int32_t> next(m), prev(m);
-  for (std::size_t i = 0; i < m; ++i) {
-    prev[i] = static_cast<std::int32_t>(i) - 1;
-    next[i] = i + 1 < m ? static_cast<std::int32_t>(i + 1) : -1;
-  }
-  struct Cand {
-    float score;
-    std::int32_t pos, left, right, merged;
-    // priority_queue pops the largest: higher score first, then the smaller position
-    bool operator<(const Cand& o) const { return score != o.score ? score < o.score : pos > o.pos; }
-  };
-  std::priority_queue<Cand> heap;
-  auto push = [&](std::int32_t p) {
-    if (p < 0) return;
-    const std::int32_t q = next[static_cast<std::size_t>(p)];
-    if (q < 0) return;
-    const std::int32_t l = id[static_cast<std::size_t>(p)], r = id[static_cast<std::size_t>(q)];
+  bpe_merge(id, [&](std::int32_t l, std::int32_t r) -> std::optional<BpeMerge> {
     auto f = merges_.find((static_cast<std::uint64_t>(l) << 32) | static_cast<std::uint32_t>(r));
-    if (f != merges_.end()) heap.push({scores_[static_cast<std::size_t>(f->second)], p, l, r, f->second});
-  };
-  for (std::size_t i = 0; i + 1 < m; ++i) push(static_cast<std::int32_t>(i));
-  std::vector<bool> dead(m, false);
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    const auto p = static_cast<std::size_t>(c.pos);
-    if (dead[p] || id[p] != c.left) continue;  // stale: the left symbol changed
-    const std::int32_t q = next[p];
-    if (q < 0 || id[static_cast<std::size_t>(q)] != c.right) continue;  // stale: the right symbol changed
-    id[p] = c.merged;
-    dead[static_cast<std::size_t>(q)] = true;
-    next[p] = next[static_cast<std::size_t>(q)];
-    if (next[p] >= 0) prev[static_cast<std::size_t>(next[p])] = c.pos;
-    push(prev[p]);
-    push(c.pos);
-  }
-  std::vector<std::int32_t> out;
-  out.reserve(m);
-  for (std::int32_t p = 0; p >= 0; p = next[static_cast<std::size_t>(p)]) out.push_back(id[static_cast<std::size_t>(p)]);
-  return out;
+    if (f == merges_.end()) return std::nullopt;
+    return BpeMerge{-static_cast<double>(scores_[static_cast<std::size_t>(f->second)]), f->second};
+  });
+  return id;
 }
 
 std::string Llama2cTokenizer::decode(std::span<const std::int32_t> ids) const {
