@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <sstream>
 
@@ -140,6 +141,7 @@ Runner add_eval(CLI::App& app) {
     report.protocol = settings.protocol;
     report.stride = o->stride;
     std::printf("%s\n", table_header().c_str());
+    std::map<std::string, std::vector<std::int32_t>> tokens_by_tokenizer;  // the text, once per tokenizer
     for (std::size_t mi = 0; mi < metas.size(); mi++) {
       const CheckpointMeta& meta = metas[mi];
       auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
@@ -147,7 +149,9 @@ Runner add_eval(CLI::App& app) {
         throw UsageError(o->checkpoints[mi] + ": the checkpoint's tokenizer is " + tok->identity() +
                          ", not the asked --tokenizer " + asked->identity());
       auto model = load_model(meta);
-      const std::vector<std::int32_t> tokens = load_corpus_tokens({o->text}, *tok, cache);
+      auto [it, fresh] = tokens_by_tokenizer.try_emplace(tok->identity());
+      if (fresh) it->second = load_corpus_tokens({o->text}, *tok, cache);
+      const std::vector<std::int32_t>& tokens = it->second;
       ModelReport mr;
       mr.name = o->checkpoints[mi];
       while (mr.name.size() > 1 && mr.name.back() == '/') mr.name.pop_back();

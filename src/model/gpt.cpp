@@ -124,14 +124,9 @@ void Gpt::size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const {
 
 void Gpt::ensure_acts(int B, int T) {
   if (B == B_ && T == T_ && acts_.size() == static_cast<std::size_t>(cfg_.n_layer)) return;
-  const std::size_t BT = static_cast<std::size_t>(B) * T, C = cfg_.n_embd;
   acts_.assign(cfg_.n_layer, {});
-  for (auto& a : acts_) size_layer(a, BT, static_cast<std::size_t>(B) * cfg_.n_head * T * T);
-  encoded_.resize(BT * C);
-  lnf_.resize(BT * C);
-  lnf_mean_.resize(BT);
-  lnf_rstd_.resize(BT);
-  losses_.resize(BT);
+  for (auto& a : acts_)
+    size_layer(a, static_cast<std::size_t>(B) * T, static_cast<std::size_t>(B) * cfg_.n_head * T * T);
   B_ = B;
   T_ = T;
 }
@@ -159,14 +154,13 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   } else {
     ensure_acts(B, T);
   }
-  const std::size_t BTC = static_cast<std::size_t>(B) * T * C;
-  if (encoded_.size() < BTC) encoded_.resize(BTC);
-  if (lnf_.size() < BTC) {
-    lnf_.resize(BTC);
-    lnf_mean_.resize(static_cast<std::size_t>(B) * T);
-    lnf_rstd_.resize(static_cast<std::size_t>(B) * T);
-  }
-  if (losses_.size() < static_cast<std::size_t>(B) * T) losses_.resize(static_cast<std::size_t>(B) * T);
+  // buffers shared by training and inference (grow-only)
+  const std::size_t BTn = static_cast<std::size_t>(B) * T;
+  ensure(encoded_, BTn * C);
+  ensure(lnf_, BTn * C);
+  ensure(lnf_mean_, BTn);
+  ensure(lnf_rstd_, BTn);
+  ensure(losses_, BTn);
   dropout_ = p_drop;
 
   tokens_.assign(tokens, tokens + BT);
@@ -294,12 +288,11 @@ void Gpt::backward() {
   TIMED("bwd.layernorm", layernorm_backward(dres_.data(), gv.lnf_w, gv.lnf_b, dlnf_.data(), x_last, pv.lnf_w, lnf_mean_.data(),
                      lnf_rstd_.data(), BT, C));
 
-  Buffer<float> dmasked;
-  if (dropout_ > 0.0f) dmasked.resize(BTC);
+  if (dropout_ > 0.0f) ensure(dmasked_, BTC);
   auto masked = [&](const Buffer<float>& mask) -> const float* {
     if (dropout_ <= 0.0f) return dres_.data();
-    for (std::size_t i = 0; i < BTC; i++) dmasked[i] = dres_[i] * mask[i];
-    return dmasked.data();
+    for (std::size_t i = 0; i < BTC; i++) dmasked_[i] = dres_[i] * mask[i];
+    return dmasked_.data();
   };
 
   for (int l = cfg_.n_layer - 1; l >= 0; l--) {

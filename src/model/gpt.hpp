@@ -78,7 +78,7 @@ class Gpt {
   LayerActs infer_;               // one layer's scratch, reused by every layer (inference: no probs stored)
   int infer_B_ = 0, infer_T_ = 0;
   Buffer<float> lnf_, lnf_mean_, lnf_rstd_, losses_, logits_, chunk_;
-  Buffer<float> dlnf_, dres_, dtmp_c_, dqkv_, dfch_, dfch2_, t5_partial_;
+  Buffer<float> dlnf_, dres_, dtmp_c_, dqkv_, dfch_, dfch2_, t5_partial_, dmasked_;
   int scored_ = 0;
 };
 
