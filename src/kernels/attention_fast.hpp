@@ -17,6 +17,12 @@
 // The softmax, the bias (called once per visible score) and the bias gradient are computed per row as in the plain
 // kernel; sums over a row (max, softmax denominator, sum_k p_ik dp_ik) are vectorized (fixed order, independent of
 // the thread count).
+//
+// Sliding window (attention.hpp): with W = effective_window(window, T), query i sees keys lo(i) = max(0, i-W+1) .. i.
+// Score tiles start at the 32-key tile holding lo(i0) of the tile's first row, softmax / dscore rows run over
+// lo(i) .. i, and the sums split each row's (or key's) range into the part shared by the whole register tile and
+// single-row edges before and after it, all in ascending order: no entry outside the window of probs or of the ds
+// scratch is read, and the work is O(T * W) per (b, h). With W = T everything reduces to the causal kernel.
 #pragma once
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -93,26 +99,57 @@ inline void sum_rows(float* Y, std::int64_t ldy, const float* A, std::int64_t ar
   if (c < hd) sum_tile<R, 1>(Y + c, ldy, A, ar, as, X + c, ldx, s0, s1, add);
 }
 
-// Query-side sums, rows i0 .. i0+R-1, keys j <= i ascending:
-//   Y_i (= 0 if !add, then) += sum_{j <= i} A[i * lda + j] X_j.
+inline int window_lo(int i, int W) { return i - W + 1 > 0 ? i - W + 1 : 0; }
+
+// Query-side sums, rows i0 .. i0+R-1, visible keys lo(i) <= j <= i ascending (W = effective window, see top):
+//   Y_i (= 0 if !add, then) += sum_{lo(i) <= j <= i} A[i * lda + j] X_j.
 template <int R>
 inline void query_sum(float* Y, std::int64_t ldy, const float* A, std::int64_t lda, const float* X, std::int64_t ldx,
-                      int i0, int hd, bool add) {
-  // keys 0 .. i0 are visible to every row of the tile; then each row's triangle part i0+1 .. i
-  sum_rows<R>(Y + i0 * ldy, ldy, A + i0 * lda, lda, 1, X, ldx, 0, i0 + 1, hd, add);
+                      int i0, int hd, bool add, int W) {
+  const int shared_lo = window_lo(i0 + R - 1, W);  // the last row's first key
+  if (shared_lo > i0) {  // window narrower than the tile: no key is visible to every row; row by row
+    for (int r = 0; r < R; r++)
+      sum_rows<1>(Y + (i0 + r) * ldy, ldy, A + (i0 + r) * lda, lda, 1, X, ldx, window_lo(i0 + r, W), i0 + r + 1, hd,
+                  add);
+    return;
+  }
+  if (window_lo(i0, W) < shared_lo) {
+    // the rows whose window starts before shared_lo: their leading keys first (into zeroed rows when !add)
+    if (!add)
+      for (int r = 0; r < R; r++) std::fill_n(Y + (i0 + r) * ldy, hd, 0.0f);
+    for (int r = 0; r + 1 < R; r++) {
+      const int lo = window_lo(i0 + r, W);
+      if (lo < shared_lo)
+        sum_rows<1>(Y + (i0 + r) * ldy, ldy, A + (i0 + r) * lda, lda, 1, X, ldx, lo, shared_lo, hd, true);
+    }
+    add = true;
+  }
+  // keys shared_lo .. i0 are visible to every row of the tile; then each row's triangle part i0+1 .. i
+  sum_rows<R>(Y + i0 * ldy, ldy, A + i0 * lda, lda, 1, X, ldx, shared_lo, i0 + 1, hd, add);
   for (int r = 1; r < R; r++)
     sum_rows<1>(Y + (i0 + r) * ldy, ldy, A + (i0 + r) * lda, lda, 1, X, ldx, i0 + 1, i0 + r + 1, hd, true);
 }
 
-// Key-side sums, rows (keys) j0 .. j0+R-1, queries i >= j ascending up to T-1:
-//   Y_j += sum_{j <= i < T} A[i * lda + j] X_i.
+// Key-side sums, rows (keys) j0 .. j0+R-1, queries j <= i < min(T, j + W) ascending:
+//   Y_j += sum_{j <= i < min(T, j + W)} A[i * lda + j] X_i.
 template <int R>
 inline void key_sum(float* Y, std::int64_t ldy, const float* A, std::int64_t lda, const float* X, std::int64_t ldx,
-                    int j0, int T, int hd) {
-  // each row's triangle part j .. j0+R-2 first; then queries j0+R-1 .. T-1, visible to every key of the tile
+                    int j0, int T, int hd, int W) {
+  auto hi = [&](int j) { return static_cast<int>(std::min<std::int64_t>(T, static_cast<std::int64_t>(j) + W)); };
+  if (W < R) {  // window narrower than the tile: key by key
+    for (int r = 0; r < R; r++)
+      sum_rows<1>(Y + (j0 + r) * ldy, ldy, A + j0 + r, 1, lda, X, ldx, j0 + r, hi(j0 + r), hd, true);
+    return;
+  }
+  // each row's triangle part j .. j0+R-2 first; then queries j0+R-1 .. hi(j0)-1, visible to every key of the tile;
+  // then each key's trailing part hi(j0) .. hi(j)-1 (empty without a window)
   for (int r = 0; r + 1 < R; r++)
     sum_rows<1>(Y + (j0 + r) * ldy, ldy, A + j0 + r, 1, lda, X, ldx, j0 + r, j0 + R - 1, hd, true);
-  sum_rows<R>(Y + j0 * ldy, ldy, A + j0, 1, lda, X, ldx, j0 + R - 1, T, hd, true);
+  const int shared_hi = hi(j0);
+  sum_rows<R>(Y + j0 * ldy, ldy, A + j0, 1, lda, X, ldx, j0 + R - 1, shared_hi, hd, true);
+  for (int r = 1; r < R; r++)
+    if (hi(j0 + r) > shared_hi)
+      sum_rows<1>(Y + (j0 + r) * ldy, ldy, A + j0 + r, 1, lda, X, ldx, shared_hi, hi(j0 + r), hd, true);
 }
 
 // In-register transpose of 16 rows of 16 floats: r[k] lane l  <-  r[l] lane k. Four stages, one per bit s of the
@@ -166,18 +203,19 @@ inline int round_up(int n, int m) { return (n + m - 1) / m * m; }
 // a multiple of 1 KiB.
 inline int transposed_ld(int Tp) { return Tp + 16; }
 
-// One query row of the forward pass: prow[j] = softmax_j(scale * srow[j] + bias) for j <= i, 0 for j > i.
+// One query row of the forward pass: prow[j] = softmax_j(scale * srow[j] + bias) for lo <= j <= i, 0 elsewhere.
 template <class Bias>
 inline void softmax_row(float* __restrict__ prow, const float* __restrict__ srow, const int* __restrict__ pb,
-                        const Bias& bias, int h, int i, int T, float scale) {
+                        const Bias& bias, int h, int i, int T, float scale, int lo) {
   const int pi = pb[i];
   const int n = i + 1;
-  for (int j = 0; j < n; j++) prow[j] = scale * srow[j] + attention_bias_value<float>(bias, h, pi, pb[j]);
+  for (int j = 0; j < lo; j++) prow[j] = 0.0f;
+  for (int j = lo; j < n; j++) prow[j] = scale * srow[j] + attention_bias_value<float>(bias, h, pi, pb[j]);
   // the maximum: 16 lanes (j mod 16, vector compare-select; the last chunk masked with -inf) then across them
   // (max is exact, so the order does not matter)
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512 mv = ninf;
-  int j = 0;
+  int j = lo;
   for (; j + 16 <= n; j += 16) {
     const __m512 x = _mm512_loadu_ps(prow + j);
     mv = x > mv ? x : mv;
@@ -190,21 +228,22 @@ inline void softmax_row(float* __restrict__ prow, const float* __restrict__ srow
   for (int l = 1; l < 16; l++) maxv = mv[l] > maxv ? mv[l] : maxv;
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-  for (int j = 0; j < n; j++) {
+  for (int j = lo; j < n; j++) {
     const float e = kexp(prow[j] - maxv);
     prow[j] = e;
     sum += e;
   }
   const float inv = 1.0f / sum;
 #pragma omp simd
-  for (int j = 0; j < n; j++) prow[j] *= inv;
+  for (int j = lo; j < n; j++) prow[j] *= inv;
   for (int j = n; j < T; j++) prow[j] = 0.0f;
 }
 
 template <class Bias>
 void forward(float* out, float* probs, const float* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-             float scale) {
+             float scale, int window = 0) {
   const int hd = C / NH;
+  const int W = window > 0 && window < T ? window : T;
   const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
   const std::int64_t TT = static_cast<std::int64_t>(T) * T;
   const int Tp = round_up(T, kKeys);
@@ -226,15 +265,19 @@ void forward(float* out, float* probs, const float* qkv, const int* pos, const B
         transpose_pad(kT.data(), ldt, kb, C3, hd, T, Tp);
         int i0 = 0;
         for (; i0 + kRows <= T; i0 += kRows) {
-          scores_tile<kRows>(S.data(), Tp, qb + i0 * C3, C3, kT.data(), ldt, hd, round_up(i0 + kRows, kKeys));
+          const int c0 = window_lo(i0, W) / kKeys * kKeys;  // first score column the tile needs
+          scores_tile<kRows>(S.data() + c0, Tp, qb + i0 * C3, C3, kT.data() + c0, ldt, hd,
+                             round_up(i0 + kRows, kKeys) - c0);
           for (int r = 0; r < kRows; r++)
-            softmax_row(pbh + static_cast<std::int64_t>(i0 + r) * T, S.data() + r * Tp, pb, bias, h, i0 + r, T, scale);
-          query_sum<kRows>(ob, C, pbh, T, vb, C3, i0, hd, false);
+            softmax_row(pbh + static_cast<std::int64_t>(i0 + r) * T, S.data() + r * Tp, pb, bias, h, i0 + r, T, scale,
+                        window_lo(i0 + r, W));
+          query_sum<kRows>(ob, C, pbh, T, vb, C3, i0, hd, false, W);
         }
         for (; i0 < T; i0++) {
-          scores_tile<1>(S.data(), Tp, qb + i0 * C3, C3, kT.data(), ldt, hd, round_up(i0 + 1, kKeys));
-          softmax_row(pbh + static_cast<std::int64_t>(i0) * T, S.data(), pb, bias, h, i0, T, scale);
-          query_sum<1>(ob, C, pbh, T, vb, C3, i0, hd, false);
+          const int c0 = window_lo(i0, W) / kKeys * kKeys;
+          scores_tile<1>(S.data() + c0, Tp, qb + i0 * C3, C3, kT.data() + c0, ldt, hd, round_up(i0 + 1, kKeys) - c0);
+          softmax_row(pbh + static_cast<std::int64_t>(i0) * T, S.data(), pb, bias, h, i0, T, scale, window_lo(i0, W));
+          query_sum<1>(ob, C, pbh, T, vb, C3, i0, hd, false, W);
         }
       }
     }
@@ -242,31 +285,32 @@ void forward(float* out, float* probs, const float* qkv, const int* pos, const B
 }
 
 // One query row of the backward pass: from dp_ij = dout_i . v_j (dprow), dsrow[j] = scale * p_ij (dp_ij - sum_k
-// p_ik dp_ik) for j <= i, and the bias gradient p_ij (dp_ij - ...) for j ascending.
+// p_ik dp_ik) for lo <= j <= i, and the bias gradient p_ij (dp_ij - ...) for j ascending (dsrow[j < lo] not written).
 template <class Bias>
 inline void dscore_row(float* __restrict__ dsrow, const float* __restrict__ dprow, const float* __restrict__ prow,
-                       const int* __restrict__ pb, Bias& bias, int b, int h, int i, float scale) {
+                       const int* __restrict__ pb, Bias& bias, int b, int h, int i, float scale, int lo) {
   const int n = i + 1;
   float pdp = 0.0f;
 #pragma omp simd reduction(+ : pdp)
-  for (int j = 0; j < n; j++) pdp += prow[j] * dprow[j];
+  for (int j = lo; j < n; j++) pdp += prow[j] * dprow[j];
   if constexpr (Bias::kLearned) {
     const int pi = pb[i];
-    for (int j = 0; j < n; j++) {
+    for (int j = lo; j < n; j++) {
       const float ds = prow[j] * (dprow[j] - pdp);
       dsrow[j] = scale * ds;
       bias.accumulate(b, h, pi, pb[j], ds);
     }
   } else {
 #pragma omp simd
-    for (int j = 0; j < n; j++) dsrow[j] = scale * (prow[j] * (dprow[j] - pdp));
+    for (int j = lo; j < n; j++) dsrow[j] = scale * (prow[j] * (dprow[j] - pdp));
   }
 }
 
 template <class Bias>
 void backward(float* dqkv, const float* dout, const float* qkv, const float* probs, const int* pos, Bias& bias, int B,
-              int T, int C, int NH, float scale) {
+              int T, int C, int NH, float scale, int window = 0) {
   const int hd = C / NH;
+  const int W = window > 0 && window < T ? window : T;
   const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
   const std::int64_t TT = static_cast<std::int64_t>(T) * T;
   const int Tp = round_up(T, kKeys);
@@ -295,31 +339,33 @@ void backward(float* dqkv, const float* dout, const float* qkv, const float* pro
         // per query tile: dp, ds (and the bias gradient, i then j ascending), dq_i += sum_j ds_ij k_j
         int i0 = 0;
         for (; i0 + kRows <= T; i0 += kRows) {
-          scores_tile<kRows>(S.data(), Tp, dob + i0 * static_cast<std::int64_t>(C), C, vT.data(), ldt, hd,
-                             round_up(i0 + kRows, kKeys));
+          const int c0 = window_lo(i0, W) / kKeys * kKeys;  // first dp column the tile needs
+          scores_tile<kRows>(S.data() + c0, Tp, dob + i0 * static_cast<std::int64_t>(C), C, vT.data() + c0, ldt, hd,
+                             round_up(i0 + kRows, kKeys) - c0);
           for (int r = 0; r < kRows; r++) {
             const int i = i0 + r;
             dscore_row(dsb + static_cast<std::int64_t>(i) * T, S.data() + r * Tp, pbh + static_cast<std::int64_t>(i) * T,
-                       pb, bias, b, h, i, scale);
+                       pb, bias, b, h, i, scale, window_lo(i, W));
           }
-          query_sum<kRows>(dqb, C3, dsb, T, kb, C3, i0, hd, true);
+          query_sum<kRows>(dqb, C3, dsb, T, kb, C3, i0, hd, true, W);
         }
         for (; i0 < T; i0++) {
-          scores_tile<1>(S.data(), Tp, dob + i0 * static_cast<std::int64_t>(C), C, vT.data(), ldt, hd,
-                         round_up(i0 + 1, kKeys));
+          const int c0 = window_lo(i0, W) / kKeys * kKeys;
+          scores_tile<1>(S.data() + c0, Tp, dob + i0 * static_cast<std::int64_t>(C), C, vT.data() + c0, ldt, hd,
+                         round_up(i0 + 1, kKeys) - c0);
           dscore_row(dsb + static_cast<std::int64_t>(i0) * T, S.data(), pbh + static_cast<std::int64_t>(i0) * T, pb,
-                     bias, b, h, i0, scale);
-          query_sum<1>(dqb, C3, dsb, T, kb, C3, i0, hd, true);
+                     bias, b, h, i0, scale, window_lo(i0, W));
+          query_sum<1>(dqb, C3, dsb, T, kb, C3, i0, hd, true, W);
         }
-        // per key tile: dv_j += sum_i p_ij dout_i, dk_j += sum_i ds_ij q_i (i ascending)
+        // per key tile: dv_j += sum_i p_ij dout_i, dk_j += sum_i ds_ij q_i (i ascending, j <= i < j + W)
         int j0 = 0;
         for (; j0 + kRows <= T; j0 += kRows) {
-          key_sum<kRows>(dvb, C3, pbh, T, dob, C, j0, T, hd);
-          key_sum<kRows>(dkb, C3, dsb, T, qb, C3, j0, T, hd);
+          key_sum<kRows>(dvb, C3, pbh, T, dob, C, j0, T, hd, W);
+          key_sum<kRows>(dkb, C3, dsb, T, qb, C3, j0, T, hd, W);
         }
         for (; j0 < T; j0++) {
-          key_sum<1>(dvb, C3, pbh, T, dob, C, j0, T, hd);
-          key_sum<1>(dkb, C3, dsb, T, qb, C3, j0, T, hd);
+          key_sum<1>(dvb, C3, pbh, T, dob, C, j0, T, hd, W);
+          key_sum<1>(dkb, C3, dsb, T, qb, C3, j0, T, hd, W);
         }
       }
     }

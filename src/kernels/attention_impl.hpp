@@ -13,6 +13,10 @@
 // contiguous, vectorizable passes over j: each dot product is summed sequentially over d = 0 .. hd-1, the same
 // order whatever the vector width. All loops over the head size are element-wise (y += a x). Every sum over keys
 // runs over j ascending and every sum over queries (dk_j, dv_j, the bias gradient) over i ascending.
+//
+// Sliding window (attention.hpp): with W = effective_window(window, T) (T when window is 0 or >= T), query i sees
+// keys lo(i) = max(0, i - W + 1) .. i; every loop over keys starts at lo(i) and every loop over queries stops at
+// j + W - 1, so the work is O(T * W) per (b, h). With W = T the loops are exactly those of the causal kernel.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -65,10 +69,24 @@ inline void check_shape(int B, int T, int C, int NH) {
                       " (expected B, T >= 0, C, NH > 0 and C divisible by NH)");
 }
 
+// Throws ConfigError for a negative window (0 = no window).
+inline void check_window(int window, const char* kernel = "attention") {
+  if (window < 0)
+    throw ConfigError(std::string(kernel) + ": invalid window " + std::to_string(window) +
+                      " (expected 0 for full causal attention or a positive number of keys)");
+}
+
+// The number of keys a query sees at most: window, or T when window is 0 or larger than T (T >= 1).
+inline int effective_window(int window, int T) { return window > 0 && window < T ? window : T; }
+
+// The first key visible to query i with effective window W.
+inline int window_start(int i, int W) { return std::max(0, i - W + 1); }
+
 template <class F, class Bias>
 void forward_generic(F* out, F* probs, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                     F scale) {
+                     F scale, int window = 0) {
   const int hd = C / NH;
+  const int W = attention_detail::effective_window(window, T);
   const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
   const std::int64_t TT = static_cast<std::int64_t>(T) * T;
   constexpr int kTile = attention_detail::kRowTile;
@@ -92,29 +110,32 @@ void forward_generic(F* out, F* probs, const F* qkv, const int* pos, const Bias&
           for (int i = i0; i < i1; i++) {
             F* prow = pbh + static_cast<std::int64_t>(i) * T;
             const int pi = pb[i];
-            // scores and their maximum
-            attention_detail::rowdot(prow, qb + i * C3, kT.data(), hd, T, i + 1);
+            const int lo = attention_detail::window_start(i, W);
+            // scores of the visible keys lo .. i and their maximum
+            attention_detail::rowdot(prow + lo, qb + i * C3, kT.data() + lo, hd, T, i + 1 - lo);
             F maxv = -std::numeric_limits<F>::infinity();
-            for (int j = 0; j <= i; j++) {
+            for (int j = lo; j <= i; j++) {
               const F s = scale * prow[j] + attention_bias_value<F>(bias, h, pi, pb[j]);
               prow[j] = s;
               maxv = std::max(maxv, s);
             }
-            // softmax (max subtracted), causal entries zeroed
+            // softmax (max subtracted), invisible entries zeroed
             F sum = F(0);
 #pragma omp simd
-            for (int j = 0; j <= i; j++) prow[j] = kexp(prow[j] - maxv);
+            for (int j = lo; j <= i; j++) prow[j] = kexp(prow[j] - maxv);
 #pragma omp simd reduction(+ : sum)
-            for (int j = 0; j <= i; j++) sum += prow[j];
+            for (int j = lo; j <= i; j++) sum += prow[j];
             const F inv = F(1) / sum;
-            for (int j = 0; j <= i; j++) prow[j] *= inv;
+            for (int j = lo; j <= i; j++) prow[j] *= inv;
+            for (int j = 0; j < lo; j++) prow[j] = F(0);
             for (int j = i + 1; j < T; j++) prow[j] = F(0);
           }
           // out_i = sum_j p_ij v_j (j ascending), j outermost so that consecutive updates go to different rows
           std::fill(ot.begin(), ot.end(), F(0));
-          for (int j = 0; j < i1; j++) {
+          for (int j = attention_detail::window_start(i0, W); j < i1; j++) {
             const F* vj = vb + j * C3;
-            for (int i = std::max(i0, j); i < i1; i++)
+            const int iend = static_cast<int>(std::min<std::int64_t>(i1, static_cast<std::int64_t>(j) + W));
+            for (int i = std::max(i0, j); i < iend; i++)
               attention_detail::axpy(ot.data() + static_cast<std::int64_t>(i - i0) * hd,
                                      pbh[static_cast<std::int64_t>(i) * T + j], vj, hd);
           }
@@ -128,8 +149,9 @@ void forward_generic(F* out, F* probs, const F* qkv, const int* pos, const Bias&
 
 template <class F, class Bias>
 void backward_generic(F* dqkv, const F* dout, const F* qkv, const F* probs, const int* pos, Bias& bias, int B, int T,
-                      int C, int NH, F scale) {
+                      int C, int NH, F scale, int window = 0) {
   const int hd = C / NH;
+  const int W = attention_detail::effective_window(window, T);
   const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
   const std::int64_t TT = static_cast<std::int64_t>(T) * T;
   constexpr int kTile = attention_detail::kRowTile;
@@ -170,17 +192,18 @@ void backward_generic(F* dqkv, const F* dout, const F* qkv, const F* probs, cons
             const F* doi = dob + static_cast<std::int64_t>(i) * C;
             F* dsr = dsb.data() + static_cast<std::int64_t>(i - i0) * T;
             const int pi = pb[i];
+            const int lo = attention_detail::window_start(i, W);
 
-            // dp_ij = dout_i . v_j;  dv_j += p_ij dout_i;  sum_k p_ik dp_ik
-            attention_detail::rowdot(dsr, doi, vT.data(), hd, T, i + 1);
+            // dp_ij = dout_i . v_j;  dv_j += p_ij dout_i;  sum_k p_ik dp_ik  (visible keys lo .. i)
+            attention_detail::rowdot(dsr + lo, doi, vT.data() + lo, hd, T, i + 1 - lo);
             F pdp = F(0);
-            for (int j = 0; j <= i; j++) {
+            for (int j = lo; j <= i; j++) {
               const F p = prow[j];
               attention_detail::axpy(dv.data() + static_cast<std::int64_t>(j) * hd, p, doi, hd);
               pdp += p * dsr[j];
             }
             // ds_ij = p_ij (dp_ij - sum);  dk_j += scale ds_ij q_i;  the bias gradient
-            for (int j = 0; j <= i; j++) {
+            for (int j = lo; j <= i; j++) {
               const F ds = prow[j] * (dsr[j] - pdp);
               const F sds = scale * ds;
               dsr[j] = sds;
@@ -191,9 +214,10 @@ void backward_generic(F* dqkv, const F* dout, const F* qkv, const F* probs, cons
           // dq_i += scale ds_ij k_j (j ascending), j outermost so that consecutive updates go to different rows
           for (int i = i0; i < i1; i++)
             std::copy_n(dqb + i * C3, hd, dqt.data() + static_cast<std::int64_t>(i - i0) * hd);
-          for (int j = 0; j < i1; j++) {
+          for (int j = attention_detail::window_start(i0, W); j < i1; j++) {
             const F* kj = kb + j * C3;
-            for (int i = std::max(i0, j); i < i1; i++)
+            const int iend = static_cast<int>(std::min<std::int64_t>(i1, static_cast<std::int64_t>(j) + W));
+            for (int i = std::max(i0, j); i < iend; i++)
               attention_detail::axpy(dqt.data() + static_cast<std::int64_t>(i - i0) * hd,
                                      dsb[static_cast<std::size_t>(i - i0) * T + j], kj, hd);
           }
@@ -218,34 +242,36 @@ namespace stretch {
 
 template <class F, class Bias>
 void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                       F scale) {
+                       F scale, int window) {
   attention_detail::check_shape(B, T, C, NH);
+  attention_detail::check_window(window);
   if (B == 0 || T == 0) return;
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<F, float>) {
     if ((C / NH) % 16 == 0) {
-      attention_fast::forward(out, probs, qkv, pos, bias, B, T, C, NH, scale);
+      attention_fast::forward(out, probs, qkv, pos, bias, B, T, C, NH, scale, window);
       return;
     }
   }
 #endif
-  attention_detail::forward_generic(out, probs, qkv, pos, bias, B, T, C, NH, scale);
+  attention_detail::forward_generic(out, probs, qkv, pos, bias, B, T, C, NH, scale, window);
 }
 
 template <class F, class Bias>
 void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* probs, const int* pos, Bias& bias, int B, int T,
-                        int C, int NH, F scale) {
+                        int C, int NH, F scale, int window) {
   attention_detail::check_shape(B, T, C, NH);
+  attention_detail::check_window(window);
   if (B == 0 || T == 0) return;
 #ifdef __AVX512F__
   if constexpr (std::is_same_v<F, float>) {
     if ((C / NH) % 16 == 0) {
-      attention_fast::backward(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale);
+      attention_fast::backward(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale, window);
       return;
     }
   }
 #endif
-  attention_detail::backward_generic(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale);
+  attention_detail::backward_generic(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale, window);
 }
 
 }  // namespace stretch

@@ -4,7 +4,8 @@
 //   out (B, T, C) = causal softmax(scale * q k^T + bias) v
 //
 // Same contract as attention_forward: qkv (B, T, 3C), pos (B, T), s_ij = scale * (q_i . k_j) + bias(h, pos_i, pos_j)
-// for j <= i (by index), the bias functor called once per visible score. Nothing of size T x T is stored.
+// for j visible to i (by index: j <= i and, with a sliding window w > 0, i - j < w), the bias functor called once
+// per visible score. Nothing of size T x T is stored.
 //
 // Algorithm. Tasks are (b, h, block of kBlockQ query rows), flattened and run with a dynamic schedule, the blocks
 // with the most keys first (so B = 1 with a long T keeps every thread busy and balanced). A task streams over
@@ -14,6 +15,12 @@
 //   s = scale * S + bias, m_new = max(m_old, max_j s), alpha = exp(m_old - m_new), p = exp(s - m_new),
 //   l = alpha l + sum_j p, o = alpha o + P V (register tiles of kRows rows x up to 2 vectors of channels),
 // and finally out_i = o_i / l_i. Work memory per thread is O(kBlockQ * (kBlockK + hd)), independent of T.
+//
+// Sliding window w (0 = none): with W = w (T when w is 0 or >= T), row i sees keys lo(i) = max(0, i - W + 1) .. i.
+// A query block starts streaming at the key block holding lo(i0) of its first row, so key blocks entirely before
+// the window are never loaded and the cost is O(T * (W + kBlockQ + kBlockK)) per (b, h) instead of O(T^2); inside
+// a block, register tiles of scores entirely before their rows' windows are skipped and each row's softmax and P V
+// sums start at its own lo(i) (entries before it are exactly 0). With W = T the kernel is the causal one.
 //
 // Determinism: every query row is computed by one task, over the same key blocks in the same order, with the
 // same arithmetic whatever the thread count, so results are bitwise identical for any number of threads.
@@ -131,10 +138,15 @@ inline void check_shape_tiled(int B, int T, int C, int NH) {
 // out (B,T,C) = causal softmax(scale * q k^T + bias) v, never storing more than a tile of scores.
 template <class F, class Bias>
 void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                             F scale) {
+                             F scale, int window = 0) {
   namespace td = attention_tiled_detail;
   td::check_shape_tiled(B, T, C, NH);
+  if (window < 0)
+    throw ConfigError("attention_tiled: invalid window " + std::to_string(window) +
+                      " (expected 0 for full causal attention or a positive number of keys)");
   if (B == 0 || T == 0) return;
+  const int W = window > 0 && window < T ? window : T;
+  auto lo_of = [W](int i) { return i - W + 1 > 0 ? i - W + 1 : 0; };  // first key visible to query i
   constexpr int BQ = td::kBlockQ;
   constexpr int BK = td::kBlockK;
   constexpr int R = td::kRows;
@@ -191,7 +203,7 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
       }
       const int iend = i0 + nq;  // keys j < iend are visible to some row of the block
 
-      for (int j0 = 0; j0 < iend; j0 += BK) {
+      for (int j0 = lo_of(i0) / BK * BK; j0 < iend; j0 += BK) {
         const int nk = std::min(BK, iend - j0);
         // this block's keys, transposed, and values (zero padded)
         for (int j = 0; j < nk; j++) {
@@ -203,11 +215,13 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
           for (int d = 0; d < hd; d++) std::fill(kt + d * BK + nk, kt + d * BK + BK, F(0));
           std::fill(vbuf + static_cast<std::ptrdiff_t>(nk) * hdp, vbuf + static_cast<std::ptrdiff_t>(BK) * hdp, F(0));
         }
-        // S = Q K^T, skipping register tiles whose keys are all after all their rows
+        // S = Q K^T, skipping register tiles whose keys are all after all their rows or all before their windows
         for (int r0 = 0; r0 < nqp; r0 += R) {
           const int ilast = i0 + r0 + R - 1;
+          const int jfirst = lo_of(i0 + r0);
           for (int c0 = 0; c0 < nk; c0 += NK) {
             if (j0 + c0 > ilast) break;
+            if (j0 + c0 + NK <= jfirst) continue;
             td::qk_tile(sb + r0 * BK + c0, BK, qt + r0 * hd, hd, kt + c0, BK, hd);
           }
         }
@@ -215,24 +229,27 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
         for (int r = 0; r < nqp; r++) {
           F* srow = sb + r * BK;
           const int i = i0 + r;
-          const int jv = r < nq ? std::min(nk, i - j0 + 1) : 0;  // visible keys of this block
-          if (jv <= 0) {
+          // visible keys of this block: js .. jv-1
+          const int jv = r < nq ? std::min(nk, i - j0 + 1) : 0;
+          const int js = std::max(0, lo_of(i) - j0);
+          if (jv <= js) {
             std::fill(srow, srow + BK, F(0));
             continue;
           }
           const int pi = pb[i];
           const int* pj = pb + j0;
-          for (int j = 0; j < jv; j++) srow[j] = scale * srow[j] + attention_bias_value<F>(bias, h, pi, pj[j]);
+          for (int j = js; j < jv; j++) srow[j] = scale * srow[j] + attention_bias_value<F>(bias, h, pi, pj[j]);
           F mx = mrow[r];
 #pragma omp simd reduction(max : mx)
-          for (int j = 0; j < jv; j++) mx = std::max(mx, srow[j]);
+          for (int j = js; j < jv; j++) mx = std::max(mx, srow[j]);
           F sum = F(0);
 #pragma omp simd reduction(+ : sum)
-          for (int j = 0; j < jv; j++) {
+          for (int j = js; j < jv; j++) {
             const F p = kexp(srow[j] - mx);
             srow[j] = p;
             sum += p;
           }
+          std::fill(srow, srow + js, F(0));
           std::fill(srow + jv, srow + BK, F(0));
           const F mold = mrow[r];
           if (mx != mold) {
@@ -246,14 +263,16 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
           }
           lrow[r] += sum;
         }
-        // O += P V (j ascending), over the keys visible to some row of each register tile
+        // O += P V (j ascending), over the keys s0 .. n-1 visible to some row of each register tile
         for (int r0 = 0; r0 < nqp; r0 += R) {
           const int n = std::min(nk, i0 + r0 + R - j0);
-          if (n <= 0) continue;
+          const int s0 = std::max(0, lo_of(i0 + r0) - j0);
+          if (n <= s0) continue;
+          const F* pt = sb + r0 * BK + s0;
+          const F* vt = vbuf + static_cast<std::ptrdiff_t>(s0) * hdp;
           int c = 0;
-          for (; c + 2 * L <= hdp; c += 2 * L)
-            td::pv_tile<F, 2>(ob + r0 * hdp + c, hdp, sb + r0 * BK, BK, vbuf + c, hdp, n);
-          if (c < hdp) td::pv_tile<F, 1>(ob + r0 * hdp + c, hdp, sb + r0 * BK, BK, vbuf + c, hdp, n);
+          for (; c + 2 * L <= hdp; c += 2 * L) td::pv_tile<F, 2>(ob + r0 * hdp + c, hdp, pt, BK, vt + c, hdp, n - s0);
+          if (c < hdp) td::pv_tile<F, 1>(ob + r0 * hdp + c, hdp, pt, BK, vt + c, hdp, n - s0);
         }
       }
       for (int r = 0; r < nq; r++) {
