@@ -167,15 +167,48 @@ void write_cache(const fs::path& file, const Tokenizer& tok, std::uint64_t text_
 
 std::string read_corpus_text(const std::vector<fs::path>& files) { return read_and_hash(files, nullptr); }
 
+std::vector<std::int32_t> encode_segmented(const std::string& text, const Tokenizer& tok, const Segmenting& seg) {
+  if (seg.separator.empty()) {
+    std::vector<std::int32_t> ids;
+    if (seg.bos >= 0) ids.push_back(seg.bos);
+    auto rest = tok.encode(text);
+    ids.insert(ids.end(), rest.begin(), rest.end());
+    return ids;
+  }
+  std::vector<std::string_view> parts;
+  const std::string_view all(text);
+  for (std::size_t at = 0;;) {
+    const std::size_t next = all.find(seg.separator, at);
+    std::string_view part = all.substr(at, next == std::string_view::npos ? std::string_view::npos : next - at);
+    // trim surrounding whitespace, as llama2.c's TinyStories preparation does (text.strip())
+    const auto ws = [](char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v'; };
+    while (!part.empty() && ws(part.front())) part.remove_prefix(1);
+    while (!part.empty() && ws(part.back())) part.remove_suffix(1);
+    parts.push_back(part);
+    if (next == std::string_view::npos) break;
+    at = next + seg.separator.size();
+  }
+  std::vector<std::vector<std::int32_t>> enc(parts.size());
+  const long n = static_cast<long>(parts.size());
+#pragma omp parallel for schedule(dynamic, 16)
+  for (long i = 0; i < n; i++) enc[static_cast<std::size_t>(i)] = tok.encode(parts[static_cast<std::size_t>(i)]);
+  std::vector<std::int32_t> ids;
+  for (auto& e : enc) {
+    if (seg.bos >= 0) ids.push_back(seg.bos);
+    ids.insert(ids.end(), e.begin(), e.end());
+  }
+  return ids;
+}
+
 std::vector<std::int32_t> load_corpus_tokens(const std::vector<fs::path>& files, const Tokenizer& tok,
-                                             const fs::path& cache_dir, CorpusStats* stats) {
+                                             const fs::path& cache_dir, CorpusStats* stats, const Segmenting& seg) {
   CorpusStats local;
   CorpusStats& st = stats ? *stats : local;
   st = CorpusStats{};
   if (cache_dir.empty()) {
     const std::string text = read_corpus_text(files);
     st.text_bytes = text.size();
-    return tok.encode(text);
+    return encode_segmented(text, tok, seg);
   }
 
   XXH3_state_t* hs = XXH3_createState();
@@ -185,6 +218,10 @@ std::vector<std::int32_t> load_corpus_tokens(const std::vector<fs::path>& files,
   const std::uint64_t id_len = id.size();
   XXH3_128bits_update(hs, &id_len, sizeof id_len);
   XXH3_128bits_update(hs, id.data(), id.size());
+  if (!seg.is_plain()) {  // plain streams keep the keys they always had
+    const std::string s = "segmenting-stripped:" + std::to_string(seg.bos) + ":" + seg.separator;
+    XXH3_128bits_update(hs, s.data(), s.size());
+  }
   std::string text;
   try {
     text = read_and_hash(files, hs);
@@ -204,7 +241,7 @@ std::vector<std::int32_t> load_corpus_tokens(const std::vector<fs::path>& files,
     st.cache_file = file;
     return ids;
   }
-  ids = tok.encode(text);
+  ids = encode_segmented(text, tok, seg);
   try {
     std::error_code ec;
     fs::create_directories(cache_dir, ec);

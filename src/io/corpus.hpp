@@ -26,9 +26,24 @@ struct CorpusStats {
 // byte offset of the first bad sequence).
 std::string read_corpus_text(const std::vector<std::filesystem::path>& files);
 
-// Tokens of the corpus, through the cache when cache_dir is not empty.
+// How the text becomes one token stream. By default the whole text is encoded at once. With a separator, the
+// text is split at every occurrence of it (the separator itself is dropped), each part is encoded on its own,
+// trimmed of surrounding whitespace (as llama2.c's TinyStories preparation strips each story), and, when
+// bos >= 0, preceded by the BOS id: llama2.c's and Hugging Face's document-wise preparation
+// (TinyStories: separator "\n\n", BOS 1). With no separator and bos >= 0, one BOS starts the stream.
+struct Segmenting {
+  std::string separator;
+  std::int32_t bos = -1;
+  bool is_plain() const { return separator.empty() && bos < 0; }
+};
+
+// Encodes text as `seg` says (see above).
+std::vector<std::int32_t> encode_segmented(const std::string& text, const Tokenizer& tok, const Segmenting& seg);
+
+// Tokens of the corpus, through the cache when cache_dir is not empty (the key includes `seg`).
 std::vector<std::int32_t> load_corpus_tokens(const std::vector<std::filesystem::path>& files, const Tokenizer& tok,
-                                             const std::filesystem::path& cache_dir, CorpusStats* stats = nullptr);
+                                             const std::filesystem::path& cache_dir, CorpusStats* stats = nullptr,
+                                             const Segmenting& seg = {});
 
 // The default cache folder: $STRETCH_CACHE, else $XDG_CACHE_HOME/stretch, else ~/.cache/stretch, else ./.stretch-cache
 std::filesystem::path default_cache_dir();

@@ -1,7 +1,8 @@
-// llama2.c legacy checkpoint reader (see llama2c.hpp for the layout).
+// llama2.c legacy checkpoint reader and writer (see llama2c.hpp for the layout).
 #include "io/llama2c.hpp"
 
 #include <bit>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -156,5 +157,59 @@ Llama2cWeights parse_llama2c(const std::string& bytes, const std::string& source
 }
 
 Llama2cWeights read_llama2c(const std::filesystem::path& path) { return parse_llama2c(read_file(path), path.string()); }
+
+}  // namespace stretch
+
+namespace stretch {
+
+std::string serialize_llama2c(const Llama2cWeights& w) {
+  const Llama2cConfig& c = w.config;
+  const std::size_t C = c.dim, KVD = c.kv_dim(), F = c.hidden_dim, NL = c.n_layers, V = c.vocab_size;
+  const std::size_t half = static_cast<std::size_t>(c.head_size() / 2), S = c.seq_len;
+  auto need = [&](const std::vector<float>& v, std::size_t n, const char* name) {
+    if (v.size() != n)
+      throw ConfigError(std::string("llama2.c export: tensor ") + name + " has " + std::to_string(v.size()) +
+                        " floats, expected " + std::to_string(n));
+  };
+  need(w.tok_embeddings, V * C, "tok_embeddings");
+  need(w.rms_att, NL * C, "rms_att");
+  need(w.wq, NL * C * C, "wq");
+  need(w.wk, NL * KVD * C, "wk");
+  need(w.wv, NL * KVD * C, "wv");
+  need(w.wo, NL * C * C, "wo");
+  need(w.rms_ffn, NL * C, "rms_ffn");
+  need(w.w1, NL * F * C, "w1");
+  need(w.w2, NL * C * F, "w2");
+  need(w.w3, NL * F * C, "w3");
+  need(w.rms_final, C, "rms_final");
+  if (!c.shared_classifier) need(w.wcls, V * C, "wcls");
+  std::string out;
+  out.reserve(llama2c_file_bytes(c));
+  const std::int32_t header[7] = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
+                                  c.shared_classifier ? c.vocab_size : -c.vocab_size, c.seq_len};
+  out.append(reinterpret_cast<const char*>(header), sizeof header);
+  auto add = [&](const std::vector<float>& v) {
+    out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  };
+  for (auto* v : {&w.tok_embeddings, &w.rms_att, &w.wq, &w.wk, &w.wv, &w.wo, &w.rms_ffn, &w.w1, &w.w2, &w.w3,
+                  &w.rms_final})
+    add(*v);
+  // the legacy RoPE tables run.c skips: cos / sin of pos * 10000^(-2i/hd)
+  std::vector<float> re(S * half), im(S * half);
+  for (std::size_t p = 0; p < S; p++)
+    for (std::size_t i = 0; i < half; i++) {
+      const double a = static_cast<double>(p) * std::pow(10000.0, -2.0 * static_cast<double>(i) / c.head_size());
+      re[p * half + i] = static_cast<float>(std::cos(a));
+      im[p * half + i] = static_cast<float>(std::sin(a));
+    }
+  add(re);
+  add(im);
+  if (!c.shared_classifier) add(w.wcls);
+  return out;
+}
+
+void write_llama2c(const std::filesystem::path& path, const Llama2cWeights& w) {
+  write_file_atomic(path, serialize_llama2c(w));
+}
 
 }  // namespace stretch

@@ -71,4 +71,9 @@ Llama2cWeights read_llama2c(const std::filesystem::path& path);
 // Parses from memory; `source` names the origin in error messages.
 Llama2cWeights parse_llama2c(const std::string& bytes, const std::string& source);
 
+// The file's bytes for these weights (ConfigError when a tensor's size disagrees with the config); the legacy
+// freq_cis tables are filled with base-10000 cos/sin as export.py writes them. write_llama2c writes atomically.
+std::string serialize_llama2c(const Llama2cWeights& w);
+void write_llama2c(const std::filesystem::path& path, const Llama2cWeights& w);
+
 }  // namespace stretch

@@ -13,12 +13,30 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j, const st
   };
   if (!j.is_object()) throw InputError(source + ": tokenizer: expected a JSON object with a \"type\" field");
   auto t = j.find("type");
-  if (t == j.end() || !t->is_string()) throw bad("type", "missing (expected \"byte\", \"gpt2\" or \"llama2c\")");
+  const std::string types = "\"byte\", \"gpt2\", \"llama2c\" or \"sentencepiece\"";
+  if (t == j.end() || !t->is_string()) throw bad("type", "missing (expected " + types + ")");
   const std::string type = t->get<std::string>();
   if (type == "byte") return make_byte_tokenizer();
   if (type == "llama2c") return llama2c_tokenizer_from_json(j, source);
+  if (type == "sentencepiece") {
+    auto m = j.find("model");
+    if (m == j.end() || !m->is_string() || m->get<std::string>().empty())
+      throw bad("model", "missing (expected the path of the SentencePiece .model file)");
+    const std::filesystem::path model = m->get<std::string>();
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(model, ec))
+      throw bad("model", "file " + model.string() + " not found (the tokenizer file must stay where it was when "
+                         "the checkpoint was written)");
+    auto h = j.find("hash");
+    if (h == j.end() || !h->is_string()) throw bad("hash", "missing (expected the hash of the .model file)");
+    auto tok = load_sentencepiece_tokenizer(model);
+    if (tok->identity() != "sentencepiece:" + h->get<std::string>())
+      throw bad("hash", "the file " + model.string() + " hashes to " + tok->describe()["hash"].get<std::string>() +
+                            ", but the description says " + h->get<std::string>() + " (the tokenizer file changed)");
+    return tok;
+  }
   if (type != "gpt2")
-    throw bad("type", "unknown tokenizer type \"" + type + "\" (expected \"byte\", \"gpt2\" or \"llama2c\")");
+    throw bad("type", "unknown tokenizer type \"" + type + "\" (expected " + types + ")");
 
   auto path_field = [&](const char* field) {
     auto f = j.find(field);

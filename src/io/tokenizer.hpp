@@ -3,6 +3,8 @@
 //   llama2c  llama2.c's tokenizer.bin (score-greedy BPE, dummy prefix, byte fallback; io/tokenizer_llama2c.hpp)
 //   gpt2  GPT-2 byte-level BPE from encoder.json + vocab.bpe (50,257 tokens), GPT-2's pre-tokenization regex
 //         's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ with Unicode classes from ICU
+//   sentencepiece  a SentencePiece .model through libsentencepiece (io/tokenizer_sentencepiece.cpp); identity
+//         "sentencepiece:" + 16 hex digits of XXH3-128 of the file, describe() {"type", "model": path, "hash"}
 // A tokenizer describes itself as JSON ({"type": "byte"} or {"type": "gpt2", "encoder": path, "vocab": path,
 // "hash": hex}) so a checkpoint can name the tokenizer it was trained with, and `identity()` is a short string
 // that changes whenever the mapping could change (used to key token caches and to compare tokenizers):
@@ -31,12 +33,19 @@ class Tokenizer {
   virtual nlohmann::json describe() const = 0;
   // True for byte-level tokenizers where one token is one byte (bits per byte then equals bits per token).
   virtual bool is_byte_level() const { return false; }
+  // The beginning-of-sequence id that starts every document (llama2c, sentencepiece: 1), or -1 when the
+  // tokenizer has none (byte, gpt2).
+  virtual std::int32_t bos_id() const { return -1; }
 };
 
 std::unique_ptr<Tokenizer> make_byte_tokenizer();
 // Loads GPT-2 BPE files; InputError naming the file and the problem for a missing or malformed file.
 std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::filesystem::path& encoder_json,
                                                const std::filesystem::path& vocab_bpe);
+// Loads a SentencePiece .model file. encode() gives the pieces' ids WITHOUT BOS/EOS (callers add BOS), after the
+// model's own normalization (tok512.model and Llama 2's strip and collapse extra spaces). InputError naming the
+// file and the problem for a missing, empty, truncated or corrupt file.
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model);
 // From a describe() JSON (as stored in a checkpoint). InputError naming `source` for a bad description.
 std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j, const std::string& source);
 

@@ -72,6 +72,7 @@ class Llama2cTokenizer final : public Tokenizer {
   std::vector<std::int32_t> encode(std::string_view text) const override;
   std::string decode(std::span<const std::int32_t> ids) const override;
   int vocab_size() const override { return vocab_size_; }
+  std::int32_t bos_id() const override { return kLlama2cBos; }
   std::string type() const override { return "llama2c"; }
   std::string identity() const override { return "llama2c:" + hash_; }
   nlohmann::json describe() const override {

@@ -57,7 +57,7 @@ TEST(TokenizerFromJson, RejectsBadDescriptions) {
   };
   expect_error(nlohmann::json::array(), "tokenizer");
   expect_error({{"kind", "byte"}}, "tokenizer.type");
-  expect_error({{"type", "sentencepiece"}}, "unknown tokenizer type");
+  expect_error({{"type", "wordpiece"}}, "unknown tokenizer type");
   expect_error({{"type", "gpt2"}}, "tokenizer.encoder");
   expect_error({{"type", "gpt2"}, {"encoder", "/nonexistent/encoder.json"}, {"vocab", "/nonexistent/vocab.bpe"},
                 {"hash", "0"}},
