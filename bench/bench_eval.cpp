@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/rng.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 using namespace stretch;
 
@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   ModelConfig c;
   c.block_size = T;  // (only the learned table depends on it)
   c.position = parse_position_method(position);
-  Gpt model(c);
+  Transformer model(c);
   model.init_weights(1);
   Rng rng(3);
   std::vector<std::int32_t> x(T), y(T);

@@ -15,7 +15,7 @@
 #include "core/profile.hpp"
 #include "core/rng.hpp"
 #include "kernels/adamw.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 using namespace stretch;
 
@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   c.mlp_hidden = 4 * c.n_embd;
   c.position = parse_position_method(position);
   const int T = c.block_size;
-  Gpt model(c);
+  Transformer model(c);
   model.init_weights(1);
   Buffer<float> m(model.params().size()), v(model.params().size());
   Rng rng(2);

@@ -12,6 +12,9 @@ namespace stretch::cli {
 using Runner = std::function<int()>;
 
 Runner add_train(CLI::App& app);
+Runner add_finetune(CLI::App& app);
+Runner add_import(CLI::App& app);
+Runner add_export(CLI::App& app);
 Runner add_corpus(CLI::App& app);
 Runner add_eval(CLI::App& app);
 

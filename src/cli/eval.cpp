@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/context_flags.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/corpus.hpp"
@@ -34,6 +35,9 @@ struct EvalCli {
   std::filesystem::path bpe_dir, cache_dir, json_out, csv_out, plot_out;
   int threads = 0;
   int batch_tokens = 8192;
+  std::string doc_sep;
+  ContextFlags ctx;
+  std::uint64_t seed = 1;
 };
 
 std::vector<int> parse_lengths(const std::string& s) {
@@ -82,7 +86,11 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--lengths", o->lengths, "Evaluation lengths, e.g. 256,512,1024");
   app.add_option("--up-to", o->up_to, "Lengths L, 2L, 4L, ... up to this multiple of each model's training length "
                                       "L, e.g. 16x");
-  app.add_option("--protocol", o->protocol, "nonoverlapping | sliding | llamacpp (docs/EVALUATION.md)")
+  app.add_option("--doc-sep", o->doc_sep,
+                 "Split the text into documents at this string (e.g. '\\n\\n'), each starting with the tokenizer's BOS");
+  add_context_flags(app, o->ctx);
+  app.add_option("--seed", o->seed, "Seed for randomized position ids")->capture_default_str();
+  app.add_option("--protocol", o->protocol, "nonoverlapping | sliding | chunked | llamacpp (docs/EVALUATION.md)")
       ->capture_default_str();
   app.add_option("--stride", o->stride, "Sliding protocol: tokens scored per window (default: length / 2)");
   app.add_option("--buckets", o->buckets, "Loss-by-position buckets per window")->capture_default_str();
@@ -133,7 +141,24 @@ Runner add_eval(CLI::App& app) {
     }
     // read every checkpoint's config first, so a bad one fails before any long evaluation
     std::vector<CheckpointMeta> metas;
-    for (auto& c : o->checkpoints) metas.push_back(read_checkpoint_meta(c));
+    for (auto& c : o->checkpoints) {
+      metas.push_back(read_checkpoint_meta(c));
+      apply_context_flags(o->ctx, metas.back().model);  // run-time overrides; the weights are untouched
+      try {
+        metas.back().model.validate();
+      } catch (const ConfigError& e) {
+        throw UsageError(c + ": " + e.what());
+      }
+    }
+    std::string doc_sep;
+    for (std::size_t i = 0; i < o->doc_sep.size(); i++) {
+      if (o->doc_sep[i] == '\\' && i + 1 < o->doc_sep.size()) {
+        const char ch = o->doc_sep[++i];
+        doc_sep += ch == 'n' ? '\n' : ch == 't' ? '\t' : ch;
+      } else {
+        doc_sep += o->doc_sep[i];
+      }
+    }
     const auto cache = o->cache_dir.empty() ? default_cache_dir() : o->cache_dir;
 
     SweepReport report;
@@ -149,13 +174,21 @@ Runner add_eval(CLI::App& app) {
         throw UsageError(o->checkpoints[mi] + ": the checkpoint's tokenizer is " + tok->identity() +
                          ", not the asked --tokenizer " + asked->identity());
       auto model = load_model(meta);
+      Segmenting seg;
+      seg.separator = doc_sep;
+      seg.bos = tok->bos_id();
       auto [it, fresh] = tokens_by_tokenizer.try_emplace(tok->identity());
-      if (fresh) it->second = load_corpus_tokens({o->text}, *tok, cache);
+      if (fresh) it->second = load_corpus_tokens({o->text}, *tok, cache, nullptr, seg);
+      // randomized models are evaluated with randomized ids (Ruoss et al.); shifted is a training augmentation
+      settings.positions = meta.model.position_ids;
+      if (settings.positions.kind == PositionIdsKind::shifted) settings.positions = PositionIds{};
+      settings.seed = o->seed;
       const std::vector<std::int32_t>& tokens = it->second;
       ModelReport mr;
       mr.name = o->checkpoints[mi];
       while (mr.name.size() > 1 && mr.name.back() == '/') mr.name.pop_back();
       mr.position = std::string(to_string(meta.model.position));
+      if (!meta.model.rope_scaling.is_none()) mr.position += " " + meta.model.rope_scaling.to_string();
       mr.train_length = meta.train_length;
       mr.byte_level = tok->is_byte_level();
       settings.byte_level = mr.byte_level;

@@ -17,8 +17,20 @@ int main(int argc, char** argv) {
   std::map<CLI::App*, stretch::cli::Runner> runners;
   auto reg = [&](CLI::App* sub, stretch::cli::Runner r) { runners[sub] = std::move(r); };
   {
-    auto* sub = app.add_subcommand("train", "Train a GPT language model on text files");
+    auto* sub = app.add_subcommand("train", "Train a language model (gpt or llama architecture) on text files");
     reg(sub, stretch::cli::add_train(*sub));
+  }
+  {
+    auto* sub = app.add_subcommand("finetune", "Continue training a model, e.g. at a longer context with a RoPE scaling");
+    reg(sub, stretch::cli::add_finetune(*sub));
+  }
+  {
+    auto* sub = app.add_subcommand("import", "Make a stretch checkpoint from another format (llama2c)");
+    reg(sub, stretch::cli::add_import(*sub));
+  }
+  {
+    auto* sub = app.add_subcommand("export", "Write a checkpoint in another format (llama2c)");
+    reg(sub, stretch::cli::add_export(*sub));
   }
   {
     auto* sub = app.add_subcommand("eval", "Perplexity of checkpoints on a text at many lengths (train short, test long)");

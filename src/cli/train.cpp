@@ -1,4 +1,6 @@
-// `stretch train`: the option table of the training job (defaults printed from TrainOptions / ModelConfig).
+// `stretch train` (a new model) and `stretch finetune` (continue a model, imported or ours, typically at a longer
+// context with a RoPE scaling): the option tables of the training job (defaults printed from TrainOptions /
+// ModelConfig). Both run run/trainer.hpp's train().
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
@@ -7,85 +9,163 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/context_flags.hpp"
 #include "core/error.hpp"
+#include "run/checkpoint.hpp"
 #include "run/trainer.hpp"
 
 namespace stretch::cli {
 
+namespace {
+
+// "\n\n" typed on a shell arrives as backslash-n: turn \n, \t and \\ into the characters.
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char c = s[++i];
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Data, optimisation and bookkeeping options shared by train and finetune.
+void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& threads) {
+  app.add_option("--text", o.text, "Training text file(s), UTF-8")->required()->check(CLI::ExistingFile);
+  app.add_option("--out", o.out, "Run directory (checkpoints, metrics.jsonl)")->required();
+  app.add_option("--valid-text", o.valid_text, "Validation text file (default: the last --valid-fraction)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--valid-fraction", o.valid_fraction, "Fraction of the corpus held out for validation")
+      ->capture_default_str();
+  app.add_option("--cache-dir", o.cache_dir, "Token cache folder (default: $STRETCH_CACHE or ~/.cache/stretch)");
+  app.add_option("--doc-sep", doc_sep,
+                 "Split the text into documents at this string (e.g. '\\n\\n'), each starting with the tokenizer's BOS");
+
+  app.add_option("--batch", o.batch, "Windows per micro-batch")->capture_default_str();
+  app.add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")->capture_default_str();
+  app.add_option("--steps", o.steps, "Optimizer steps")->capture_default_str();
+  app.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
+  app.add_option("--min-lr-ratio", o.min_lr_ratio, "Final learning rate as a fraction of --lr")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "Linear warm-up steps (-1: min(100, steps/10))")->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay (matrices)")->capture_default_str();
+  app.add_option("--beta1", o.beta1, "AdamW beta1")->capture_default_str();
+  app.add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
+  app.add_option("--eps", o.eps, "AdamW epsilon")->capture_default_str();
+  app.add_option("--clip", o.clip, "Gradient-norm clipping (0: off)")->capture_default_str();
+  app.add_flag("--decay-embeddings", o.decay_embeddings, "Apply weight decay to embeddings and position tables too");
+  app.add_flag("--decay-norms-biases", o.decay_norms_biases, "Apply weight decay to norms and biases too");
+  app.add_option("--seed", o.seed, "Seed for initialisation, data order, dropout and position ids")->capture_default_str();
+
+  app.add_flag("--resume", o.resume, "Continue the run in --out from its newest checkpoint");
+  app.add_option("--eval-interval", o.eval_interval, "Validate every N steps (0: only at the end)")
+      ->capture_default_str();
+  app.add_option("--eval-tokens", o.eval_tokens, "Tokens scored per interval validation (0: all)")
+      ->capture_default_str();
+  app.add_option("--ckpt-interval", o.ckpt_interval, "Checkpoint every N steps (0: only at the end)")
+      ->capture_default_str();
+  app.add_option("--keep-checkpoints", o.keep_checkpoints, "Checkpoints kept")->capture_default_str();
+  app.add_option("--log-interval", o.log_interval, "Log every N steps (0: about 50 lines)")->capture_default_str();
+  app.add_option("--threads", threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
+  app.add_flag("--quiet", o.quiet, "Print only the final result");
+  app.add_option("--stop-after", o.stop_after, "Stop after N steps of this session (checkpointed; --resume goes on)")
+      ->capture_default_str();
+}
+
+int run_job(TrainOptions opt, const std::string& doc_sep, int threads) {
+  opt.doc_separator = unescape(doc_sep);
+  if (threads < 0 || threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
+  if (threads > 0) omp_set_num_threads(threads);
+  TrainResult r = train(opt);
+  std::printf("trained %ld steps in %.1f s (%.0f tokens/s)\n", r.steps, r.seconds, r.tokens_per_s);
+  std::printf("validation: %ld tokens, loss %.4f nats/token, perplexity %.3f", r.val_tokens, r.val_loss,
+              std::exp(r.val_loss));
+  if (r.val_bits_per_byte > 0) std::printf(", %.4f bits/byte", r.val_bits_per_byte);
+  std::printf("\ncheckpoint: %s\n", (opt.out / "checkpoints").c_str());
+  return 0;
+}
+
+}  // namespace
+
 Runner add_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   auto position = std::make_shared<std::string>(std::string(to_string(o->model.position)));
+  auto arch = std::make_shared<std::string>("gpt");
   auto mlp = std::make_shared<int>(0);
   auto threads = std::make_shared<int>(0);
   auto no_bias = std::make_shared<bool>(false);
   auto untied = std::make_shared<bool>(false);
+  auto doc_sep = std::make_shared<std::string>();
+  auto ctx = std::make_shared<ContextFlags>();
 
-  app.add_option("--text", o->text, "Training text file(s), UTF-8")->required()->check(CLI::ExistingFile);
-  app.add_option("--out", o->out, "Run directory (checkpoints, metrics.jsonl)")->required();
-  app.add_option("--valid-text", o->valid_text, "Validation text file (default: the last --valid-fraction)")
-      ->check(CLI::ExistingFile);
-  app.add_option("--valid-fraction", o->valid_fraction, "Fraction of the corpus held out for validation")
-      ->capture_default_str();
+  add_job_options(app, *o, *doc_sep, *threads);
   app.add_option("--tokenizer", o->tokenizer, "byte | gpt2")->capture_default_str();
   app.add_option("--bpe-dir", o->bpe_dir, "Folder with GPT-2's encoder.json and vocab.bpe (for --tokenizer gpt2)");
-  app.add_option("--cache-dir", o->cache_dir, "Token cache folder (default: $STRETCH_CACHE or ~/.cache/stretch)");
-
+  app.add_option("--arch", *arch, "Architecture: gpt (LayerNorm, GELU) | llama (RMSNorm, SwiGLU, GQA, no biases)")
+      ->capture_default_str();
   app.add_option("--position", *position, "Position method: " + position_method_choices())->capture_default_str();
   app.add_option("--layers", o->model.n_layer, "Transformer blocks")->capture_default_str();
   app.add_option("--width", o->model.n_embd, "Model width (n_embd)")->capture_default_str();
   app.add_option("--heads", o->model.n_head, "Attention heads")->capture_default_str();
+  app.add_option("--kv-heads", o->model.n_kv_head, "Key/value heads, llama only (0: as many as --heads)")
+      ->capture_default_str();
   app.add_option("--mlp", *mlp, "MLP hidden width (default: 4 x width)");
   app.add_option("--length", o->model.block_size, "Training length L (tokens per window)")->capture_default_str();
   app.add_option("--dropout", o->model.dropout, "Dropout on embeddings and residual branches")->capture_default_str();
   app.add_option("--rope-base", o->model.rope_base, "RoPE base (theta)")->capture_default_str();
-  app.add_flag("--no-bias", *no_bias, "No biases in Linear layers and LayerNorms");
+  app.add_flag("--no-bias", *no_bias, "No biases in Linear layers and LayerNorms (always so for llama)");
   app.add_flag("--untied", *untied, "Separate output projection (not tied to the token embedding)");
-
-  app.add_option("--batch", o->batch, "Windows per micro-batch")->capture_default_str();
-  app.add_option("--grad-accum", o->grad_accum, "Micro-batches per optimizer step")->capture_default_str();
-  app.add_option("--steps", o->steps, "Optimizer steps")->capture_default_str();
-  app.add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
-  app.add_option("--min-lr-ratio", o->min_lr_ratio, "Final learning rate as a fraction of --lr")->capture_default_str();
-  app.add_option("--warmup", o->warmup, "Linear warm-up steps (-1: min(100, steps/10))")->capture_default_str();
-  app.add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay (matrices)")->capture_default_str();
-  app.add_option("--beta1", o->beta1, "AdamW beta1")->capture_default_str();
-  app.add_option("--beta2", o->beta2, "AdamW beta2")->capture_default_str();
-  app.add_option("--eps", o->eps, "AdamW epsilon")->capture_default_str();
-  app.add_option("--clip", o->clip, "Gradient-norm clipping (0: off)")->capture_default_str();
-  app.add_flag("--decay-embeddings", o->decay_embeddings, "Apply weight decay to embeddings and position tables too");
-  app.add_flag("--decay-norms-biases", o->decay_norms_biases, "Apply weight decay to norms and biases too");
-  app.add_option("--seed", o->seed, "Seed for initialisation, data order and dropout")->capture_default_str();
-
-  app.add_flag("--resume", o->resume, "Continue the run in --out from its newest checkpoint");
-  app.add_option("--eval-interval", o->eval_interval, "Validate every N steps (0: only at the end)")
-      ->capture_default_str();
-  app.add_option("--eval-tokens", o->eval_tokens, "Tokens scored per interval validation (0: all)")
-      ->capture_default_str();
-  app.add_option("--ckpt-interval", o->ckpt_interval, "Checkpoint every N steps (0: only at the end)")
-      ->capture_default_str();
-  app.add_option("--keep-checkpoints", o->keep_checkpoints, "Checkpoints kept")->capture_default_str();
-  app.add_option("--log-interval", o->log_interval, "Log every N steps (0: about 50 lines)")->capture_default_str();
-  app.add_option("--threads", *threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
-  app.add_flag("--quiet", o->quiet, "Print only the final result");
-  app.add_option("--stop-after", o->stop_after, "Stop after N steps of this session (checkpointed; --resume goes on)")
-      ->capture_default_str();
+  add_context_flags(app, *ctx);
 
   return [=]() -> int {
     TrainOptions opt = *o;
+    opt.model.arch = parse_arch(*arch, "--arch");
     opt.model.position = parse_position_method(*position, "--position");
-    opt.model.mlp_hidden = *mlp > 0 ? *mlp : 4 * opt.model.n_embd;
     if (*mlp < 0) throw UsageError("--mlp: expected a positive integer, got " + std::to_string(*mlp));
-    opt.model.bias = !*no_bias;
+    opt.model.mlp_hidden = *mlp > 0 ? *mlp : 4 * opt.model.n_embd;
+    opt.model.bias = opt.model.arch == Arch::gpt && !*no_bias;
     opt.model.tie_embeddings = !*untied;
-    if (*threads < 0 || *threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
-    if (*threads > 0) omp_set_num_threads(*threads);
-    TrainResult r = train(opt);
-    std::printf("trained %ld steps in %.1f s (%.0f tokens/s)\n", r.steps, r.seconds, r.tokens_per_s);
-    std::printf("validation: %ld tokens, loss %.4f nats/token, perplexity %.3f", r.val_tokens, r.val_loss,
-                std::exp(r.val_loss));
-    if (r.val_bits_per_byte > 0) std::printf(", %.4f bits/byte", r.val_bits_per_byte);
-    std::printf("\ncheckpoint: %s\n", (opt.out / "checkpoints").c_str());
-    return 0;
+    apply_context_flags(*ctx, opt.model);
+    return run_job(opt, *doc_sep, *threads);
+  };
+}
+
+Runner add_finetune(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  o->lr = 2e-4;  // a gentle default for continuing a trained model
+  o->steps = 200;
+  o->weight_decay = 0.0;
+  auto model = std::make_shared<std::string>();
+  auto threads = std::make_shared<int>(0);
+  auto length = std::make_shared<int>(0);
+  auto dropout = std::make_shared<float>(-1.0f);
+  auto doc_sep = std::make_shared<std::string>();
+  auto ctx = std::make_shared<ContextFlags>();
+
+  app.add_option("model", *model, "Run directory or checkpoint folder to start from (stretch import makes one)")
+      ->required();
+  add_job_options(app, *o, *doc_sep, *threads);
+  app.add_option("--length", *length, "Fine-tuning length (default: the model's trained length)");
+  app.add_option("--dropout", *dropout, "Dropout (default: the model's)");
+  add_context_flags(app, *ctx);
+
+  return [=]() -> int {
+    TrainOptions opt = *o;
+    opt.init_from = *model;
+    CheckpointMeta meta = read_checkpoint_meta(*model);
+    opt.model = meta.model;
+    apply_context_flags(*ctx, opt.model);  // before the length changes: a scaling is relative to the trained length
+    if (*length < 0) throw UsageError("--length: expected a positive integer");
+    if (*length > 0) opt.model.block_size = *length;
+    if (*dropout >= 0.0f) opt.model.dropout = *dropout;
+    if (opt.model.position == PositionMethod::rope && opt.model.block_size > meta.model.block_size &&
+        opt.model.rope_scaling.is_none() && ctx->rope_scaling.empty())
+      std::fprintf(stderr, "note: fine-tuning a rope model at %d > its trained length %d without --rope-scaling "
+                           "(direct extension, as Chen et al.'s baseline)\n",
+                   opt.model.block_size, meta.model.block_size);
+    return run_job(opt, *doc_sep, *threads);
   };
 }
 

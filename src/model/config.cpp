@@ -4,6 +4,14 @@
 
 namespace stretch {
 
+std::string_view to_string(Arch a) { return a == Arch::llama ? "llama" : "gpt"; }
+
+Arch parse_arch(std::string_view name, std::string_view what) {
+  if (name == "gpt") return Arch::gpt;
+  if (name == "llama") return Arch::llama;
+  throw UsageError(std::string(what) + ": unknown architecture '" + std::string(name) + "' (expected gpt or llama)");
+}
+
 void ModelConfig::validate(const std::function<std::string(const std::string&)>& name) const {
   auto bad = [&](const std::string& field, const std::string& what) {
     throw ConfigError((name ? name(field) : field) + ": " + what);
@@ -22,6 +30,22 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
   if (n_embd % n_head != 0)
     bad("n_head", "must divide n_embd (" + std::to_string(n_embd) + " is not a multiple of " +
                       std::to_string(n_head) + ")");
+  range("n_kv_head", n_kv_head, 0, n_head);
+  if (n_head % kv_heads() != 0)
+    bad("n_kv_head", "must divide n_head (" + std::to_string(n_head) + " query heads, " +
+                         std::to_string(kv_heads()) + " key/value heads)");
+  if (arch == Arch::gpt && kv_heads() != n_head)
+    bad("n_kv_head", "grouped-query attention is a llama-architecture feature; gpt models need n_kv_head = n_head");
+  if (arch == Arch::llama && bias) bad("bias", "llama-architecture models have no biases (expected false)");
+  if (!(norm_eps > 0.0f && norm_eps < 1.0f)) bad("norm_eps", "expected a value in (0, 1), got " + std::to_string(norm_eps));
+  range("attn_window", attn_window, 0, 1 << 30);
+  try {
+    rope_scaling.validate();
+  } catch (const ConfigError& e) {
+    bad("rope_scaling", e.what());
+  }
+  if (!rope_scaling.is_none() && position != PositionMethod::rope)
+    bad("rope_scaling", "only applies to rope models (position is " + std::string(to_string(position)) + ")");
   if (position == PositionMethod::rope && head_dim() % 2 != 0)
     bad("n_head", "rope needs an even head size, got n_embd / n_head = " + std::to_string(head_dim()));
   if (!(dropout >= 0.0f && dropout < 1.0f)) bad("dropout", "expected a value in [0, 1), got " + std::to_string(dropout));
@@ -29,7 +53,7 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
 }
 
 nlohmann::json ModelConfig::to_json() const {
-  return {{"architecture", "gpt"},
+  nlohmann::json j = {{"architecture", std::string(to_string(arch))},
           {"vocab_size", vocab_size},
           {"n_layer", n_layer},
           {"n_head", n_head},
@@ -40,7 +64,14 @@ nlohmann::json ModelConfig::to_json() const {
           {"bias", bias},
           {"tie_embeddings", tie_embeddings},
           {"dropout", dropout},
-          {"rope_base", rope_base}};
+          {"rope_base", rope_base},
+          {"norm_eps", norm_eps}};
+  if (kv_heads() != n_head) j["n_kv_head"] = kv_heads();
+  if (!rope_scaling.is_none()) j["rope_scaling"] = rope_scaling.to_json();
+  if (attn_window > 0) j["attn_window"] = attn_window;
+  if (logn != LognMode::off) j["logn"] = to_string(logn);
+  if (position_ids.kind != PositionIdsKind::plain) j["position_ids"] = position_ids.to_json();
+  return j;
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& source) {
@@ -56,8 +87,14 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
     if (!j[key].is_boolean()) throw InputError(source + ": field '" + key + "' must be true or false");
     dst = j[key].get<bool>();
   };
-  if (j.contains("architecture") && j["architecture"] != "gpt")
-    throw InputError(source + ": field 'architecture' is " + j["architecture"].dump() + ", expected \"gpt\"");
+  if (j.contains("architecture")) {
+    if (!j["architecture"].is_string() ||
+        (j["architecture"] != "gpt" && j["architecture"] != "llama"))
+      throw InputError(source + ": field 'architecture' is " + j["architecture"].dump() +
+                       ", expected \"gpt\" or \"llama\"");
+    c.arch = parse_arch(j["architecture"].get<std::string>());
+    if (c.arch == Arch::llama) c.bias = false;
+  }
   get_int("vocab_size", c.vocab_size);
   get_int("n_layer", c.n_layer);
   get_int("n_head", c.n_head);
@@ -80,6 +117,24 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   if (j.contains("rope_base")) {
     if (!j["rope_base"].is_number()) throw InputError(source + ": field 'rope_base' must be a number");
     c.rope_base = j["rope_base"].get<double>();
+  }
+  if (j.contains("n_kv_head")) get_int("n_kv_head", c.n_kv_head);
+  if (j.contains("norm_eps")) {
+    if (!j["norm_eps"].is_number()) throw InputError(source + ": field 'norm_eps' must be a number");
+    c.norm_eps = j["norm_eps"].get<float>();
+  }
+  if (j.contains("rope_scaling")) c.rope_scaling = RopeScaling::from_json(j["rope_scaling"], source + ": field 'rope_scaling'");
+  if (j.contains("attn_window")) get_int("attn_window", c.attn_window);
+  try {
+    if (j.contains("logn")) {
+      if (!j["logn"].is_string()) throw InputError(source + ": field 'logn' must be a string (off, full or beyond)");
+      c.logn = parse_logn_mode(j["logn"].get<std::string>(), source + ": field 'logn'");
+    }
+    if (j.contains("position_ids")) c.position_ids = PositionIds::from_json(j["position_ids"], source + ": field 'position_ids'");
+  } catch (const ConfigError& e) {
+    throw InputError(e.what());
+  } catch (const UsageError& e) {
+    throw InputError(e.what());
   }
   try {
     c.validate([&](const std::string& f) { return source + ": field '" + f + "'"; });

@@ -1,18 +1,34 @@
-// What a GPT checkpoint stores about its architecture (docs/MODEL.md). Runtime choices (context length at
-// evaluation, batch size, threads) live elsewhere.
+// What a checkpoint stores about its architecture (docs/MODEL.md). Two families share one model class:
+//   gpt    GPT-2 style: LayerNorm, GELU MLP, optional biases, any position method
+//   llama  LLaMA style: RMSNorm, SwiGLU MLP, grouped-query attention (n_kv_head <= n_head), no biases
+// The "context" fields (rope_scaling, attn_window, logn, position_ids) say how positions become attention. A
+// checkpoint stores what the model was trained or fine-tuned with (block_size and rope_base stay the trained
+// values; a model fine-tuned with linear x4 keeps rope_scaling = linear:4), and each can be overridden at run time
+// without touching the weights. Runtime choices (evaluation length, batch size, threads) live elsewhere.
 #pragma once
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
+#include "position/logn.hpp"
 #include "position/method.hpp"
+#include "position/position_ids.hpp"
+#include "position/rope_scaling.hpp"
 
 namespace stretch {
 
+enum class Arch { gpt, llama };
+std::string_view to_string(Arch a);
+// Throws UsageError naming `what` for an unknown name.
+Arch parse_arch(std::string_view name, std::string_view what = "--arch");
+
 struct ModelConfig {
+  Arch arch = Arch::gpt;
   int vocab_size = 256;
   int n_layer = 6;
   int n_head = 8;
+  int n_kv_head = 0;  // key/value heads (grouped-query attention, llama only); 0 means n_head
   int n_embd = 256;
   int mlp_hidden = 1024;
   int block_size = 256;  // training length L; the size of the learned position table
@@ -21,6 +37,19 @@ struct ModelConfig {
   bool tie_embeddings = true;  // output projection shares wte
   float dropout = 0.0f;
   double rope_base = 10000.0;
+  float norm_eps = 1e-5f;  // LayerNorm / RMSNorm epsilon
+
+  // context handling (see above)
+  RopeScaling rope_scaling;   // rope only; original_context 0 means block_size
+  int attn_window = 0;        // sliding-window attention: a query sees its `attn_window` latest keys; 0 = all
+  LognMode logn = LognMode::off;
+  PositionIds position_ids;   // the position-id scheme the model was trained with
+
+  int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
+  int kv_dim() const { return kv_heads() * head_dim(); }
+  int qkv_width() const { return n_embd + 2 * kv_dim(); }       // fused q|k|v projection rows
+  int mlp_width() const { return arch == Arch::llama ? 2 * mlp_hidden : mlp_hidden; }  // fc rows (gate|up)
+  int rope_train_length() const { return rope_scaling.original_context > 0 ? rope_scaling.original_context : block_size; }
 
   int head_dim() const { return n_embd / n_head; }
   // Throws ConfigError naming the field and what was expected. `name` maps a field name ("n_head") to what the

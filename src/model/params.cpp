@@ -14,32 +14,59 @@ std::size_t ParamSpec::numel() const {
   return n;
 }
 
-std::vector<ParamSpec> gpt_param_specs(const ModelConfig& c) {
-  const std::int64_t V = c.vocab_size, C = c.n_embd, F = c.mlp_hidden;
+namespace {
+
+// Names of the tensors every family has, by family (docs/MODEL.md). LLaMA names follow Meta's checkpoints, with
+// q|k|v fused into wqkv and w1|w3 (gate|up) into w13.
+struct Names {
+  std::string wte, wpe, t5, ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b,
+      lnf_w, lnf_b, lm_head;
+};
+
+Names names(const ModelConfig& c, int l) {
+  const std::string L = std::to_string(l);
+  if (c.arch == Arch::llama) {
+    const std::string p = "layers." + L + ".";
+    return {"tok_embeddings.weight", "wpe", "t5_bias", p + "attention_norm.weight", "", p + "attention.wqkv.weight", "",
+            p + "attention.wo.weight", "", p + "ffn_norm.weight", "", p + "feed_forward.w13.weight", "",
+            p + "feed_forward.w2.weight", "", "norm.weight", "", "output.weight"};
+  }
+  const std::string p = "h." + L + ".";
+  return {"wte", "wpe", "t5_bias", p + "ln_1.weight", p + "ln_1.bias", p + "attn.c_attn.weight", p + "attn.c_attn.bias",
+          p + "attn.c_proj.weight", p + "attn.c_proj.bias", p + "ln_2.weight", p + "ln_2.bias", p + "mlp.c_fc.weight",
+          p + "mlp.c_fc.bias", p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", "ln_f.weight", "ln_f.bias",
+          "lm_head.weight"};
+}
+
+}  // namespace
+
+std::vector<ParamSpec> param_specs(const ModelConfig& c) {
+  const std::int64_t V = c.vocab_size, C = c.n_embd, F = c.mlp_hidden, FW = c.mlp_width(), QKV = c.qkv_width();
   const float std_w = 0.02f;
   const float std_proj = 0.02f / std::sqrt(2.0f * static_cast<float>(c.n_layer));
   std::vector<ParamSpec> s;
-  s.push_back({"wte", {V, C}, ParamKind::embedding, std_w});
+  const Names top = names(c, 0);
+  s.push_back({top.wte, {V, C}, ParamKind::embedding, std_w});
   if (c.position == PositionMethod::learned) s.push_back({"wpe", {c.block_size, C}, ParamKind::position, std_w});
   if (c.position == PositionMethod::t5) s.push_back({"t5_bias", {kT5Buckets, c.n_head}, ParamKind::position, 0.0f});
   for (int l = 0; l < c.n_layer; l++) {
-    const std::string p = "h." + std::to_string(l) + ".";
-    s.push_back({p + "ln_1.weight", {C}, ParamKind::norm, 0});
-    if (c.bias) s.push_back({p + "ln_1.bias", {C}, ParamKind::bias, 0});
-    s.push_back({p + "attn.c_attn.weight", {3 * C, C}, ParamKind::matrix, std_w});
-    if (c.bias) s.push_back({p + "attn.c_attn.bias", {3 * C}, ParamKind::bias, 0});
-    s.push_back({p + "attn.c_proj.weight", {C, C}, ParamKind::matrix, std_proj});
-    if (c.bias) s.push_back({p + "attn.c_proj.bias", {C}, ParamKind::bias, 0});
-    s.push_back({p + "ln_2.weight", {C}, ParamKind::norm, 0});
-    if (c.bias) s.push_back({p + "ln_2.bias", {C}, ParamKind::bias, 0});
-    s.push_back({p + "mlp.c_fc.weight", {F, C}, ParamKind::matrix, std_w});
-    if (c.bias) s.push_back({p + "mlp.c_fc.bias", {F}, ParamKind::bias, 0});
-    s.push_back({p + "mlp.c_proj.weight", {C, F}, ParamKind::matrix, std_proj});
-    if (c.bias) s.push_back({p + "mlp.c_proj.bias", {C}, ParamKind::bias, 0});
+    const Names n = names(c, l);
+    s.push_back({n.ln1_w, {C}, ParamKind::norm, 0});
+    if (c.bias) s.push_back({n.ln1_b, {C}, ParamKind::bias, 0});
+    s.push_back({n.qkv_w, {QKV, C}, ParamKind::matrix, std_w});
+    if (c.bias) s.push_back({n.qkv_b, {QKV}, ParamKind::bias, 0});
+    s.push_back({n.proj_w, {C, C}, ParamKind::matrix, std_proj});
+    if (c.bias) s.push_back({n.proj_b, {C}, ParamKind::bias, 0});
+    s.push_back({n.ln2_w, {C}, ParamKind::norm, 0});
+    if (c.bias) s.push_back({n.ln2_b, {C}, ParamKind::bias, 0});
+    s.push_back({n.fc_w, {FW, C}, ParamKind::matrix, std_w});
+    if (c.bias) s.push_back({n.fc_b, {FW}, ParamKind::bias, 0});
+    s.push_back({n.fcproj_w, {C, F}, ParamKind::matrix, std_proj});
+    if (c.bias) s.push_back({n.fcproj_b, {C}, ParamKind::bias, 0});
   }
-  s.push_back({"ln_f.weight", {C}, ParamKind::norm, 0});
-  if (c.bias) s.push_back({"ln_f.bias", {C}, ParamKind::bias, 0});
-  if (!c.tie_embeddings) s.push_back({"lm_head.weight", {V, C}, ParamKind::matrix, std_w});
+  s.push_back({top.lnf_w, {C}, ParamKind::norm, 0});
+  if (c.bias) s.push_back({top.lnf_b, {C}, ParamKind::bias, 0});
+  if (!c.tie_embeddings) s.push_back({top.lm_head, {V, C}, ParamKind::matrix, std_w});
   std::size_t off = 0;
   for (auto& p : s) {
     p.offset = off;
@@ -53,27 +80,26 @@ std::size_t slab_size(const std::vector<ParamSpec>& specs) {
   return specs.back().offset + (specs.back().numel() + 15) / 16 * 16;
 }
 
-GptView bind_gpt_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* slab) {
+ParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* slab) {
   std::map<std::string, float*> at;
   for (auto& p : specs) at[p.name] = slab + p.offset;
   auto get = [&](const std::string& n) -> float* {
     auto it = at.find(n);
     return it == at.end() ? nullptr : it->second;
   };
-  GptView v;
-  v.wte = get("wte");
+  ParamView v;
+  const Names top = names(c, 0);
+  v.wte = get(top.wte);
   v.wpe = get("wpe");
   v.t5_bias = get("t5_bias");
   for (int l = 0; l < c.n_layer; l++) {
-    const std::string p = "h." + std::to_string(l) + ".";
-    v.layers.push_back({get(p + "ln_1.weight"), get(p + "ln_1.bias"), get(p + "attn.c_attn.weight"),
-                        get(p + "attn.c_attn.bias"), get(p + "attn.c_proj.weight"), get(p + "attn.c_proj.bias"),
-                        get(p + "ln_2.weight"), get(p + "ln_2.bias"), get(p + "mlp.c_fc.weight"),
-                        get(p + "mlp.c_fc.bias"), get(p + "mlp.c_proj.weight"), get(p + "mlp.c_proj.bias")});
+    const Names n = names(c, l);
+    v.layers.push_back({get(n.ln1_w), get(n.ln1_b), get(n.qkv_w), get(n.qkv_b), get(n.proj_w), get(n.proj_b),
+                        get(n.ln2_w), get(n.ln2_b), get(n.fc_w), get(n.fc_b), get(n.fcproj_w), get(n.fcproj_b)});
   }
-  v.lnf_w = get("ln_f.weight");
-  v.lnf_b = get("ln_f.bias");
-  v.lm_head = c.tie_embeddings ? v.wte : get("lm_head.weight");
+  v.lnf_w = get(top.lnf_w);
+  v.lnf_b = get(top.lnf_b);
+  v.lm_head = c.tie_embeddings ? v.wte : get(top.lm_head);
   return v;
 }
 

@@ -23,7 +23,7 @@ struct ParamSpec {
 };
 
 // The parameter table in slab order.
-std::vector<ParamSpec> gpt_param_specs(const ModelConfig& c);
+std::vector<ParamSpec> param_specs(const ModelConfig& c);
 // Total floats of the slab for these specs (including alignment padding).
 std::size_t slab_size(const std::vector<ParamSpec>& specs);
 
@@ -37,7 +37,7 @@ struct LayerView {
 };
 
 // Named pointers into a slab (parameters or gradients); absent tensors are null.
-struct GptView {
+struct ParamView {
   float* wte = nullptr;      // (V, C)
   float* wpe = nullptr;      // (block_size, C) learned only
   float* t5_bias = nullptr;  // (32, NH) t5 only
@@ -46,6 +46,6 @@ struct GptView {
   float* lm_head = nullptr;                  // (V, C) untied; equals wte when tied
 };
 
-GptView bind_gpt_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* slab);
+ParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* slab);
 
 }  // namespace stretch

@@ -30,7 +30,7 @@ bool is_complete(const fs::path& d) {
   return true;
 }
 
-void write_tensors(const fs::path& path, const Gpt& model, const Buffer<float>& slab, const std::string& prefix,
+void write_tensors(const fs::path& path, const Transformer& model, const Buffer<float>& slab, const std::string& prefix,
                    const json& config) {
   SafetensorsWriter w;
   w.set_metadata("format", "pt");
@@ -39,7 +39,7 @@ void write_tensors(const fs::path& path, const Gpt& model, const Buffer<float>& 
   w.write(path);
 }
 
-void read_tensors(const fs::path& path, const Gpt& model, Buffer<float>& slab, const std::string& prefix) {
+void read_tensors(const fs::path& path, const Transformer& model, Buffer<float>& slab, const std::string& prefix) {
   SafetensorsReader r = SafetensorsReader::open(path);
   std::vector<std::string> expected;
   for (auto& s : model.specs()) {
@@ -55,7 +55,7 @@ void read_tensors(const fs::path& path, const Gpt& model, Buffer<float>& slab, c
 
 }  // namespace
 
-void save_checkpoint(const fs::path& run_dir, const Gpt& model, const json& tokenizer, int train_length,
+void save_checkpoint(const fs::path& run_dir, const Transformer& model, const json& tokenizer, int train_length,
                      const TrainState& state, const Buffer<float>& m, const Buffer<float>& v, int keep) {
   const fs::path root = run_dir / "checkpoints";
   std::error_code ec;
@@ -158,13 +158,13 @@ CheckpointMeta read_checkpoint_meta(const fs::path& run_or_checkpoint) {
   return meta;
 }
 
-std::unique_ptr<Gpt> load_model(const CheckpointMeta& meta) {
-  auto model = std::make_unique<Gpt>(meta.model);
+std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta) {
+  auto model = std::make_unique<Transformer>(meta.model);
   read_tensors(meta.dir / "model.safetensors", *model, model->params(), "");
   return model;
 }
 
-void load_train_state(const CheckpointMeta& meta, const Gpt& model, TrainState& state, Buffer<float>& m,
+void load_train_state(const CheckpointMeta& meta, const Transformer& model, TrainState& state, Buffer<float>& m,
                       Buffer<float>& v) {
   const fs::path sp = meta.dir / "state.json";
   json j;

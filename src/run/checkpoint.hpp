@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/buffer.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 namespace stretch {
 
@@ -40,7 +40,7 @@ struct CheckpointMeta {
 };
 
 // Writes a new checkpoint under run_dir/checkpoints (see above); IoError on failure, previous one kept.
-void save_checkpoint(const std::filesystem::path& run_dir, const Gpt& model, const nlohmann::json& tokenizer,
+void save_checkpoint(const std::filesystem::path& run_dir, const Transformer& model, const nlohmann::json& tokenizer,
                      int train_length, const TrainState& state, const Buffer<float>& m, const Buffer<float>& v,
                      int keep = 2);
 
@@ -52,10 +52,10 @@ std::filesystem::path resolve_checkpoint(const std::filesystem::path& p);
 CheckpointMeta read_checkpoint_meta(const std::filesystem::path& run_or_checkpoint);
 
 // Builds the model and loads its weights, checking every tensor's name and shape against the config.
-std::unique_ptr<Gpt> load_model(const CheckpointMeta& meta);
+std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta);
 
 // Loads state.json and optimizer.safetensors into state, m and v (sized like model.params()).
-void load_train_state(const CheckpointMeta& meta, const Gpt& model, TrainState& state, Buffer<float>& m,
+void load_train_state(const CheckpointMeta& meta, const Transformer& model, TrainState& state, Buffer<float>& m,
                       Buffer<float>& v);
 
 }  // namespace stretch

@@ -6,7 +6,7 @@
 
 namespace stretch {
 
-LossResult evaluate_nonoverlapping(Gpt& model, const std::vector<std::int32_t>& tokens, int T, int batch,
+LossResult evaluate_nonoverlapping(Transformer& model, const std::vector<std::int32_t>& tokens, int T, int batch,
                                    long max_tokens) {
   EvalSettings s;
   s.batch_tokens = std::max(1, batch) * T;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 namespace stretch {
 
@@ -14,7 +14,7 @@ struct LossResult {
   double mean() const { return count ? sum_nll / static_cast<double>(count) : 0.0; }
 };
 
-LossResult evaluate_nonoverlapping(Gpt& model, const std::vector<std::int32_t>& tokens, int T, int batch,
+LossResult evaluate_nonoverlapping(Transformer& model, const std::vector<std::int32_t>& tokens, int T, int batch,
                                    long max_tokens = 0);
 
 }  // namespace stretch

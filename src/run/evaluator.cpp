@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/rng.hpp"
 
 namespace stretch {
 
@@ -12,6 +13,7 @@ namespace {
 constexpr std::pair<EvalProtocol, std::string_view> kProtocols[] = {
     {EvalProtocol::nonoverlapping, "nonoverlapping"},
     {EvalProtocol::sliding, "sliding"},
+    {EvalProtocol::chunked, "chunked"},
     {EvalProtocol::llamacpp, "llamacpp"},
 };
 }  // namespace
@@ -26,7 +28,7 @@ EvalProtocol parse_eval_protocol(std::string_view name, std::string_view what) {
   for (auto& [v, n] : kProtocols)
     if (n == name) return v;
   throw UsageError(std::string(what) + ": unknown protocol '" + std::string(name) +
-                   "' (expected nonoverlapping, sliding or llamacpp)");
+                   "' (expected nonoverlapping, sliding, chunked or llamacpp)");
 }
 
 double LengthResult::perplexity() const { return std::exp(mean_nll()); }
@@ -72,6 +74,17 @@ std::vector<Window> plan_windows(long n_tokens, int T, EvalProtocol protocol, in
       }
       break;
     }
+    case EvalProtocol::chunked: {
+      if (T < 2) throw UsageError("chunked protocol: length must be at least 2, got " + std::to_string(T));
+      if (n_tokens < T)
+        throw InputError("text has " + std::to_string(n_tokens) + " tokens; the chunked protocol at length " +
+                         std::to_string(T) + " needs at least " + std::to_string(T));
+      for (long s = 0; s + 1 < n_tokens; s += T) {
+        const int len = static_cast<int>(std::min<long>(T, n_tokens - s));
+        w.push_back({s, len, 0, len - 1});
+      }
+      break;
+    }
     case EvalProtocol::llamacpp: {
       if (T < 4) throw UsageError("llamacpp protocol: length must be at least 4, got " + std::to_string(T));
       if (n_tokens < 2L * T)
@@ -84,7 +97,7 @@ std::vector<Window> plan_windows(long n_tokens, int T, EvalProtocol protocol, in
   return w;
 }
 
-LengthResult evaluate_length(Gpt& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s) {
+LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s) {
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = model.config();
   if (c.position == PositionMethod::learned && T > c.block_size && !s.clamp_positions)
@@ -99,6 +112,7 @@ LengthResult evaluate_length(Gpt& model, const std::vector<std::int32_t>& tokens
   r.bucket_nll.assign(nb, 0.0);
   r.bucket_tokens.assign(nb, 0);
   std::vector<std::int32_t> x, y, pos;
+  Rng rng(s.seed);
   std::size_t i = 0;
   while (i < plan.size()) {
     // batch consecutive windows of the same length
@@ -110,13 +124,14 @@ LengthResult evaluate_length(Gpt& model, const std::vector<std::int32_t>& tokens
     x.resize(static_cast<std::size_t>(B) * len);
     y.resize(x.size());
     pos.resize(x.size());
+    fill_position_ids(s.positions, pos.data(), B, len, rng);
     for (int b = 0; b < B; b++) {
       const Window& w = plan[i + b];
       for (int t = 0; t < len; t++) {
         const std::size_t k = static_cast<std::size_t>(b) * len + t;
         x[k] = tokens[w.start + t];
         y[k] = (t >= w.score_from && t < w.score_to) ? tokens[w.start + t + 1] : -1;
-        pos[k] = s.clamp_positions ? std::min(t, c.block_size - 1) : t;
+        if (s.clamp_positions) pos[k] = std::min(pos[k], c.block_size - 1);
       }
     }
     model.forward(x.data(), y.data(), pos.data(), B, len);

@@ -8,6 +8,10 @@
 //   sliding T, S:      s = 0, S, 2S, ...; the first window scores all its positions, each later one only
 //                      targets not scored before (its last S positions), so every scored token except those
 //                      of the first window sees at least T - S tokens of context. S = 1 is exact and slow.
+//   chunked T:         s = 0, T, 2T, ...; windows of T tokens (the last may be shorter) whose first token is
+//                      context only: positions 0 .. n-2 scored, so x_T, x_2T, ... are never targets. The
+//                      Hugging Face / llama2.c way (labels = input_ids per chunk); ../shared/REFERENCE.md's
+//                      stories260K figures use it.
 //   llamacpp T:        llama.cpp's `perplexity`: chunks s = 0, T, 2T, ... of exactly T tokens (a partial last
 //                      chunk is dropped), positions T/2 .. T-2 scored (first = T/2, as llama.cpp). Needs
 //                      N >= 2T. (llama.cpp also puts BOS first in each chunk; byte-level GPT models have none.)
@@ -20,11 +24,12 @@
 #include <string_view>
 #include <vector>
 
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
+#include "position/position_ids.hpp"
 
 namespace stretch {
 
-enum class EvalProtocol { nonoverlapping, sliding, llamacpp };
+enum class EvalProtocol { nonoverlapping, sliding, chunked, llamacpp };
 std::string_view to_string(EvalProtocol p);
 EvalProtocol parse_eval_protocol(std::string_view name, std::string_view what = "--protocol");
 
@@ -47,6 +52,8 @@ struct EvalSettings {
   bool clamp_positions = false;  // learned tables: positions past the table reuse its last row
   long max_tokens = 0;         // stop after this many scored tokens (0: all)
   bool byte_level = false;     // report bits per byte
+  PositionIds positions;       // position ids of each window (plain: 0 .. n-1); randomized needs `seed`
+  std::uint64_t seed = 1;
 };
 
 struct LengthResult {
@@ -64,6 +71,6 @@ struct LengthResult {
 
 // Evaluates one model at one length. Throws UsageError (naming --clamp-positions) when a learned position
 // table is shorter than the length and clamping was not asked for.
-LengthResult evaluate_length(Gpt& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s);
+LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s);
 
 }  // namespace stretch

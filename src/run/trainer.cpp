@@ -16,7 +16,7 @@
 #include "io/corpus.hpp"
 #include "io/tokenizer.hpp"
 #include "kernels/adamw.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "run/checkpoint.hpp"
 #include "run/evaluate.hpp"
 #include "run/progress.hpp"
@@ -31,7 +31,9 @@ json TrainOptions::to_json() const {
   return {{"text", texts},
           {"valid_text", valid_text.empty() ? "" : fs::absolute(valid_text).lexically_normal().string()},
           {"valid_fraction", valid_fraction},
-          {"tokenizer", tokenizer},
+          {"tokenizer", init_from.empty() ? tokenizer : std::string("checkpoint")},
+          {"doc_separator", doc_separator},
+          {"init_from", init_from.empty() ? "" : fs::absolute(init_from).lexically_normal().string()},
           {"model", model.to_json()},
           {"batch", batch},
           {"grad_accum", grad_accum},
@@ -56,6 +58,8 @@ void TrainOptions::validate() const {
   need(!text.empty(), "--text", "at least one training text file is required");
   need(!out.empty(), "--out", "a run directory is required");
   need(tokenizer == "byte" || tokenizer == "gpt2", "--tokenizer", "expected 'byte' or 'gpt2', got '" + tokenizer + "'");
+  need(init_from.empty() || model.position != PositionMethod::learned, "--length",
+       "a learned position table cannot be fine-tuned at another length");
   need(batch >= 1 && batch <= 65536, "--batch", "expected an integer in [1, 65536], got " + std::to_string(batch));
   need(grad_accum >= 1 && grad_accum <= 65536, "--grad-accum", "expected an integer in [1, 65536]");
   need(steps >= 1 && steps <= 1000000000L, "--steps", "expected an integer in [1, 1e9], got " + std::to_string(steps));
@@ -77,7 +81,9 @@ void TrainOptions::validate() const {
   try {
     static const std::map<std::string, std::string> flags = {
         {"n_layer", "--layers"}, {"n_head", "--heads"},     {"n_embd", "--width"},   {"mlp_hidden", "--mlp"},
-        {"block_size", "--length"}, {"dropout", "--dropout"}, {"rope_base", "--rope-base"}};
+        {"block_size", "--length"}, {"dropout", "--dropout"}, {"rope_base", "--rope-base"},
+        {"n_kv_head", "--kv-heads"}, {"attn_window", "--attn-window"}, {"rope_scaling", "--rope-scaling"},
+        {"bias", "--no-bias"}};
     model.validate([](const std::string& f) {
       auto it = flags.find(f);
       return it == flags.end() ? f : it->second;
@@ -135,7 +141,12 @@ TrainResult train(const TrainOptions& opt) {
 
   // tokenizer and data
   std::unique_ptr<Tokenizer> tok;
-  if (opt.tokenizer == "gpt2") {
+  std::unique_ptr<Transformer> init;
+  if (!opt.init_from.empty()) {
+    CheckpointMeta meta = read_checkpoint_meta(opt.init_from);
+    tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
+    init = load_model(meta);
+  } else if (opt.tokenizer == "gpt2") {
     if (opt.bpe_dir.empty()) throw UsageError("--bpe-dir: the gpt2 tokenizer needs the folder of encoder.json and vocab.bpe");
     tok = load_gpt2_tokenizer(opt.bpe_dir / "encoder.json", opt.bpe_dir / "vocab.bpe");
   } else {
@@ -143,10 +154,13 @@ TrainResult train(const TrainOptions& opt) {
   }
   const fs::path cache = opt.cache_dir.empty() ? default_cache_dir() : opt.cache_dir;
   CorpusStats cs;
-  std::vector<std::int32_t> train_tokens = load_corpus_tokens(opt.text, *tok, cache, &cs);
+  Segmenting seg;
+  seg.separator = opt.doc_separator;
+  seg.bos = tok->bos_id();
+  std::vector<std::int32_t> train_tokens = load_corpus_tokens(opt.text, *tok, cache, &cs, seg);
   std::vector<std::int32_t> val_tokens;
   if (!opt.valid_text.empty()) {
-    val_tokens = load_corpus_tokens({opt.valid_text}, *tok, cache);
+    val_tokens = load_corpus_tokens({opt.valid_text}, *tok, cache, nullptr, seg);
   } else {
     const std::size_t n_val = static_cast<std::size_t>(static_cast<double>(train_tokens.size()) * opt.valid_fraction);
     val_tokens.assign(train_tokens.end() - static_cast<long>(n_val), train_tokens.end());
@@ -167,7 +181,16 @@ TrainResult train(const TrainOptions& opt) {
   eff.model = mc;
   const json opt_json = eff.to_json();
 
-  Gpt model(mc);
+  Transformer model(mc);
+  if (init) {  // fine-tuning: same tensors (names and shapes), other context settings allowed
+    const auto& a = init->specs();
+    const auto& b = model.specs();
+    bool same = a.size() == b.size();
+    for (std::size_t i = 0; same && i < a.size(); i++) same = a[i].name == b[i].name && a[i].shape == b[i].shape;
+    if (!same)
+      throw UsageError(opt.init_from.string() + ": the model's architecture differs from the one asked for "
+                       "(fine-tuning keeps layers, widths, heads and vocabulary)");
+  }
   Buffer<float> m(model.params().size()), v(model.params().size());
   TrainState st;
   Rng data_rng(opt.seed ^ 0x5eedda7a5eedda7aULL);
@@ -196,7 +219,12 @@ TrainResult train(const TrainOptions& opt) {
                        " already holds a run (checkpoints/); pass --resume to continue it or choose another folder");
     fs::create_directories(opt.out, ec);
     if (ec) throw IoError(opt.out.string() + ": cannot create run directory: " + ec.message());
-    model.init_weights(opt.seed);
+    if (init) {
+      std::copy(init->params().data(), init->params().data() + init->params().size(), model.params().data());
+      init.reset();
+    } else {
+      model.init_weights(opt.seed);
+    }
     write_file_atomic(metrics_path, "");
   }
   st.options = opt_json;
@@ -215,7 +243,8 @@ TrainResult train(const TrainOptions& opt) {
   const int B = opt.batch;
   const long tokens_per_step = static_cast<long>(B) * T * opt.grad_accum;
   const long log_every = opt.log_interval > 0 ? opt.log_interval : std::max<long>(1, opt.steps / 50);
-  std::vector<std::int32_t> x(static_cast<std::size_t>(B) * T), y(x.size());
+  std::vector<std::int32_t> x(static_cast<std::size_t>(B) * T), y(x.size()), pos(x.size());
+  const bool plain_pos = mc.position_ids.kind == PositionIdsKind::plain;
   const std::size_t range = train_tokens.size() - static_cast<std::size_t>(T);  // start in [0, range)
   const double elapsed_before = st.elapsed_s;
   const long first_step = st.step;
@@ -243,6 +272,7 @@ TrainResult train(const TrainOptions& opt) {
     model.zero_grad();
     loss = 0.0;
     Rng drop_rng(opt.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(st.step));
+    Rng pos_rng(opt.seed * 0xd1b54a32d192ed03ULL + static_cast<std::uint64_t>(st.step));
     for (int micro = 0; micro < opt.grad_accum; micro++) {
       for (int b = 0; b < B; b++) {
         const std::size_t s = data_rng.below(range);
@@ -256,7 +286,8 @@ TrainResult train(const TrainOptions& opt) {
       fo.training = true;
       fo.loss_scale = 1.0f / static_cast<float>(opt.grad_accum);
       fo.rng = &drop_rng;
-      loss += model.forward(x.data(), y.data(), nullptr, B, T, fo) / opt.grad_accum;
+      if (!plain_pos) fill_position_ids(mc.position_ids, pos.data(), B, T, pos_rng);
+      loss += model.forward(x.data(), y.data(), plain_pos ? nullptr : pos.data(), B, T, fo) / opt.grad_accum;
       model.backward();
     }
     // gradient norm (double), non-finite check, clipping

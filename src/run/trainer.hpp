@@ -30,8 +30,13 @@ struct TrainOptions {
   std::string tokenizer = "byte";           // "byte" or "gpt2"
   std::filesystem::path bpe_dir;            // encoder.json + vocab.bpe for gpt2
   std::filesystem::path cache_dir;          // token cache (empty: default_cache_dir())
+  std::string doc_separator;                // split the text into documents here, each preceded by the
+                                            // tokenizer's BOS (io/corpus.hpp Segmenting); empty: one stream
   // model
   ModelConfig model;
+  // fine-tuning: start from this checkpoint's weights and tokenizer (model must match its architecture; the
+  // context fields, block_size included, may differ: that is the point)
+  std::filesystem::path init_from;
   // optimisation
   int batch = 16;
   int grad_accum = 1;

@@ -73,7 +73,7 @@ TEST(EvalProtocols, TotalsOfAUniformModelAreHandComputable) {
   c.n_embd = 8;
   c.mlp_hidden = 16;
   c.block_size = 16;
-  Gpt g(c);  // all parameters zero: LayerNorm weights 0 -> logits 0
+  Transformer g(c);  // all parameters zero: LayerNorm weights 0 -> logits 0
   std::vector<std::int32_t> tokens(301);
   for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 7) % 50);
   const double lnV = std::log(50.0);
@@ -105,7 +105,7 @@ TEST(EvalProtocols, EvaluatingAWindowEqualsTheTrainingLossOfThatWindow) {
   c.block_size = 32;
   for (auto m : {PositionMethod::alibi, PositionMethod::t5, PositionMethod::rope, PositionMethod::learned}) {
     c.position = m;
-    Gpt g(c);
+    Transformer g(c);
     g.init_weights(11);
     std::vector<std::int32_t> tokens(33);
     for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 13 + 5) % 40);
@@ -129,7 +129,7 @@ TEST(EvalProtocols, LearnedPositionsPastTheTableNeedClamping) {
   c.mlp_hidden = 8;
   c.block_size = 8;
   c.position = PositionMethod::learned;
-  Gpt g(c);
+  Transformer g(c);
   g.init_weights(1);
   std::vector<std::int32_t> tokens(100, 3);
   EvalSettings s;
@@ -151,7 +151,7 @@ TEST(EvalProtocols, LossByPositionBucketsAverageToTheMean) {
   c.n_embd = 8;
   c.mlp_hidden = 16;
   c.block_size = 16;
-  Gpt g(c);
+  Transformer g(c);
   g.init_weights(2);
   std::vector<std::int32_t> tokens(16 * 10 + 1);
   for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * i) % 30);

@@ -150,7 +150,7 @@ TEST(Train, CheckpointLayoutAndLoadableWeights) {
   EXPECT_EQ(meta.model.position, PositionMethod::learned);
   EXPECT_EQ(meta.train_length, 64);
   auto model = load_model(meta);
-  EXPECT_EQ(model->num_parameters(), Gpt(meta.model).num_parameters());
+  EXPECT_EQ(model->num_parameters(), Transformer(meta.model).num_parameters());
   // no temporary files left behind
   for (auto& e : std::filesystem::recursive_directory_iterator(o.out))
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();

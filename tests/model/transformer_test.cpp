@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 namespace stretch {
 namespace {
@@ -21,27 +21,27 @@ ModelConfig tiny(PositionMethod m) {
   return c;
 }
 
-TEST(Gpt, ConfigErrorsNameTheField) {
+TEST(Transformer, ConfigErrorsNameTheField) {
   ModelConfig c = tiny(PositionMethod::alibi);
   c.n_head = 3;
   try {
-    Gpt g(c);
+    Transformer g(c);
     FAIL();
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("n_head"), std::string::npos) << e.what();
   }
 }
 
-TEST(Gpt, LearnedPositionsPastTheTableAreAnError) {
-  Gpt g(tiny(PositionMethod::learned));
+TEST(Transformer, LearnedPositionsPastTheTableAreAnError) {
+  Transformer g(tiny(PositionMethod::learned));
   g.init_weights(1);
   std::vector<std::int32_t> tok(9, 3);
   EXPECT_THROW(g.forward(tok.data(), tok.data(), nullptr, 1, 9), ConfigError);
   EXPECT_NO_THROW(g.forward(tok.data(), tok.data(), nullptr, 1, 8));
 }
 
-TEST(Gpt, TokenOutsideTheVocabularyIsAnError) {
-  Gpt g(tiny(PositionMethod::none));
+TEST(Transformer, TokenOutsideTheVocabularyIsAnError) {
+  Transformer g(tiny(PositionMethod::none));
   g.init_weights(1);
   std::vector<std::int32_t> tok = {1, 2, 32};
   EXPECT_THROW(g.forward(tok.data(), nullptr, nullptr, 1, 3), InputError);
@@ -50,7 +50,7 @@ TEST(Gpt, TokenOutsideTheVocabularyIsAnError) {
 class EveryMethod : public ::testing::TestWithParam<PositionMethod> {};
 
 TEST_P(EveryMethod, CausalAndBatchIndependent) {
-  Gpt g(tiny(GetParam()));
+  Transformer g(tiny(GetParam()));
   g.init_weights(3);
   const int T = 8, V = 32;
   std::vector<std::int32_t> a = {1, 5, 9, 2, 7, 7, 3, 0}, b = a;
@@ -76,7 +76,7 @@ TEST_P(EveryMethod, CausalAndBatchIndependent) {
 }
 
 TEST_P(EveryMethod, TrainingLossEqualsEvaluationLossOfTheSameWindow) {
-  Gpt g(tiny(GetParam()));
+  Transformer g(tiny(GetParam()));
   g.init_weights(4);
   std::vector<std::int32_t> x = {1, 5, 9, 2, 7, 7, 3, 0}, y = {5, 9, 2, 7, 7, 3, 0, 4};
   ForwardOptions train;
@@ -96,9 +96,9 @@ INSTANTIATE_TEST_SUITE_P(All, EveryMethod,
                                            PositionMethod::learned, PositionMethod::rope, PositionMethod::t5),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
-TEST(Gpt, AlibiAndRopeModelsAreInvariantToAShiftOfAllPositions) {
+TEST(Transformer, AlibiAndRopeModelsAreInvariantToAShiftOfAllPositions) {
   for (auto m : {PositionMethod::alibi, PositionMethod::rope, PositionMethod::t5}) {
-    Gpt g(tiny(m));
+    Transformer g(tiny(m));
     g.init_weights(5);
     std::vector<std::int32_t> x = {1, 5, 9, 2, 7, 7, 3, 0}, p0(8), p1(8);
     for (int t = 0; t < 8; t++) {

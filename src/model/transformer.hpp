@@ -1,6 +1,9 @@
-// The GPT: pre-LayerNorm decoder-only transformer with a choice of position method (docs/MODEL.md).
+// The decoder-only transformer (docs/MODEL.md), pre-norm, with a choice of position method, in two families
+// (ModelConfig::arch): gpt (LayerNorm, GELU MLP, optional biases) and llama (RMSNorm, SwiGLU MLP, grouped-query
+// attention, no biases). Both share one parameter slab layout scheme (model/params.hpp) and one code path.
 //
-// Shapes: B batch, T time, C = n_embd, NH heads, hd = C / NH, F = mlp_hidden, V = vocab_size.
+// Shapes: B batch, T time, C = n_embd, NH heads, NKV key/value heads, hd = C / NH, F = mlp_hidden, V = vocab_size;
+// QKV = C + 2 NKV hd (fused projection rows), FW = F (gpt) or 2F (llama: gate | up).
 // Inputs: tokens (B, T) and targets (B, T) int32 (a negative target is not scored); positions pos (B, T) int32,
 // by default pos[b, t] = t. Positions are data: shifted, randomized or interpolated positions need no special
 // case below.
@@ -28,13 +31,21 @@ struct ForwardOptions {
   Rng* rng = nullptr;        // dropout masks
 };
 
-class Gpt {
+class Transformer {
  public:
-  explicit Gpt(const ModelConfig& c);  // validates (ConfigError); parameters start at zero
+  explicit Transformer(const ModelConfig& c);  // validates (ConfigError); parameters start at zero
 
   void init_weights(std::uint64_t seed);  // GPT-2's initialisation (docs/MODEL.md)
 
   const ModelConfig& config() const { return cfg_; }
+  // Run-time context settings (override what the checkpoint stored; the weights are untouched). ConfigError on
+  // invalid values (e.g. a rope scaling on a model without rope).
+  void set_rope_scaling(const RopeScaling& s);
+  void set_attn_window(int window);
+  void set_logn(LognMode mode);
+  // The rotary frequencies and attention factor in use (rope models), for tests and reports.
+  const std::vector<float>& rope_frequencies() const { return rope_inv_freq_; }
+  float attention_scale() const;  // attention_factor^2 / sqrt(hd)
   const std::vector<ParamSpec>& specs() const { return specs_; }
   Buffer<float>& params() { return params_; }
   const Buffer<float>& params() const { return params_; }
@@ -62,11 +73,16 @@ class Gpt {
   void ensure_infer_acts(int B, int T);
   template <class Fn>
   void with_bias(Fn&& fn, int B);
+  void update_rope(int seq_len);
+  void norm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N) const;
+  void norm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                     const float* mean, const float* rstd, int N) const;
 
   ModelConfig cfg_;
   std::vector<ParamSpec> specs_;
   Buffer<float> params_, grads_;
   std::vector<float> alibi_slopes_, rope_inv_freq_;
+  double attn_factor_ = 1.0;  // rope scaling's attention factor (YaRN's mscale); scores scale by its square
 
   // activations and scratch for the last forward
   int B_ = 0, T_ = 0;
@@ -78,6 +94,7 @@ class Gpt {
   LayerActs infer_;               // one layer's scratch, reused by every layer (inference: no probs stored)
   int infer_B_ = 0, infer_T_ = 0;
   Buffer<float> lnf_, lnf_mean_, lnf_rstd_, losses_, logits_, chunk_;
+  Buffer<float> qkvp_, dqkvp_;  // packed q|k|v of NKV heads (grouped-query attention only)
   Buffer<float> dlnf_, dres_, dtmp_c_, dqkv_, dfch_, dfch2_, t5_partial_, dmasked_;
   int scored_ = 0;
 };

@@ -1,4 +1,4 @@
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +13,11 @@
 #include "kernels/gelu.hpp"
 #include "kernels/layernorm.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/repeat_kv.hpp"
+#include "kernels/rmsnorm.hpp"
+#include "kernels/swiglu.hpp"
 #include "position/alibi.hpp"
+#include "position/logn.hpp"
 #include "position/rope.hpp"
 #include "position/sinusoidal.hpp"
 #include "position/t5.hpp"
@@ -50,22 +54,68 @@ void ensure(Buffer<float>& b, std::size_t n) {
 }
 }  // namespace
 
-Gpt::Gpt(const ModelConfig& c) : cfg_(c) {
+Transformer::Transformer(const ModelConfig& c) : cfg_(c) {
   cfg_.validate();
-  specs_ = gpt_param_specs(cfg_);
+  specs_ = param_specs(cfg_);
   params_.resize(slab_size(specs_));
   grads_.resize(slab_size(specs_));
   if (cfg_.position == PositionMethod::alibi) alibi_slopes_ = alibi_slopes(cfg_.n_head);
-  if (cfg_.position == PositionMethod::rope) rope_inv_freq_ = rope_inv_freq(cfg_.head_dim(), cfg_.rope_base);
+  update_rope(cfg_.rope_train_length());
 }
 
-std::size_t Gpt::num_parameters() const {
+void Transformer::update_rope(int seq_len) {
+  if (cfg_.position != PositionMethod::rope) return;
+  RopeTables t = rope_tables(cfg_.rope_scaling, cfg_.head_dim(), cfg_.rope_base, cfg_.rope_train_length(), seq_len);
+  rope_inv_freq_ = std::move(t.inv_freq);
+  attn_factor_ = t.attention_factor;
+}
+
+void Transformer::set_rope_scaling(const RopeScaling& s) {
+  ModelConfig c = cfg_;
+  c.rope_scaling = s;
+  c.validate();
+  cfg_ = c;
+  update_rope(cfg_.rope_train_length());
+}
+
+void Transformer::set_attn_window(int window) {
+  ModelConfig c = cfg_;
+  c.attn_window = window;
+  c.validate();
+  cfg_ = c;
+}
+
+void Transformer::set_logn(LognMode mode) { cfg_.logn = mode; }
+
+float Transformer::attention_scale() const {
+  return static_cast<float>(attn_factor_ * attn_factor_ / std::sqrt(static_cast<double>(cfg_.head_dim())));
+}
+
+void Transformer::norm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b,
+                               int N) const {
+  if (cfg_.arch == Arch::llama) {
+    rmsnorm_forward(out, rstd, inp, w, N, cfg_.n_embd, cfg_.norm_eps);
+  } else {
+    layernorm_forward(out, mean, rstd, inp, w, b, N, cfg_.n_embd, cfg_.norm_eps);
+  }
+}
+
+void Transformer::norm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
+                                const float* mean, const float* rstd, int N) const {
+  if (cfg_.arch == Arch::llama) {
+    rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, cfg_.n_embd);
+  } else {
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, cfg_.n_embd);
+  }
+}
+
+std::size_t Transformer::num_parameters() const {
   std::size_t n = 0;
   for (auto& s : specs_) n += s.numel();
   return n;
 }
 
-void Gpt::init_weights(std::uint64_t seed) {
+void Transformer::init_weights(std::uint64_t seed) {
   Rng rng(seed);
   params_.zero();
   for (auto& s : specs_) {
@@ -84,7 +134,7 @@ void Gpt::init_weights(std::uint64_t seed) {
 }
 
 template <class Fn>
-void Gpt::with_bias(Fn&& fn, int B) {
+void Transformer::with_bias(Fn&& fn, int B) {
   switch (cfg_.position) {
     case PositionMethod::alibi: {
       AlibiBias b{alibi_slopes_.data()};
@@ -92,7 +142,7 @@ void Gpt::with_bias(Fn&& fn, int B) {
       break;
     }
     case PositionMethod::t5: {
-      GptView pv = bind_gpt_view(cfg_, specs_, params_.data());
+      ParamView pv = bind_param_view(cfg_, specs_, params_.data());
       ensure(t5_partial_, static_cast<std::size_t>(B) * cfg_.n_head * kT5Buckets);
       T5Bias<float> b{pv.t5_bias, t5_partial_.data(), cfg_.n_head};
       fn(b);
@@ -105,8 +155,8 @@ void Gpt::with_bias(Fn&& fn, int B) {
   }
 }
 
-void Gpt::size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const {
-  const std::size_t C = cfg_.n_embd, F = cfg_.mlp_hidden;
+void Transformer::size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const {
+  const std::size_t C = cfg_.n_embd, F = cfg_.mlp_hidden, FW = cfg_.mlp_width();
   a.ln1.resize(BT * C);
   a.ln1_mean.resize(BT);
   a.ln1_rstd.resize(BT);
@@ -117,12 +167,12 @@ void Gpt::size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const {
   a.ln2.resize(BT * C);
   a.ln2_mean.resize(BT);
   a.ln2_rstd.resize(BT);
-  a.fch.resize(BT * F);
+  a.fch.resize(BT * FW);
   a.fch_gelu.resize(BT * F);
   a.res3.resize(BT * C);
 }
 
-void Gpt::ensure_acts(int B, int T) {
+void Transformer::ensure_acts(int B, int T) {
   if (B == B_ && T == T_ && acts_.size() == static_cast<std::size_t>(cfg_.n_layer)) return;
   acts_.assign(cfg_.n_layer, {});
   for (auto& a : acts_)
@@ -131,7 +181,7 @@ void Gpt::ensure_acts(int B, int T) {
   T_ = T;
 }
 
-void Gpt::ensure_infer_acts(int B, int T) {
+void Transformer::ensure_infer_acts(int B, int T) {
   if (B == infer_B_ && T == infer_T_) return;
   infer_ = LayerActs{};
   size_layer(infer_, static_cast<std::size_t>(B) * T, 0);
@@ -139,12 +189,14 @@ void Gpt::ensure_infer_acts(int B, int T) {
   infer_T_ = T;
 }
 
-double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, const std::int32_t* pos, int B, int T,
+double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targets, const std::int32_t* pos, int B, int T,
                     const ForwardOptions& opt) {
   if (B < 1 || T < 1) throw ConfigError("forward: batch and length must be positive, got B=" + std::to_string(B) +
                                         " T=" + std::to_string(T));
   if (opt.need_grad && !targets) throw ConfigError("forward: need_grad requires targets");
   const int C = cfg_.n_embd, F = cfg_.mlp_hidden, V = cfg_.vocab_size, NH = cfg_.n_head;
+  const int FW = cfg_.mlp_width(), QKV = cfg_.qkv_width(), NKV = cfg_.kv_heads();
+  const bool llama = cfg_.arch == Arch::llama;
   const int BT = B * T;
   const float p_drop = opt.training ? cfg_.dropout : 0.0f;
   if (p_drop > 0.0f && !opt.rng) throw ConfigError("forward: dropout in training needs a random generator");
@@ -183,8 +235,12 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
                         " positions (a learned table has no entry beyond its training length)");
   }
 
-  GptView pv = bind_gpt_view(cfg_, specs_, params_.data());
-  const float scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim()));
+  if (cfg_.position == PositionMethod::rope && cfg_.rope_scaling.type == RopeScalingType::dynamic_ntk)
+    update_rope(*std::max_element(pos_.begin(), pos_.end()) + 1);  // dynamic NTK follows the current length
+  ParamView pv = bind_param_view(cfg_, specs_, params_.data());
+  const float scale = attention_scale();
+  const int window = cfg_.attn_window;
+  if (NKV != NH) ensure(qkvp_, static_cast<std::size_t>(BT) * QKV);
 
   // embeddings
   TIMED("fwd.embedding", embedding_forward(encoded_.data(), tokens_.data(), pv.wte, BT, C));
@@ -200,17 +256,24 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   for (int l = 0; l < cfg_.n_layer; l++) {
     LayerActs& a = infer ? infer_ : acts_[l];
     const LayerView& w = pv.layers[l];
-    TIMED("fwd.layernorm", layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT, C));
-    TIMED("fwd.matmul.qkv", matmul_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, 3 * C));
+    TIMED("fwd.norm", norm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT));
+    if (NKV == NH) {
+      TIMED("fwd.matmul.qkv", matmul_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
+    } else {  // grouped-query attention: project to q|k|v of NKV heads, then give every query head its kv head
+      TIMED("fwd.matmul.qkv", matmul_forward(qkvp_.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
+      TIMED("fwd.repeat_kv", repeat_kv_forward(a.qkv.data(), qkvp_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
+    }
     if (cfg_.position == PositionMethod::rope)
       TIMED("fwd.rope", rope_forward(a.qkv.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
+    if (cfg_.logn != LognMode::off)
+      logn_scale_queries(a.qkv.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
     if (infer) {
       TIMED("fwd.attention", with_bias([&](auto& bias) {
-        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale);
+        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window);
       }, B));
     } else {
       TIMED("fwd.attention", with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
-                                                     B, T, C, NH, scale); }, B));
+                                                     B, T, C, NH, scale, window); }, B));
     }
     float* proj = dtmp_c_.data();
     TIMED("fwd.matmul.attproj", matmul_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
@@ -219,9 +282,13 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
       apply_mask(proj, a.mask_attn.data(), static_cast<std::size_t>(BT) * C);
     }
     TIMED("fwd.residual", add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C));
-    TIMED("fwd.layernorm", layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT, C));
-    TIMED("fwd.matmul.fc", matmul_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, F));
-    TIMED("fwd.gelu", gelu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
+    TIMED("fwd.norm", norm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT));
+    TIMED("fwd.matmul.fc", matmul_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
+    if (llama) {
+      TIMED("fwd.swiglu", swiglu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT), F));
+    } else {
+      TIMED("fwd.gelu", gelu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
+    }
     TIMED("fwd.matmul.fcproj", matmul_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_mlp, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
@@ -230,7 +297,7 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
     TIMED("fwd.residual", add(a.res3.data(), a.res2.data(), proj, static_cast<std::size_t>(BT) * C));
     x = a.res3.data();
   }
-  TIMED("fwd.layernorm", layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, pv.lnf_w, pv.lnf_b, BT, C));
+  TIMED("fwd.norm", norm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, pv.lnf_w, pv.lnf_b, BT));
 
   // classifier, chunk by chunk: logits, per-token losses and (need_grad) the gradient into dlnf
   scored_ = 0;
@@ -248,7 +315,7 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
     dlnf_.zero();
   }
   std::vector<float> dloss(kClassifierChunk, scored_ > 0 ? opt.loss_scale / static_cast<float>(scored_) : 0.0f);
-  GptView gv = bind_gpt_view(cfg_, specs_, grads_.data());
+  ParamView gv = bind_param_view(cfg_, specs_, grads_.data());
   double total = 0.0;
   for (int r0 = 0; r0 < BT; r0 += kClassifierChunk) {
     const int rows = std::min(kClassifierChunk, BT - r0);
@@ -268,25 +335,29 @@ double Gpt::forward(const std::int32_t* tokens, const std::int32_t* targets, con
   return scored_ > 0 ? total / scored_ : 0.0;
 }
 
-void Gpt::backward() {
+void Transformer::backward() {
   if (!have_grad_state_) throw ConfigError("backward: call forward with need_grad first");
   have_grad_state_ = false;
   const int B = B_, T = T_, BT = B * T;
   const int C = cfg_.n_embd, F = cfg_.mlp_hidden, NH = cfg_.n_head;
+  const int FW = cfg_.mlp_width(), QKV = cfg_.qkv_width(), NKV = cfg_.kv_heads();
+  const bool llama = cfg_.arch == Arch::llama;
   const std::size_t BTC = static_cast<std::size_t>(BT) * C;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim()));
-  GptView pv = bind_gpt_view(cfg_, specs_, params_.data());
-  GptView gv = bind_gpt_view(cfg_, specs_, grads_.data());
+  const float scale = attention_scale();
+  const int window = cfg_.attn_window;
+  ParamView pv = bind_param_view(cfg_, specs_, params_.data());
+  ParamView gv = bind_param_view(cfg_, specs_, grads_.data());
   ensure(dres_, BTC);
   ensure(dtmp_c_, BTC);
   ensure(dqkv_, 3 * BTC);
-  ensure(dfch_, static_cast<std::size_t>(BT) * F);
+  ensure(dfch_, static_cast<std::size_t>(BT) * FW);
+  if (NKV != NH) ensure(dqkvp_, static_cast<std::size_t>(BT) * QKV);
   ensure(dfch2_, static_cast<std::size_t>(BT) * F);
 
   const float* x_last = cfg_.n_layer > 0 ? acts_.back().res3.data() : encoded_.data();
   dres_.zero();
-  TIMED("bwd.layernorm", layernorm_backward(dres_.data(), gv.lnf_w, gv.lnf_b, dlnf_.data(), x_last, pv.lnf_w, lnf_mean_.data(),
-                     lnf_rstd_.data(), BT, C));
+  TIMED("bwd.norm", norm_backward(dres_.data(), gv.lnf_w, gv.lnf_b, dlnf_.data(), x_last, pv.lnf_w, lnf_mean_.data(),
+                                   lnf_rstd_.data(), BT));
 
   if (dropout_ > 0.0f) ensure(dmasked_, BTC);
   auto masked = [&](const Buffer<float>& mask) -> const float* {
@@ -305,11 +376,15 @@ void Gpt::backward() {
     TIMED("bwd.zero", dfch2_.zero());
     TIMED("bwd.matmul.fcproj", matmul_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
     dfch_.zero();
-    TIMED("bwd.gelu", gelu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
+    if (llama) {
+      TIMED("bwd.swiglu", swiglu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT), F));
+    } else {
+      TIMED("bwd.gelu", gelu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
+    }
     dtmp_c_.zero();
-    TIMED("bwd.matmul.fc", matmul_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, F));
-    TIMED("bwd.layernorm", layernorm_backward(dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w, a.ln2_mean.data(),
-                       a.ln2_rstd.data(), BT, C));
+    TIMED("bwd.matmul.fc", matmul_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, FW));
+    TIMED("bwd.norm", norm_backward(dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w,
+                                    a.ln2_mean.data(), a.ln2_rstd.data(), BT));
     // res2 = x_in + drop(attproj(attention(rope(qkv(ln1(x_in))))))
     dproj = masked(a.mask_attn);
     dtmp_c_.zero();
@@ -317,14 +392,22 @@ void Gpt::backward() {
     dqkv_.zero();
     if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
     TIMED("bwd.attention", with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),
-                                                    pos_.data(), bias, B, T, C, NH, scale); }, B));
+                                                    pos_.data(), bias, B, T, C, NH, scale, window); }, B));
     if (cfg_.position == PositionMethod::t5) t5_reduce_grad(gv.t5_bias, t5_partial_.data(), B, NH);
+    if (cfg_.logn != LognMode::off)
+      logn_scale_query_grads(dqkv_.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
     if (cfg_.position == PositionMethod::rope)
       TIMED("bwd.rope", rope_backward(dqkv_.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
+    const float* dq = dqkv_.data();
+    if (NKV != NH) {
+      dqkvp_.zero();
+      TIMED("bwd.repeat_kv", repeat_kv_backward(dqkvp_.data(), dqkv_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
+      dq = dqkvp_.data();
+    }
     dtmp_c_.zero();
-    TIMED("bwd.matmul.qkv", matmul_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dqkv_.data(), a.ln1.data(), w.qkv_w, BT, C, 3 * C));
-    TIMED("bwd.layernorm", layernorm_backward(dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
-                       a.ln1_rstd.data(), BT, C));
+    TIMED("bwd.matmul.qkv", matmul_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, BT, C, QKV));
+    TIMED("bwd.norm", norm_backward(dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
+                                    a.ln1_rstd.data(), BT));
   }
   const float* denc = masked(mask_emb_);
   TIMED("bwd.embedding", embedding_backward(gv.wte, denc, tokens_.data(), BT, C, cfg_.vocab_size));

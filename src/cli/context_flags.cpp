@@ -1,0 +1,35 @@
+#include "cli/context_flags.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include "core/error.hpp"
+
+namespace stretch::cli {
+
+void add_context_flags(CLI::App& app, ContextFlags& f) {
+  app.add_option("--rope-scaling", f.rope_scaling,
+                 "RoPE scaling: none | linear:S | ntk:S | dynamic-ntk:S | yarn:S | yarn-paper:S "
+                 "(S = target / trained length; position/rope_scaling.hpp)");
+  app.add_option("--attn-window", f.attn_window, "Sliding-window attention: each query sees its N latest keys (0: all)");
+  app.add_option("--logn", f.logn, "Log-n attention scaling: off | full | beyond (position/logn.hpp)");
+  app.add_option("--positions", f.positions,
+                 "Position ids: plain | shifted:MAX | randomized:NMAX | modulo:M | repeat:R (position/position_ids.hpp)");
+}
+
+void apply_context_flags(const ContextFlags& f, ModelConfig& c) {
+  try {
+    if (!f.rope_scaling.empty()) {
+      RopeScaling s = RopeScaling::parse(f.rope_scaling, "--rope-scaling");
+      if (s.original_context == 0) s.original_context = c.rope_train_length();
+      c.rope_scaling = s;
+    }
+    if (f.attn_window >= 0) c.attn_window = f.attn_window;
+    if (f.attn_window < -1) throw UsageError("--attn-window: expected an integer >= 0");
+    if (!f.logn.empty()) c.logn = parse_logn_mode(f.logn, "--logn");
+    if (!f.positions.empty()) c.position_ids = PositionIds::parse(f.positions, "--positions");
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+}  // namespace stretch::cli

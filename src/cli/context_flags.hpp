@@ -1,0 +1,24 @@
+// The flags that say how positions become attention (model/config.hpp's context fields), shared by train,
+// finetune and eval: --rope-scaling, --attn-window, --logn, --positions. Unset flags keep what the model
+// (or the checkpoint) has.
+#pragma once
+#include <string>
+
+#include "model/config.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace stretch::cli {
+
+struct ContextFlags {
+  std::string rope_scaling, logn, positions;
+  int attn_window = -1;  // -1: unset
+};
+
+void add_context_flags(CLI::App& app, ContextFlags& f);
+// Parses the set flags into c (UsageError naming the flag for a bad value).
+void apply_context_flags(const ContextFlags& f, ModelConfig& c);
+
+}  // namespace stretch::cli
