@@ -183,6 +183,7 @@ Runner add_eval(CLI::App& app) {
       settings.positions = meta.model.position_ids;
       if (settings.positions.kind == PositionIdsKind::shifted) settings.positions = PositionIds{};
       settings.seed = o->seed;
+      settings.bos = tok->bos_id();
       const std::vector<std::int32_t>& tokens = it->second;
       ModelReport mr;
       mr.name = o->checkpoints[mi];

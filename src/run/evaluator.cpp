@@ -130,6 +130,7 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
       for (int t = 0; t < len; t++) {
         const std::size_t k = static_cast<std::size_t>(b) * len + t;
         x[k] = tokens[w.start + t];
+        if (t == 0 && s.bos >= 0 && s.protocol == EvalProtocol::llamacpp) x[k] = s.bos;
         y[k] = (t >= w.score_from && t < w.score_to) ? tokens[w.start + t + 1] : -1;
         if (s.clamp_positions) pos[k] = std::min(pos[k], c.block_size - 1);
       }

@@ -14,7 +14,8 @@
 //                      stories260K figures use it.
 //   llamacpp T:        llama.cpp's `perplexity`: chunks s = 0, T, 2T, ... of exactly T tokens (a partial last
 //                      chunk is dropped), positions T/2 .. T-2 scored (first = T/2, as llama.cpp). Needs
-//                      N >= 2T. (llama.cpp also puts BOS first in each chunk; byte-level GPT models have none.)
+//                      N >= 2T. Like llama.cpp, the chunk's first token is replaced by BOS when the
+//                      tokenizer has one (EvalSettings::bos).
 // Per length: tokens scored, mean NLL (nats, summed in double), perplexity exp(mean), bits per byte for
 // byte-level tokenizers (mean / ln 2), the standard error of the mean NLL (sample std / sqrt(n)), and the NLL
 // by position inside the window in `buckets` equal buckets.
@@ -52,6 +53,7 @@ struct EvalSettings {
   bool clamp_positions = false;  // learned tables: positions past the table reuse its last row
   long max_tokens = 0;         // stop after this many scored tokens (0: all)
   bool byte_level = false;     // report bits per byte
+  std::int32_t bos = -1;       // llamacpp: the first token of each chunk becomes BOS (when >= 0)
   PositionIds positions;       // position ids of each window (plain: 0 .. n-1); randomized needs `seed`
   std::uint64_t seed = 1;
 };

@@ -120,6 +120,50 @@ TEST(EvalProtocols, EvaluatingAWindowEqualsTheTrainingLossOfThatWindow) {
   }
 }
 
+TEST(EvalPlan, ChunkedScoresAllButTheFirstTokenOfEachWindow) {
+  auto plan = plan_windows(1000, 64, EvalProtocol::chunked);
+  auto t = scored_targets(plan);
+  ASSERT_EQ(plan.size(), 16u);                // ceil(1000 / 64)
+  EXPECT_EQ(t.size(), 1000u - 16u);           // every token but each window's first
+  for (auto& w : plan) EXPECT_EQ(w.start % 64, 0);
+  for (long target : t) EXPECT_NE(target % 64, 0) << "the first token of a window is context only";
+  EXPECT_EQ(plan.back().length, 1000 - 15 * 64);
+  EXPECT_THROW(plan_windows(63, 64, EvalProtocol::chunked), InputError);
+}
+
+TEST(EvalProtocols, LlamaCppPutsBosFirstInEveryChunkWhenTheTokenizerHasOne) {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.mlp_hidden = 32;
+  c.block_size = 16;
+  Transformer g(c);
+  g.init_weights(5);
+  std::vector<std::int32_t> tokens(64);
+  for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 7 + 5) % 40);
+  EvalSettings s;
+  s.protocol = EvalProtocol::llamacpp;
+  s.bos = 1;
+  LengthResult with_bos = evaluate_length(g, tokens, 16, s);
+  // by hand: each chunk with its first token replaced, positions 8 .. 14 scored
+  double sum = 0;
+  long n = 0;
+  for (int start = 0; start + 16 <= 64; start += 16) {
+    std::vector<std::int32_t> x(tokens.begin() + start, tokens.begin() + start + 16), y(16, -1);
+    x[0] = 1;
+    for (int j = 8; j < 15; j++) y[j] = tokens[start + j + 1];
+    const double mean = g.forward(x.data(), y.data(), nullptr, 1, 16);
+    sum += mean * 7;
+    n += 7;
+  }
+  EXPECT_EQ(with_bos.tokens, n);
+  EXPECT_NEAR(with_bos.mean_nll(), sum / n, 1e-6);
+  s.bos = -1;
+  EXPECT_NE(evaluate_length(g, tokens, 16, s).mean_nll(), with_bos.mean_nll());
+}
+
 TEST(EvalProtocols, LearnedPositionsPastTheTableNeedClamping) {
   ModelConfig c;
   c.vocab_size = 20;
