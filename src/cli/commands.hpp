@@ -17,5 +17,6 @@ Runner add_import(CLI::App& app);
 Runner add_export(CLI::App& app);
 Runner add_corpus(CLI::App& app);
 Runner add_eval(CLI::App& app);
+Runner add_generate(CLI::App& app);
 
 }  // namespace stretch::cli

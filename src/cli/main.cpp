@@ -37,6 +37,10 @@ int main(int argc, char** argv) {
     reg(sub, stretch::cli::add_eval(*sub));
   }
   {
+    auto* sub = app.add_subcommand("generate", "Generate text from a model, streaming, with a key/value cache");
+    reg(sub, stretch::cli::add_generate(*sub));
+  }
+  {
     auto* sub = app.add_subcommand("corpus", "Extract a built-in corpus (janeausten) to a text file");
     reg(sub, stretch::cli::add_corpus(*sub));
   }

@@ -36,6 +36,8 @@ class Tokenizer {
   // The beginning-of-sequence id that starts every document (llama2c, sentencepiece: 1), or -1 when the
   // tokenizer has none (byte, gpt2).
   virtual std::int32_t bos_id() const { return -1; }
+  // The end-of-text id (llama2c, sentencepiece: 2; gpt2: <|endoftext|> 50256), or -1 (byte).
+  virtual std::int32_t eos_id() const { return -1; }
 };
 
 std::unique_ptr<Tokenizer> make_byte_tokenizer();

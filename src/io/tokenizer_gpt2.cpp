@@ -193,6 +193,8 @@ class Gpt2Tokenizer final : public Tokenizer {
   std::string decode(std::span<const std::int32_t> ids) const override;
   int vocab_size() const override { return vocab_size_; }
   std::string type() const override { return "gpt2"; }
+  // <|endoftext|> separates documents in GPT-2's training data; it is the last id of the vocabulary
+  std::int32_t eos_id() const override { return vocab_size_ - 1; }
   std::string identity() const override { return "gpt2:" + hash_; }
   nlohmann::json describe() const override {
     return {{"type", "gpt2"}, {"encoder", encoder_path_.string()}, {"vocab", vocab_path_.string()}, {"hash", hash_}};

@@ -73,6 +73,7 @@ class Llama2cTokenizer final : public Tokenizer {
   std::string decode(std::span<const std::int32_t> ids) const override;
   int vocab_size() const override { return vocab_size_; }
   std::int32_t bos_id() const override { return kLlama2cBos; }
+  std::int32_t eos_id() const override { return kLlama2cEos; }
   std::string type() const override { return "llama2c"; }
   std::string identity() const override { return "llama2c:" + hash_; }
   nlohmann::json describe() const override {

@@ -111,6 +111,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string decode(std::span<const std::int32_t> ids) const override;
   int vocab_size() const override { return vocab_size_; }
   std::string type() const override { return "sentencepiece"; }
+  std::int32_t bos_id() const override { return sp_.bos_id(); }
+  std::int32_t eos_id() const override { return sp_.eos_id(); }
   std::string identity() const override { return "sentencepiece:" + hash_; }
   nlohmann::json describe() const override {
     return {{"type", "sentencepiece"}, {"model", path_.string()}, {"hash", hash_}};

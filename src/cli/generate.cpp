@@ -1,0 +1,89 @@
+// `stretch generate MODEL --prompt TEXT`: sampled or greedy continuation, streamed to stdout; statistics to
+// stderr. With --interactive, every line read from stdin is a prompt.
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "cli/context_flags.hpp"
+#include "core/error.hpp"
+#include "io/tokenizer.hpp"
+#include "run/checkpoint.hpp"
+#include "run/generate.hpp"
+
+namespace stretch::cli {
+
+namespace {
+struct GenerateCli {
+  std::string model, prompt;
+  GenerateOptions opt;
+  bool no_slide = false, interactive = false, ignore_eos = false;
+  int threads = 0;
+  ContextFlags ctx;
+};
+}  // namespace
+
+Runner add_generate(CLI::App& app) {
+  auto o = std::make_shared<GenerateCli>();
+  app.add_option("model", o->model, "Run directory or checkpoint folder")->required();
+  app.add_option("--prompt,-p", o->prompt, "Text to continue (empty: start from BOS)");
+  app.add_option("-n,--tokens", o->opt.max_new, "Tokens to generate")->capture_default_str();
+  app.add_option("--temperature,-t", o->opt.sampling.temperature, "Sampling temperature (0: greedy)")->capture_default_str();
+  app.add_option("--top-k", o->opt.sampling.top_k, "Sample among the K most likely tokens (0: all)")->capture_default_str();
+  app.add_option("--top-p", o->opt.sampling.top_p, "Nucleus sampling: the smallest set reaching P (1: all)")
+      ->capture_default_str();
+  app.add_option("--seed", o->opt.sampling.seed, "Sampling seed")->capture_default_str();
+  app.add_option("--ctx", o->opt.ctx, "Key/value cache size in tokens (default: the model's trained length)");
+  app.add_flag("--no-slide", o->no_slide,
+               "Stop with an error at --ctx instead of dropping the oldest tokens (alibi, t5, none models slide)");
+  app.add_flag("--ignore-eos", o->ignore_eos, "Keep going past end-of-text / a new BOS");
+  app.add_flag("--interactive,-i", o->interactive, "Read prompts from stdin, one per line");
+  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
+  add_context_flags(app, o->ctx);
+  return [o]() -> int {
+    if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    if (o->opt.max_new < 0) throw UsageError("-n: expected a number of tokens >= 0, got " + std::to_string(o->opt.max_new));
+    if (o->opt.ctx < 0) throw UsageError("--ctx: expected a positive number of tokens, got " + std::to_string(o->opt.ctx));
+    o->opt.sampling.validate();
+    o->opt.slide = !o->no_slide;
+    o->opt.stop_at_eos = !o->ignore_eos;
+    CheckpointMeta meta = read_checkpoint_meta(o->model);
+    apply_context_flags(o->ctx, meta.model);
+    try {
+      meta.model.validate();
+    } catch (const ConfigError& e) {
+      throw UsageError(o->model + ": " + e.what());
+    }
+    auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
+    auto model = load_model(meta);
+    auto run = [&](const std::string& prompt) {
+      std::fputs(prompt.c_str(), stdout);
+      std::fflush(stdout);
+      GenerateStats st = generate(*model, *tok, prompt, o->opt, [](const std::string& piece) {
+        std::fputs(piece.c_str(), stdout);
+        std::fflush(stdout);
+      });
+      std::fputs("\n", stdout);
+      std::fflush(stdout);
+      std::fprintf(stderr,
+                   "prompt: %ld tokens in %.3f s (%.0f tokens/s); generated: %ld tokens in %.3f s (%.1f tokens/s); "
+                   "cache: %.2f MB for %d tokens%s\n",
+                   st.prompt_tokens, st.prefill_s, st.prompt_tokens / std::max(1e-9, st.prefill_s), st.generated,
+                   st.decode_s, st.generated / std::max(1e-9, st.decode_s), st.cache_bytes / 1048576.0, st.ctx,
+                   st.slid ? " (slid past it, dropping the oldest tokens)" : "");
+    };
+    if (!o->interactive) {
+      run(o->prompt);
+      return 0;
+    }
+    std::string line;
+    while (std::getline(std::cin, line)) run(line);
+    return 0;
+  };
+}
+
+}  // namespace stretch::cli

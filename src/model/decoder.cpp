@@ -1,0 +1,224 @@
+#include "model/decoder.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kernels/embedding.hpp"
+#include "kernels/gelu.hpp"
+#include "kernels/layernorm.hpp"
+#include "kernels/matmul.hpp"
+#include "kernels/rmsnorm.hpp"
+#include "kernels/swiglu.hpp"
+#include "position/alibi.hpp"
+#include "position/logn.hpp"
+#include "position/rope_scaling.hpp"
+#include "position/sinusoidal.hpp"
+#include "position/t5.hpp"
+
+namespace stretch {
+
+namespace {
+void ensure(Buffer<float>& b, std::size_t n) {
+  if (b.size() < n) b.resize(n);
+}
+bool distance_only(PositionMethod p) {
+  return p == PositionMethod::alibi || p == PositionMethod::t5 || p == PositionMethod::none;
+}
+}  // namespace
+
+Decoder::Decoder(Transformer& model, int ctx, bool slide) : m_(model), c_(model.config()), S_(ctx), slide_(slide) {
+  if (ctx < 1) throw ConfigError("--ctx: expected a positive number of tokens, got " + std::to_string(ctx));
+  if (slide && !distance_only(c_.position))
+    throw ConfigError("sliding past the cache needs a model whose attention depends only on distances (alibi, t5 "
+                      "or none); this one uses " + std::string(to_string(c_.position)));
+  const std::size_t per_layer = static_cast<std::size_t>(S_) * c_.kv_dim();
+  k_.resize(per_layer * c_.n_layer);
+  v_.resize(per_layer * c_.n_layer);
+  const int hd = c_.head_dim();
+  double factor = 1.0;
+  if (c_.position == PositionMethod::rope) {
+    RopeTables t = rope_tables(c_.rope_scaling, hd, c_.rope_base, c_.rope_train_length(), ctx);
+    inv_freq_ = std::move(t.inv_freq);
+    factor = t.attention_factor;
+  }
+  scale_ = static_cast<float>(factor * factor / std::sqrt(static_cast<double>(hd)));
+  if (c_.position == PositionMethod::alibi) alibi_ = alibi_slopes(c_.n_head);
+}
+
+const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits) {
+  if (n < 1) throw ConfigError("decoder: append needs at least one token");
+  const int V = c_.vocab_size;
+  for (int i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= V)
+      throw InputError("token id " + std::to_string(tokens[i]) + " is outside the model's vocabulary [0, " +
+                       std::to_string(V) + ")");
+  if (!slide_ && seen_ + n > S_)
+    throw ContextFull("the context is full: " + std::to_string(seen_ + n) + " tokens do not fit in --ctx " +
+                      std::to_string(S_) +
+                      (distance_only(c_.position)
+                           ? " (raise --ctx, or pass --slide to drop the oldest tokens)"
+                           : " (raise --ctx; a " + std::string(to_string(c_.position)) +
+                                 " model cannot slide past it" +
+                                 (c_.position == PositionMethod::rope ? "; --rope-scaling extends what it can reach)"
+                                                                      : ")")));
+  if (c_.position == PositionMethod::learned && seen_ + n > c_.block_size)
+    throw ContextFull("learned positions: position " + std::to_string(seen_ + n - 1) + " is past the model's table of " +
+                      std::to_string(c_.block_size) + " (use --ctx <= " + std::to_string(c_.block_size) + ")");
+  ensure(logits_, static_cast<std::size_t>(all_logits ? n : 1) * V);
+  // as one chunk while nothing in the ring is overwritten that a query of the chunk still needs; else one by one
+  int done = 0;
+  while (done < n) {
+    const long room = S_ - seen_;
+    const int chunk = room > 1 ? static_cast<int>(std::min<long>(room, n - done)) : 1;
+    const bool last = done + chunk == n;
+    if (all_logits || last)
+      forward_rows(tokens + done, chunk, all_logits ? logits_.data() + static_cast<std::size_t>(done) * V : logits_.data(),
+                   all_logits);
+    else
+      forward_rows(tokens + done, chunk, nullptr, false);
+    done += chunk;
+  }
+  return logits_.data();
+}
+
+void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool all_logits) {
+  const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim(), KVD = c_.kv_dim();
+  const int QKV = c_.qkv_width(), F = c_.mlp_hidden, FW = c_.mlp_width(), V = c_.vocab_size;
+  const bool llama = c_.arch == Arch::llama;
+  const std::size_t nn = static_cast<std::size_t>(n);
+  ensure(x_, nn * C);
+  ensure(xn_, nn * C);
+  ensure(mean_, nn);
+  ensure(rstd_, nn);
+  ensure(qkv_, nn * QKV);
+  ensure(att_, nn * C);
+  ensure(proj_, nn * C);
+  ensure(fc_, nn * FW);
+  ensure(act_, nn * F);
+  const long a0 = seen_;
+  std::vector<int> pos(nn);
+  for (int r = 0; r < n; r++) pos[r] = static_cast<int>(a0 + r);
+
+  ParamView pv = bind_param_view(c_, m_.specs(), m_.params().data());
+  auto norm = [&](float* out, const float* in, const float* w, const float* b) {
+    if (llama) {
+      rmsnorm_forward(out, rstd_.data(), in, w, n, C, c_.norm_eps);
+    } else {
+      layernorm_forward(out, mean_.data(), rstd_.data(), in, w, b, n, C, c_.norm_eps);
+    }
+  };
+
+  embedding_forward(x_.data(), tokens, pv.wte, n, C);
+  if (c_.position == PositionMethod::learned) embedding_add_forward(x_.data(), pos.data(), pv.wpe, n, C);
+  if (c_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(x_.data(), pos.data(), n, C);
+
+  // rope angles of the new positions, as position/rope.cpp computes them (double angle, rounded once)
+  const int half = hd / 2;
+  std::vector<float> cs, sn;
+  if (c_.position == PositionMethod::rope) {
+    cs.resize(nn * half);
+    sn.resize(nn * half);
+    for (int r = 0; r < n; r++)
+      for (int i = 0; i < half; i++) {
+        const double a = static_cast<double>(pos[r]) * static_cast<double>(inv_freq_[i]);
+        cs[static_cast<std::size_t>(r) * half + i] = static_cast<float>(std::cos(a));
+        sn[static_cast<std::size_t>(r) * half + i] = static_cast<float>(std::sin(a));
+      }
+  }
+  auto rotate = [&](float* x, int r) {
+    const float* c = cs.data() + static_cast<std::size_t>(r) * half;
+    const float* s = sn.data() + static_cast<std::size_t>(r) * half;
+    for (int i = 0; i < half; i++) {
+      const float x0 = x[2 * i], x1 = x[2 * i + 1];
+      x[2 * i] = x0 * c[i] - x1 * s[i];
+      x[2 * i + 1] = x0 * s[i] + x1 * c[i];
+    }
+  };
+  const int window = c_.attn_window;
+  const int group = NH / NKV;
+
+  for (int l = 0; l < c_.n_layer; l++) {
+    const LayerView& w = pv.layers[l];
+    float* K = k_.data() + static_cast<std::size_t>(l) * S_ * KVD;
+    float* Vc = v_.data() + static_cast<std::size_t>(l) * S_ * KVD;
+    norm(xn_.data(), x_.data(), w.ln1_w, w.ln1_b);
+    matmul_forward(qkv_.data(), xn_.data(), w.qkv_w, w.qkv_b, n, C, QKV);
+    for (int r = 0; r < n; r++) {
+      float* row = qkv_.data() + static_cast<std::size_t>(r) * QKV;
+      if (c_.position == PositionMethod::rope) {
+        for (int h = 0; h < NH; h++) rotate(row + h * hd, r);
+        for (int g = 0; g < NKV; g++) rotate(row + C + g * hd, r);
+      }
+      const std::size_t slot = static_cast<std::size_t>((a0 + r) % S_);
+      std::copy(row + C, row + C + KVD, K + slot * KVD);
+      std::copy(row + C + KVD, row + C + 2 * KVD, Vc + slot * KVD);
+    }
+    if (c_.logn != LognMode::off) logn_scale_queries(qkv_.data(), pos.data(), n, QKV, C, c_.block_size, c_.logn);
+
+    // attention: query r (index a) sees indices [lo, a], lo = max(0, a - S + 1, a - window + 1)
+    const float* t5_table = pv.t5_bias;
+    const long tasks = static_cast<long>(n) * NH;
+    // threads only pay off with enough work (one decoded token of a small model is a few microseconds)
+    const bool parallel = static_cast<double>(tasks) * static_cast<double>(std::min<long>(a0 + n, S_)) * hd > 2e5;
+#pragma omp parallel if (parallel)
+    {
+      std::vector<float> sc(static_cast<std::size_t>(S_));
+#pragma omp for schedule(dynamic, 1)
+      for (long task = 0; task < tasks; task++) {
+        const int r = static_cast<int>(task / NH), h = static_cast<int>(task % NH), g = h / group;
+        const long a = a0 + r;
+        long lo = std::max(0L, a - S_ + 1);
+        if (window > 0) lo = std::max(lo, a - window + 1);
+        const float* q = qkv_.data() + static_cast<std::size_t>(r) * QKV + h * hd;
+        float mx = -INFINITY;
+        for (long j = lo; j <= a; j++) {
+          const float* k = K + static_cast<std::size_t>(j % S_) * KVD + g * hd;
+          float d = 0.0f;
+          for (int e = 0; e < hd; e++) d += q[e] * k[e];
+          float s = scale_ * d;
+          const int dist = static_cast<int>(a - j);
+          if (c_.position == PositionMethod::alibi) s += -alibi_[h] * static_cast<float>(dist);
+          if (c_.position == PositionMethod::t5) s += t5_table[t5_bucket(dist) * NH + h];
+          sc[static_cast<std::size_t>(j - lo)] = s;
+          mx = std::max(mx, s);
+        }
+        double sum = 0.0;
+        for (long j = lo; j <= a; j++) {
+          const float p = std::exp(sc[static_cast<std::size_t>(j - lo)] - mx);
+          sc[static_cast<std::size_t>(j - lo)] = p;
+          sum += p;
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        float* o = att_.data() + static_cast<std::size_t>(r) * C + h * hd;
+        std::fill(o, o + hd, 0.0f);
+        for (long j = lo; j <= a; j++) {
+          const float p = sc[static_cast<std::size_t>(j - lo)] * inv;
+          const float* v = Vc + static_cast<std::size_t>(j % S_) * KVD + g * hd;
+          for (int e = 0; e < hd; e++) o[e] += p * v[e];
+        }
+      }
+    }
+    matmul_forward(proj_.data(), att_.data(), w.attproj_w, w.attproj_b, n, C, C);
+    for (std::size_t i = 0; i < nn * C; i++) x_[i] = x_[i] + proj_[i];
+    norm(xn_.data(), x_.data(), w.ln2_w, w.ln2_b);
+    matmul_forward(fc_.data(), xn_.data(), w.fc_w, w.fc_b, n, C, FW);
+    if (llama) {
+      swiglu_forward(act_.data(), fc_.data(), nn, F);
+    } else {
+      gelu_forward(act_.data(), fc_.data(), nn * F);
+    }
+    matmul_forward(proj_.data(), act_.data(), w.fcproj_w, w.fcproj_b, n, F, C);
+    for (std::size_t i = 0; i < nn * C; i++) x_[i] = x_[i] + proj_[i];
+  }
+  norm(xn_.data(), x_.data(), pv.lnf_w, pv.lnf_b);
+  seen_ += n;
+  if (!out) return;  // a prefill chunk whose logits nobody asked for
+  if (all_logits) {
+    matmul_forward(out, xn_.data(), pv.lm_head, nullptr, n, C, V);
+  } else {
+    matmul_forward(out, xn_.data() + static_cast<std::size_t>(n - 1) * C, pv.lm_head, nullptr, 1, C, V);
+  }
+}
+
+}  // namespace stretch
