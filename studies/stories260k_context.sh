@@ -36,16 +36,17 @@ for s in linear ntk dynamic-ntk yarn yarn-paper; do
   done
 done
 
-# 3. fine-tunes (1 thread each, run side by side on 2 cores)
-ft() {  # scaling
+# 3. fine-tunes (1 thread each, one per core, side by side)
+ft() {  # scaling core
   local dir="$OUT/ft-$1-x4" resume=()
+  grep -qs '"final":true' "$dir/metrics.jsonl" && return 0  # finished
   [ -d "$dir/checkpoints" ] && resume=(--resume)
-  OMP_PROC_BIND=true $S finetune "$OUT/stories260K" --text "$DATA/tinystories/train.txt" --valid-text "$VALID" \
+  OMP_PROC_BIND=true OMP_PLACES="{$2}" $S finetune "$OUT/stories260K" --text "$DATA/tinystories/train.txt" --valid-text "$VALID" \
     --doc-sep '\n\n' --length 2048 --rope-scaling "$1:4" --steps 200 --batch 4 --lr 3e-4 --warmup 20 \
     --threads 1 --eval-interval 50 --eval-tokens 0 --ckpt-interval 50 --out "$dir" "${resume[@]}" > "$dir.log" 2>&1
 }
-ft linear &
-ft yarn &
+ft linear 0 &
+ft yarn 1 &
 wait
 
 # 4. after fine-tuning

@@ -59,6 +59,35 @@ void column_sums_add(F* dbias, const F* dout, int N, int OC) {
 
 }  // namespace
 
+void gemm(char ta, char tb, long M, long N, long K, float alpha, const float* A, long lda, const float* B, long ldb,
+          float beta, float* C, long ldc) {
+  if (M <= 0 || N <= 0) return;
+  const dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, alpha, A, std::max(lda, 1L), B, std::max(ldb, 1L), beta, C,
+                                      std::max(ldc, 1L));
+  if (st != dnnl_success)
+    throw Error(std::string("gemm: dnnl_sgemm failed (M=") + std::to_string(M) + " N=" + std::to_string(N) +
+                " K=" + std::to_string(K) + "): " + dnnl_status2str(st));
+}
+
+template <class F>
+void gemm_ref(char ta, char tb, long M, long N, long K, F alpha, const F* A, long lda, const F* B, long ldb, F beta,
+              F* C, long ldc) {
+  for (long i = 0; i < M; i++)
+    for (long j = 0; j < N; j++) {
+      F acc = 0;
+      for (long k = 0; k < K; k++) {
+        const F a = ta == 'T' ? A[k * lda + i] : A[i * lda + k];
+        const F b = tb == 'T' ? B[j * ldb + k] : B[k * ldb + j];
+        acc += a * b;
+      }
+      C[i * ldc + j] = alpha * acc + (beta == F(0) ? F(0) : beta * C[i * ldc + j]);
+    }
+}
+template void gemm_ref<float>(char, char, long, long, long, float, const float*, long, const float*, long, float,
+                              float*, long);
+template void gemm_ref<double>(char, char, long, long, long, double, const double*, long, const double*, long, double,
+                               double*, long);
+
 // ---------------------------------------------------------------------------------------------------------------
 // oneDNN path (float)
 

@@ -17,6 +17,14 @@ void matmul_forward(float* out, const float* inp, const float* weight, const flo
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC);
 
+// General row-major product with strides (oneDNN sgemm): C (M, N) = alpha op(A) op(B) + beta C, op = transpose
+// when ta / tb is 'T'. For views into larger arrays (e.g. one head of a key/value cache). Reference: gemm_ref.
+void gemm(char ta, char tb, long M, long N, long K, float alpha, const float* A, long lda, const float* B, long ldb,
+          float beta, float* C, long ldc);
+template <class F>
+void gemm_ref(char ta, char tb, long M, long N, long K, F alpha, const F* A, long lda, const F* B, long ldb, F beta,
+              F* C, long ldc);
+
 // Plain loops, same contract. Instantiated for float and double.
 template <class F>
 void matmul_forward_ref(F* out, const F* inp, const F* weight, const F* bias, int N, int C, int OC);

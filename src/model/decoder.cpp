@@ -4,12 +4,15 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/attention_tiled.hpp"
 #include "kernels/embedding.hpp"
 #include "kernels/gelu.hpp"
 #include "kernels/layernorm.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/repeat_kv.hpp"
 #include "kernels/rmsnorm.hpp"
 #include "kernels/swiglu.hpp"
+#include "kernels/vecmath.hpp"
 #include "position/alibi.hpp"
 #include "position/logn.hpp"
 #include "position/rope_scaling.hpp"
@@ -82,6 +85,65 @@ const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits)
   return logits_.data();
 }
 
+// One task per (new row, kv head): the group of query heads sharing that kv head reads each cached key and value
+// once. Scores, softmax and P V in fixed orders (the same result for any thread count).
+void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
+  const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim(), KVD = c_.kv_dim();
+  const int QKV = c_.qkv_width(), group = NH / NKV, window = c_.attn_window;
+  const float* K = k_.data() + static_cast<std::size_t>(l) * S_ * KVD;
+  const float* Vc = v_.data() + static_cast<std::size_t>(l) * S_ * KVD;
+  const float* t5_table = pv.t5_bias;
+  const long tasks = static_cast<long>(n) * NKV;
+  // Always inside a parallel region, even for one task: oneDNN then runs each small product on the calling
+  // thread instead of starting threads of its own per call (which costs more than the product).
+#pragma omp parallel
+  {
+    std::vector<float> sc(static_cast<std::size_t>(group) * S_);
+#pragma omp for schedule(dynamic, 1)
+    for (long task = 0; task < tasks; task++) {
+      const int r = static_cast<int>(task / NKV), g = static_cast<int>(task % NKV);
+      const long a = a0 + r;
+      long lo = std::max(0L, a - S_ + 1);
+      if (window > 0) lo = std::max(lo, a - window + 1);
+      const std::size_t n_keys = static_cast<std::size_t>(a - lo + 1);
+      const float* q0 = qkv_.data() + static_cast<std::size_t>(r) * QKV + static_cast<std::size_t>(g) * group * hd;
+      // the keys lo .. a sit in at most two contiguous runs of the ring's slots
+      const std::size_t s0 = static_cast<std::size_t>(lo % S_);
+      const std::size_t first = std::min<std::size_t>(n_keys, static_cast<std::size_t>(S_) - s0);
+      const std::pair<std::size_t, std::size_t> runs[2] = {{s0, first}, {0, n_keys - first}};
+      // scores (group, n_keys) = scale * Q (group, hd) K^T, K a strided view of this kv head's cache column
+      for (std::size_t part = 0, off = 0; part < 2 && runs[part].second > 0; off += runs[part].second, part++)
+        gemm('N', 'T', group, static_cast<long>(runs[part].second), hd, scale_, q0, hd,
+             K + runs[part].first * KVD + g * hd, KVD, 0.0f, sc.data() + off, static_cast<long>(n_keys));
+      for (int u = 0; u < group; u++) {
+        const int h = g * group + u;
+        float* s = sc.data() + u * n_keys;
+        if (c_.position == PositionMethod::alibi) {
+          const float m = alibi_[h];
+          for (std::size_t j = 0; j < n_keys; j++) s[j] += -m * static_cast<float>(n_keys - 1 - j);
+        } else if (c_.position == PositionMethod::t5) {
+          for (std::size_t j = 0; j < n_keys; j++) s[j] += t5_table[t5_bucket(static_cast<int>(n_keys - 1 - j)) * NH + h];
+        }
+        float mx = -INFINITY;
+        for (std::size_t j = 0; j < n_keys; j++) mx = std::max(mx, s[j]);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (std::size_t j = 0; j < n_keys; j++) {
+          s[j] = exp_fast(s[j] - mx);
+          sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        for (std::size_t j = 0; j < n_keys; j++) s[j] *= inv;
+      }
+      // out (group, hd) = P (group, n_keys) V
+      float* o0 = att_.data() + static_cast<std::size_t>(r) * C + static_cast<std::size_t>(g) * group * hd;
+      for (std::size_t part = 0, off = 0; part < 2 && runs[part].second > 0; off += runs[part].second, part++)
+        gemm('N', 'N', group, hd, static_cast<long>(runs[part].second), 1.0f, sc.data() + off,
+             static_cast<long>(n_keys), Vc + runs[part].first * KVD + g * hd, KVD, part == 0 ? 0.0f : 1.0f, o0, hd);
+    }
+  }
+}
+
 void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool all_logits) {
   const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim(), KVD = c_.kv_dim();
   const int QKV = c_.qkv_width(), F = c_.mlp_hidden, FW = c_.mlp_width(), V = c_.vocab_size;
@@ -136,7 +198,6 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     }
   };
   const int window = c_.attn_window;
-  const int group = NH / NKV;
 
   for (int l = 0; l < c_.n_layer; l++) {
     const LayerView& w = pv.layers[l];
@@ -158,46 +219,23 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
 
     // attention: query r (index a) sees indices [lo, a], lo = max(0, a - S + 1, a - window + 1)
     const float* t5_table = pv.t5_bias;
-    const long tasks = static_cast<long>(n) * NH;
-    // threads only pay off with enough work (one decoded token of a small model is a few microseconds)
-    const bool parallel = static_cast<double>(tasks) * static_cast<double>(std::min<long>(a0 + n, S_)) * hd > 2e5;
-#pragma omp parallel if (parallel)
-    {
-      std::vector<float> sc(static_cast<std::size_t>(S_));
-#pragma omp for schedule(dynamic, 1)
-      for (long task = 0; task < tasks; task++) {
-        const int r = static_cast<int>(task / NH), h = static_cast<int>(task % NH), g = h / group;
-        const long a = a0 + r;
-        long lo = std::max(0L, a - S_ + 1);
-        if (window > 0) lo = std::max(lo, a - window + 1);
-        const float* q = qkv_.data() + static_cast<std::size_t>(r) * QKV + h * hd;
-        float mx = -INFINITY;
-        for (long j = lo; j <= a; j++) {
-          const float* k = K + static_cast<std::size_t>(j % S_) * KVD + g * hd;
-          float d = 0.0f;
-          for (int e = 0; e < hd; e++) d += q[e] * k[e];
-          float s = scale_ * d;
-          const int dist = static_cast<int>(a - j);
-          if (c_.position == PositionMethod::alibi) s += -alibi_[h] * static_cast<float>(dist);
-          if (c_.position == PositionMethod::t5) s += t5_table[t5_bucket(dist) * NH + h];
-          sc[static_cast<std::size_t>(j - lo)] = s;
-          mx = std::max(mx, s);
-        }
-        double sum = 0.0;
-        for (long j = lo; j <= a; j++) {
-          const float p = std::exp(sc[static_cast<std::size_t>(j - lo)] - mx);
-          sc[static_cast<std::size_t>(j - lo)] = p;
-          sum += p;
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        float* o = att_.data() + static_cast<std::size_t>(r) * C + h * hd;
-        std::fill(o, o + hd, 0.0f);
-        for (long j = lo; j <= a; j++) {
-          const float p = sc[static_cast<std::size_t>(j - lo)] * inv;
-          const float* v = Vc + static_cast<std::size_t>(j % S_) * KVD + g * hd;
-          for (int e = 0; e < hd; e++) o[e] += p * v[e];
-        }
+    if (a0 == 0 && n > 1) {
+      // a prefill from an empty cache is a full causal forward of the chunk: the tiled kernel of the evaluation
+      // path (kernels/attention_tiled.hpp), on q | k | v with the kv heads repeated per query head
+      ensure(full_, nn * 3 * C);
+      repeat_kv_forward(full_.data(), qkv_.data(), nn, C, NH, NKV);
+      auto run = [&](const auto& bias) {
+        attention_forward_tiled(att_.data(), full_.data(), pos.data(), bias, 1, n, C, NH, scale_, window);
+      };
+      if (c_.position == PositionMethod::alibi) {
+        run(AlibiBias{alibi_.data()});
+      } else if (c_.position == PositionMethod::t5) {
+        run(T5Bias<float>{t5_table, nullptr, NH});
+      } else {
+        run(NoBias{});
       }
+    } else {
+      attend_cached(l, a0, n, pv);
     }
     matmul_forward(proj_.data(), att_.data(), w.attproj_w, w.attproj_b, n, C, C);
     for (std::size_t i = 0; i < nn * C; i++) x_[i] = x_[i] + proj_[i];

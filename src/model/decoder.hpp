@@ -47,6 +47,8 @@ class Decoder {
  private:
   // Runs n tokens that fit (see append) and writes their logits to out ((n, V) or the last row; null: none).
   void forward_rows(const std::int32_t* tokens, int n, float* out, bool all_logits);
+  // Attention of rows a0 .. a0+n-1 (q in qkv_) over the cached keys of layer l, into att_.
+  void attend_cached(int l, long a0, int n, const ParamView& pv);
 
   Transformer& m_;
   ModelConfig c_;
@@ -58,7 +60,7 @@ class Decoder {
   float scale_ = 0.0f;                  // attention_factor^2 / sqrt(hd)
   std::vector<float> alibi_;            // slopes
   // scratch for one append (grown as needed)
-  Buffer<float> x_, xn_, mean_, rstd_, qkv_, att_, proj_, fc_, act_, logits_;
+  Buffer<float> x_, xn_, mean_, rstd_, qkv_, full_, att_, proj_, fc_, act_, logits_;
 };
 
 }  // namespace stretch
