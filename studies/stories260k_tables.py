@@ -53,6 +53,38 @@ print("| model | " + " | ".join(str(T) for T in lengths) + " | 4096 with s = 8 |
 print("|---|" + "---|" * 6)
 print("| stories260K, no scaling (before) | " + " | ".join(cell(none.get(T)) for T in lengths) + " | |")
 for s in ["linear", "yarn"]:
-    a = results(f"after-{s}")
-    b = results(f"after-{s}-4096-x8")
-    print(f"| fine-tuned, {s} x4 | " + " | ".join(cell(a.get(T)) for T in lengths) + f" | {cell(b.get(4096))} |")
+    for run, steps in [(f"{s}-x4", 200), (f"{s}-x4-400", 400)]:
+        a = results(f"after-{run}")
+        b = results(f"after-{run}-4096-s8")
+        if not a:
+            continue
+        print(f"| fine-tuned {steps} steps, {s} x4 | " + " | ".join(cell(a.get(T)) for T in lengths) +
+              f" | {cell(b.get(4096))} |")
+
+print("\n### Fine-tuning runs (trainer's validation loss at 2048, nonoverlapping)\n")
+print("| run | steps | val loss at 50 / 100 / 150 / 200 ... | final | wall time | peak RSS |")
+print("|---|---|---|---|---|---|")
+for s in ["linear", "yarn"]:
+    for run in [f"ft-{s}-x4", f"ft-{s}-x4-400"]:
+        path = os.path.join(OUT, run, "metrics.jsonl")
+        if not os.path.exists(path):
+            continue
+        vals, final, steps = [], None, 0
+        for line in open(path):
+            j = json.loads(line)
+            if j.get("final"):
+                final, steps = j["val_loss"], j["step"]
+            elif "val_loss" in j:
+                vals.append(f"{j['val_loss']:.3f}")
+        wall = rss = ""
+        log = os.path.join(OUT, run + ".log")
+        if os.path.exists(log):
+            for line in open(log):
+                if "Elapsed (wall clock)" in line:
+                    wall = line.rsplit(": ", 1)[1].strip()
+                if "Maximum resident set size" in line:
+                    rss = f"{int(line.rsplit(': ', 1)[1]) / 1048576:.1f} GB"
+                if line.startswith("trained ") and not wall:
+                    wall = line.split(" in ")[1].split(" (")[0]
+        print(f"| {run} | {steps} | {' / '.join(vals)} | {final:.4f} | {wall} | {rss} |" if final is not None else
+              f"| {run} | (running) | {' / '.join(vals)} | | | |")

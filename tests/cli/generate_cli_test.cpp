@@ -57,6 +57,19 @@ TEST(GenerateCli, SeedsReproduceAndDiffer) {
   EXPECT_GT(e.output.size(), 20u) << e.output;
 }
 
+TEST(GenerateCli, InteractiveModeAnswersEveryLine) {
+  Stories s;
+  REQUIRE(s);
+  test::write_text(s.dir / "prompts.txt", "Once upon a time\nThe dog\n");
+  auto r = run_stretch(s.gen("-i -n 8 -t 0 < " + q(s.dir / "prompts.txt")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Once upon a time,"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("The dog"), std::string::npos) << r.output;
+  std::size_t stats = 0;
+  for (std::size_t at = r.output.find("prompt: "); at != std::string::npos; at = r.output.find("prompt: ", at + 1)) stats++;
+  EXPECT_EQ(stats, 2u) << r.output;
+}
+
 TEST(GenerateCli, BadInputIsRefusedByName) {
   Stories s;
   REQUIRE(s);
