@@ -92,6 +92,19 @@ def method_config(method: str) -> GPTConfig:
     return GPTConfig(position=method, bias=(method != "none"), tie_embeddings=(method != "learned"), **BASE)
 
 
+# fixture name -> (position method, config overrides); the plain methods keep their seeds (SEED + index)
+VARIANTS = {"sinusoidal_scaled": ("sinusoidal", {"embed_scale": math.sqrt(BASE["n_embd"])})}
+FIXTURES = list(POSITIONS) + list(VARIANTS)
+
+
+def fixture_config(name: str) -> GPTConfig:
+    method, over = VARIANTS.get(name, (name, {}))
+    cfg = method_config(method)
+    for k, v in over.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
 @torch.no_grad()
 def randomize(model: GPT, gen: torch.Generator):
     """Large, seeded float32 parameters so that every parameter matters."""
@@ -107,7 +120,8 @@ def randomize(model: GPT, gen: torch.Generator):
         p.copy_(v.to(torch.float32))
 
 
-def make_batch(method: str, gen: torch.Generator):
+def make_batch(name: str, gen: torch.Generator):
+    method = VARIANTS.get(name, (name, {}))[0]
     V = BASE["vocab_size"]
     tokens = torch.randint(0, V, (B, T), generator=gen, dtype=torch.int64)
     targets = torch.randint(0, V, (B, T), generator=gen, dtype=torch.int64)
@@ -117,13 +131,13 @@ def make_batch(method: str, gen: torch.Generator):
     return tokens, targets, pos
 
 
-def build(method: str):
-    cfg = method_config(method)
-    gen = torch.Generator().manual_seed(SEED + POSITIONS.index(method))
+def build(name: str):
+    cfg = fixture_config(name)
+    gen = torch.Generator().manual_seed(SEED + FIXTURES.index(name))
     model = GPT(cfg)                       # float32
     randomize(model, gen)
     params32 = {n: p.detach().clone() for n, p in model.named_parameters()}
-    tokens, targets, pos = make_batch(method, gen)
+    tokens, targets, pos = make_batch(name, gen)
     return cfg, model, params32, tokens, targets, pos
 
 
@@ -159,6 +173,8 @@ def fixture(method: str):
     tensors["adam_losses"] = torch.tensor(adam_losses, dtype=torch.float64)
     conf = dict(cfg.to_dict())
     conf.pop("dropout")
+    if conf["embed_scale"] == 1.0:
+        conf.pop("embed_scale")           # the plain fixtures predate the option and stay byte-identical
     conf.update(B=B, T=T, lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, weight_decay=WD)
     meta = {"config": json.dumps(conf, sort_keys=True), "generator": "tools/make_parity_fixtures.py"}
     return tensors, meta
@@ -186,7 +202,7 @@ def naive_forward(model: GPT, tokens, pos):
         y = x @ P[pre + ".weight"].T
         return y + P[pre + ".bias"] if cfg.bias else y
 
-    x = P["wte"][tokens].clone()
+    x = P["wte"][tokens].clone() * cfg.embed_scale
     for b in range(Bn):
         for t in range(Tn):
             p = int(pos[b, t])
@@ -241,7 +257,7 @@ def self_check():
     from torch.nn.utils.stateless import functional_call
     ok = True
     # 1. vectorized forward vs naive loops, full fixture configs
-    for m in POSITIONS:
+    for m in FIXTURES:
         cfg, model, _, tokens, targets, pos = build(m)
         model = model.double()
         logits, _ = model(tokens, targets, pos)
@@ -283,7 +299,7 @@ def main():
     if args.check and not self_check():
         sys.exit("self-check FAILED")
     os.makedirs(args.out, exist_ok=True)
-    for m in POSITIONS:
+    for m in FIXTURES:
         tensors, meta = fixture(m)
         path = os.path.join(args.out, f"{m}.safetensors")
         write_safetensors(path, tensors, meta)

@@ -42,6 +42,7 @@ class GPTConfig:
     tie_embeddings: bool = True
     rope_base: float = 10000.0
     dropout: float = 0.0
+    embed_scale: float = 1.0       # x = embed_scale * wte[tokens] (+ positions)
 
     def to_dict(self):
         return asdict(self)
@@ -219,6 +220,8 @@ class GPT(nn.Module):
                 p.fill_(1.0)
             elif name.endswith("attn.c_proj.weight") or name.endswith("mlp.c_proj.weight"):
                 p.normal_(0.0, resid_std, generator=generator)
+            elif name == "wte" and self.cfg.embed_scale != 1.0:   # fairseq's scheme: unit variance after scaling
+                p.normal_(0.0, 1.0 / self.cfg.embed_scale, generator=generator)
             else:                                   # wte, wpe, c_attn, c_fc, lm_head
                 p.normal_(0.0, std, generator=generator)
 
@@ -260,7 +263,7 @@ class GPT(nn.Module):
         else:
             pos = pos.to(device=device, dtype=torch.long)
             assert pos.shape == (B, T), f"pos must be (B, T), got {tuple(pos.shape)}"
-        x = F.embedding(tokens, self.wte)
+        x = F.embedding(tokens, self.wte) * cfg.embed_scale
         if cfg.position == "learned":
             assert int(pos.max()) < cfg.block_size, "learned positions must be < block_size"
             x = x + F.embedding(pos, self.wpe)

@@ -99,6 +99,7 @@ Runner add_train(CLI::App& app) {
   auto untied = std::make_shared<bool>(false);
   auto doc_sep = std::make_shared<std::string>();
   auto ctx = std::make_shared<ContextFlags>();
+  auto embed_scale = std::make_shared<std::string>("1");
 
   add_job_options(app, *o, *doc_sep, *threads);
   app.add_option("--tokenizer", o->tokenizer, "byte | gpt2")->capture_default_str();
@@ -117,6 +118,10 @@ Runner add_train(CLI::App& app) {
   app.add_option("--rope-base", o->model.rope_base, "RoPE base (theta)")->capture_default_str();
   app.add_flag("--no-bias", *no_bias, "No biases in Linear layers and LayerNorms (always so for llama)");
   app.add_flag("--untied", *untied, "Separate output projection (not tied to the token embedding)");
+  app.add_option("--embed-scale", *embed_scale,
+                 "Token embeddings enter as S * wte[token]: 1 (GPT-2's init, wte ~ N(0, 0.02)) or a number or 'sqrt' "
+                 "(sqrt(width): fairseq's unit-variance embeddings, wte ~ N(0, 1/S^2))")
+      ->capture_default_str();
   add_context_flags(app, *ctx);
 
   return [=]() -> int {
@@ -127,6 +132,18 @@ Runner add_train(CLI::App& app) {
     opt.model.mlp_hidden = *mlp > 0 ? *mlp : 4 * opt.model.n_embd;
     opt.model.bias = opt.model.arch == Arch::gpt && !*no_bias;
     opt.model.tie_embeddings = !*untied;
+    if (*embed_scale == "sqrt") {
+      opt.model.embed_scale = static_cast<float>(std::sqrt(static_cast<double>(opt.model.n_embd)));
+    } else {
+      std::size_t used = 0;
+      try {
+        opt.model.embed_scale = std::stof(*embed_scale, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != embed_scale->size())
+        throw UsageError("--embed-scale: expected a positive number or 'sqrt', got '" + *embed_scale + "'");
+    }
     apply_context_flags(*ctx, opt.model);
     return run_job(opt, *doc_sep, *threads);
   };

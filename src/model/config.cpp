@@ -39,6 +39,8 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
   if (arch == Arch::llama && bias) bad("bias", "llama-architecture models have no biases (expected false)");
   if (!(norm_eps > 0.0f && norm_eps < 1.0f)) bad("norm_eps", "expected a value in (0, 1), got " + std::to_string(norm_eps));
   range("attn_window", attn_window, 0, 1 << 30);
+  if (!(embed_scale > 0.0f && embed_scale < 1e4f))
+    bad("embed_scale", "expected a value in (0, 10000), got " + std::to_string(embed_scale));
   try {
     rope_scaling.validate();
   } catch (const ConfigError& e) {
@@ -67,6 +69,7 @@ nlohmann::json ModelConfig::to_json() const {
           {"rope_base", rope_base},
           {"norm_eps", norm_eps}};
   if (kv_heads() != n_head) j["n_kv_head"] = kv_heads();
+  if (embed_scale != 1.0f) j["embed_scale"] = embed_scale;
   if (!rope_scaling.is_none()) j["rope_scaling"] = rope_scaling.to_json();
   if (attn_window > 0) j["attn_window"] = attn_window;
   if (logn != LognMode::off) j["logn"] = to_string(logn);
@@ -125,6 +128,10 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   }
   if (j.contains("rope_scaling")) c.rope_scaling = RopeScaling::from_json(j["rope_scaling"], source + ": field 'rope_scaling'");
   if (j.contains("attn_window")) get_int("attn_window", c.attn_window);
+  if (j.contains("embed_scale")) {
+    if (!j["embed_scale"].is_number()) throw InputError(source + ": field 'embed_scale' must be a number");
+    c.embed_scale = j["embed_scale"].get<float>();
+  }
   try {
     if (j.contains("logn")) {
       if (!j["logn"].is_string()) throw InputError(source + ": field 'logn' must be a string (off, full or beyond)");

@@ -38,6 +38,10 @@ struct ModelConfig {
   float dropout = 0.0f;
   double rope_base = 10000.0;
   float norm_eps = 1e-5f;  // LayerNorm / RMSNorm epsilon
+  // Token embeddings enter as embed_scale * wte[token]. 1: GPT-2's scheme (wte ~ N(0, 0.02)); otherwise wte starts
+  // at N(0, 1/embed_scale^2), so sqrt(n_embd) is fairseq's / Vaswani et al.'s (unit-variance embeddings, on the
+  // scale of sinusoidal position embeddings).
+  float embed_scale = 1.0f;
 
   // context handling (see above)
   RopeScaling rope_scaling;   // rope only; original_context 0 means block_size

@@ -172,6 +172,8 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
   };
 
   embedding_forward(x_.data(), tokens, pv.wte, n, C);
+  if (c_.embed_scale != 1.0f)
+    for (std::size_t i = 0; i < nn * C; i++) x_[i] *= c_.embed_scale;
   if (c_.position == PositionMethod::learned) embedding_add_forward(x_.data(), pos.data(), pv.wpe, n, C);
   if (c_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(x_.data(), pos.data(), n, C);
 

@@ -46,7 +46,8 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
   const float std_proj = 0.02f / std::sqrt(2.0f * static_cast<float>(c.n_layer));
   std::vector<ParamSpec> s;
   const Names top = names(c, 0);
-  s.push_back({top.wte, {V, C}, ParamKind::embedding, std_w});
+  const float std_wte = c.embed_scale == 1.0f ? std_w : 1.0f / c.embed_scale;
+  s.push_back({top.wte, {V, C}, ParamKind::embedding, std_wte});
   if (c.position == PositionMethod::learned) s.push_back({"wpe", {c.block_size, C}, ParamKind::position, std_w});
   if (c.position == PositionMethod::t5) s.push_back({"t5_bias", {kT5Buckets, c.n_head}, ParamKind::position, 0.0f});
   for (int l = 0; l < c.n_layer; l++) {

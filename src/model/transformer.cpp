@@ -244,6 +244,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
 
   // embeddings
   TIMED("fwd.embedding", embedding_forward(encoded_.data(), tokens_.data(), pv.wte, BT, C));
+  if (cfg_.embed_scale != 1.0f)
+    for (std::size_t i = 0; i < static_cast<std::size_t>(BT) * C; i++) encoded_[i] *= cfg_.embed_scale;
   if (cfg_.position == PositionMethod::learned) embedding_add_forward(encoded_.data(), pos_.data(), pv.wpe, BT, C);
   if (cfg_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(encoded_.data(), pos_.data(), BT, C);
   if (p_drop > 0.0f) {
@@ -410,7 +412,13 @@ void Transformer::backward() {
                                     a.ln1_rstd.data(), BT));
   }
   const float* denc = masked(mask_emb_);
-  TIMED("bwd.embedding", embedding_backward(gv.wte, denc, tokens_.data(), BT, C, cfg_.vocab_size));
+  if (cfg_.embed_scale != 1.0f) {  // d wte = embed_scale * d x (the position table, if any, is unscaled)
+    ensure(dtmp_c_, BTC);
+    for (std::size_t i = 0; i < BTC; i++) dtmp_c_[i] = cfg_.embed_scale * denc[i];
+    TIMED("bwd.embedding", embedding_backward(gv.wte, dtmp_c_.data(), tokens_.data(), BT, C, cfg_.vocab_size));
+  } else {
+    TIMED("bwd.embedding", embedding_backward(gv.wte, denc, tokens_.data(), BT, C, cfg_.vocab_size));
+  }
   if (cfg_.position == PositionMethod::learned)
     TIMED("bwd.embedding", embedding_backward(gv.wpe, denc, pos_.data(), BT, C, cfg_.block_size));
 }
