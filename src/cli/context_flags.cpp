@@ -16,6 +16,19 @@ void add_context_flags(CLI::App& app, ContextFlags& f) {
                  "Position ids: plain | shifted:MAX | randomized:NMAX | modulo:M | repeat:R (position/position_ids.hpp)");
 }
 
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char c = s[++i];
+      out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 void apply_context_flags(const ContextFlags& f, ModelConfig& c) {
   try {
     if (!f.rope_scaling.empty()) {

@@ -21,4 +21,7 @@ void add_context_flags(CLI::App& app, ContextFlags& f);
 // Parses the set flags into c (UsageError naming the flag for a bad value).
 void apply_context_flags(const ContextFlags& f, ModelConfig& c);
 
+// --doc-sep '\n\n' typed on a shell arrives as backslash-n: turns \n, \t and \\ into the characters.
+std::string unescape(const std::string& s);
+
 }  // namespace stretch::cli

@@ -150,15 +150,7 @@ Runner add_eval(CLI::App& app) {
         throw UsageError(c + ": " + e.what());
       }
     }
-    std::string doc_sep;
-    for (std::size_t i = 0; i < o->doc_sep.size(); i++) {
-      if (o->doc_sep[i] == '\\' && i + 1 < o->doc_sep.size()) {
-        const char ch = o->doc_sep[++i];
-        doc_sep += ch == 'n' ? '\n' : ch == 't' ? '\t' : ch;
-      } else {
-        doc_sep += o->doc_sep[i];
-      }
-    }
+    const std::string doc_sep = unescape(o->doc_sep);
     const auto cache = o->cache_dir.empty() ? default_cache_dir() : o->cache_dir;
 
     SweepReport report;

@@ -18,20 +18,6 @@ namespace stretch::cli {
 
 namespace {
 
-// "\n\n" typed on a shell arrives as backslash-n: turn \n, \t and \\ into the characters.
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); i++) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      const char c = s[++i];
-      out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 // Data, optimisation and bookkeeping options shared by train and finetune.
 void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& threads) {
   app.add_option("--text", o.text, "Training text file(s), UTF-8")->required()->check(CLI::ExistingFile);

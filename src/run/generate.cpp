@@ -59,7 +59,6 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
                       std::to_string(ctx) + " (raise --ctx" +
                       (c.position == PositionMethod::rope ? ", with --rope-scaling to reach past the trained length)"
                                                           : ")"));
-  const std::size_t n_prompt = ids.size();
   std::string shown = tok.decode(ids);  // the prompt, as the continuation's prefix (not emitted)
   std::size_t emitted = shown.size();
 
@@ -89,7 +88,6 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
   if (text.size() > emitted) emit(text.substr(emitted));
   st.decode_s = since(t0);
   st.slid = dec.length() > ctx;
-  (void)n_prompt;
   return st;
 }
 
