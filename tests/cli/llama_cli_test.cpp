@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/llama2c.hpp"
 #include "test_util.hpp"
 
 namespace stretch {
@@ -77,7 +78,20 @@ TEST(LlamaCli, FinetuneAtALongerLengthKeepsTheScalingAndExports) {
   // the imported one is, and exports to a file that imports again
   r = run_stretch("export llama2c " + shell_quote((t / "s260").string()) + " --out " + shell_quote((t / "y.bin").string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(fs::file_size(t / "y.bin"), fs::file_size(dir() / "stories260K.bin"));
+  ASSERT_EQ(fs::file_size(t / "y.bin"), fs::file_size(dir() / "stories260K.bin"));
+  // import -> our safetensors checkpoint -> export keeps every weight bit for bit
+  const Llama2cWeights a = read_llama2c(dir() / "stories260K.bin"), b = read_llama2c(t / "y.bin");
+  EXPECT_EQ(a.tok_embeddings, b.tok_embeddings);
+  EXPECT_EQ(a.wq, b.wq);
+  EXPECT_EQ(a.wk, b.wk);
+  EXPECT_EQ(a.wv, b.wv);
+  EXPECT_EQ(a.wo, b.wo);
+  EXPECT_EQ(a.w1, b.w1);
+  EXPECT_EQ(a.w2, b.w2);
+  EXPECT_EQ(a.w3, b.w3);
+  EXPECT_EQ(a.rms_att, b.rms_att);
+  EXPECT_EQ(a.rms_ffn, b.rms_ffn);
+  EXPECT_EQ(a.rms_final, b.rms_final);
 }
 
 TEST(LlamaCli, BadLlama2cFilesAndTokenizersAreRejectedByName) {

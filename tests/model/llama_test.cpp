@@ -1,7 +1,7 @@
 // The LLaMA family on a real checkpoint: llama2.c's stories260K imported into our model gives the logits of an
 // independent float64 PyTorch implementation (tools/torch_llama.py via tools/make_llama_fixtures.py, which reads
 // the .bin with its own numpy reader) for plain RoPE and the linear / NTK / YaRN scalings at s = 4; the
-// conversion round-trips to the identical llama2.c file; every scaling at s = 1 is plain RoPE.
+// conversion round-trips every weight of the llama2.c file; every scaling at s = 1 is plain RoPE.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -87,7 +87,7 @@ TEST(Llama, Stories260kGreedyContinuationMatchesPyTorch) {
   }
 }
 
-TEST(Llama, Llama2cExportReproducesTheFileByteForByte) {
+TEST(Llama, Llama2cExportKeepsEveryWeightAndTheFileSize) {
   REQUIRE_STORIES260K();
   const std::string bytes = read_file(stories260k());
   auto model = model_from_llama2c(parse_llama2c(bytes, "stories260K.bin"));
