@@ -4,6 +4,7 @@
 //   bench_train [--position alibi] [--steps 30] [--warmup 5] [--layers 6] [--width 256] [--heads 8]
 //               [--length 256] [--batch 16]
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -76,9 +77,13 @@ int main(int argc, char** argv) {
   const double tps = static_cast<double>(steps) * B * T / secs;
   std::sort(step_s.begin(), step_s.end());
   const double med = step_s[step_s.size() / 2];
-  std::printf("{\"impl\":\"stretch\",\"position\":\"%s\",\"tokens_per_s\":%.1f,\"step_ms\":%.2f,"
-              "\"tokens_per_s_median\":%.1f,\"step_ms_median\":%.2f,\"threads\":%d}\n",
-              position.c_str(), tps, 1000.0 * secs / steps, B * T / med, 1000.0 * med, omp_get_max_threads());
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("{\"impl\":\"stretch\",\"position\":\"%s\",\"T\":%d,\"batch\":%d,\"tokens_per_s\":%.1f,"
+              "\"step_ms\":%.2f,\"tokens_per_s_median\":%.1f,\"step_ms_median\":%.2f,\"peak_rss_mb\":%.1f,"
+              "\"threads\":%d}\n",
+              position.c_str(), T, B, tps, 1000.0 * secs / steps, B * T / med, 1000.0 * med, ru.ru_maxrss / 1024.0,
+              omp_get_max_threads());
   if (Profile::get().enabled()) std::fprintf(stderr, "%s", Profile::get().report().c_str());
   return 0;
 }

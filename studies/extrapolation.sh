@@ -10,13 +10,17 @@
 #                                           by the test suite
 # Killed at any point, it continues where it stopped: finished trainings are kept (their metrics.jsonl has
 # the final line), unfinished ones resume from their last checkpoint, finished evaluations are kept.
-# Environment: DATA (default ../shared/data), STRETCH (default build/stretch), THREADS (default 2).
+# Environment: DATA (default ../shared/data), STRETCH (default build/stretch), THREADS (default 2), SEED (default 1;
+# a second seed goes to its own OUT, e.g. SEED=2 studies/extrapolation.sh runs/study-seed2).
+# Training wall clock here is for the record only (the machine is shared); the efficiency claim's speed and
+# memory ratio is measured by bench/train_efficiency.sh, alternating the two in one invocation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/study}
 DATA=${DATA:-../shared/data}
 S=${STRETCH:-build/stretch}
 THREADS=${THREADS:-2}
+SEED=${SEED:-1}
 TRAIN="$DATA/wikitext/wikitext-2/wiki.train.tokens"
 VALID="$DATA/wikitext/wikitext-103/wiki.valid.tokens"
 for f in "$TRAIN" "$VALID"; do [ -f "$f" ] || { echo "missing $f (../shared/data beside the repository)" >&2; exit 3; }; done
@@ -30,7 +34,7 @@ else
   L=256; MODEL=(--layers 4 --width 256 --heads 8); BATCH=16; STEPS=1500; LR=2e-3; WARMUP=100; MAXTOK=131072
 fi
 COMMON=(--text "$TRAIN" --valid-fraction 0.01 --embed-scale sqrt --steps "$STEPS" --lr "$LR" --warmup "$WARMUP"
-        --seed 1 --eval-interval 0 --ckpt-interval 250 --threads "$THREADS" --quiet "${MODEL[@]}")
+        --seed "$SEED" --eval-interval 0 --ckpt-interval 250 --threads "$THREADS" --quiet "${MODEL[@]}")
 export OMP_PROC_BIND=${OMP_PROC_BIND:-true} OMP_PLACES=${OMP_PLACES:-cores}
 
 train() {  # name length batch method
