@@ -31,14 +31,14 @@ def run_stats(name):
     path = os.path.join(OUT, name + ".time")
     if os.path.exists(path):
         for line in open(path):
-            if "Elapsed (wall clock)" in line:
-                stats["wall"] = line.rsplit(": ", 1)[1].strip()
             if "Maximum resident set size" in line:
                 stats["rss_mb"] = int(line.rsplit(": ", 1)[1]) / 1024
     metrics = os.path.join(OUT, name, "metrics.jsonl")
     if os.path.exists(metrics):
         for line in open(metrics):
             j = json.loads(line)
+            if "elapsed_s" in j:  # the trainer's clock, summed over resumed sessions
+                stats["wall"] = f"{j['elapsed_s'] / 60:.1f} min"
             if j.get("final"):
                 stats["val_loss"] = j["val_loss"]
                 stats["steps"] = j["step"]
@@ -71,7 +71,7 @@ if a and s2:
     print()
 
 print("### Runs\n")
-print("| run | steps | final validation loss (nats/byte) | wall clock | peak memory |")
+print("| run | steps | final validation loss (nats/token = nats/byte) | training time | peak memory (last session) |")
 print("|---|---|---|---|---|")
 for name in METHODS + ["sinusoidal-2L"]:
     st = run_stats(name)
