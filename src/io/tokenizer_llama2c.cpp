@@ -79,6 +79,7 @@ class Llama2cTokenizer final : public Tokenizer {
   nlohmann::json describe() const override {
     return {{"type", "llama2c"}, {"path", path_.string()}, {"vocab_size", vocab_size_}, {"hash", hash_}};
   }
+  const Llama2cVocab& table() const { return table_; }
 
  private:
   fs::path path_;
@@ -91,6 +92,7 @@ class Llama2cTokenizer final : public Tokenizer {
   std::unordered_map<std::string, std::int32_t, StringViewHash, std::equal_to<>> lookup_;  // first id wins
   std::unordered_map<std::uint64_t, std::int32_t> merges_;  // (left << 32 | right) -> id of the concatenation
   std::int32_t space_id_ = -1;
+  Llama2cVocab table_;  // llama2c_vocab()
 };
 
 Llama2cTokenizer::Llama2cTokenizer(const fs::path& path, int vocab_size)
@@ -142,6 +144,7 @@ Llama2cTokenizer::Llama2cTokenizer(const fs::path& path, int vocab_size)
     scores_.push_back(score);
     off += static_cast<std::size_t>(len);
   }
+  table_.max_token_length = max_len;
   if (off != bytes.size())
     throw InputError(name + ": " + std::to_string(bytes.size() - off) + " trailing bytes after the " +
                      std::to_string(n) + " tokens (the file holds more tokens than vocab_size " +
@@ -154,6 +157,8 @@ Llama2cTokenizer::Llama2cTokenizer(const fs::path& path, int vocab_size)
                        json_str(vocab_[static_cast<std::size_t>(kFirstByteId + b)]) + " (expected the byte token " +
                        want + "; byte fallback needs <0x00>..<0xFF> at ids 3..258)");
   }
+  table_.pieces = vocab_;
+  table_.scores = scores_;
   lookup_.reserve(n);
   for (std::size_t i = 0; i < n; ++i) lookup_.emplace(vocab_[i], static_cast<std::int32_t>(i));
   {
@@ -236,6 +241,11 @@ std::string Llama2cTokenizer::decode(std::span<const std::int32_t> ids) const {
 }
 
 }  // namespace
+
+const Llama2cVocab* llama2c_vocab(const Tokenizer& t) {
+  const auto* l = dynamic_cast<const Llama2cTokenizer*>(&t);
+  return l ? &l->table() : nullptr;
+}
 
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const fs::path& path, int vocab_size) {
   return std::make_unique<Llama2cTokenizer>(path, vocab_size);

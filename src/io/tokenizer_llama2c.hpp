@@ -53,4 +53,14 @@ std::vector<std::int32_t> llama2c_encode_with_bos(const Tokenizer& tok, std::str
 // hash still matches. InputError naming `source` for a bad description or a changed file.
 std::unique_ptr<Tokenizer> llama2c_tokenizer_from_json(const nlohmann::json& j, const std::string& source);
 
+// Read access to a llama2c tokenizer's vocabulary as stored in its file (pieces with " ", not SentencePiece's
+// "▁"), for exporters (model/gguf_convert.hpp).
+struct Llama2cVocab {
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  int max_token_length = 0;
+};
+// nullptr when `t` is not a llama2c tokenizer; otherwise valid while `t` lives.
+const Llama2cVocab* llama2c_vocab(const Tokenizer& t);
+
 }  // namespace stretch

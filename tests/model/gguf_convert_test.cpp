@@ -1,0 +1,300 @@
+// Our llama-family models <-> llama.cpp's GGUF "llama" layout (model/gguf_convert.hpp): F32 round trips are
+// bit-identical (weights, config, logits), F16 / Q8_0 are within their quantization error, stories260K's
+// tokenizer metadata is llama.cpp's, and bad models / files are refused naming the problem.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "io/gguf.hpp"
+#include "io/llama2c.hpp"
+#include "io/tokenizer_llama2c.hpp"
+#include "model/gguf_convert.hpp"
+#include "model/llama2c_convert.hpp"
+#include "test_util.hpp"
+
+namespace stretch {
+namespace {
+using namespace stretch::test;
+
+constexpr int kVocab = 300;
+
+// A llama2.c tokenizer.bin: <unk>, <s>, </s>, the 256 byte tokens, " ", " the", then filler pieces.
+std::filesystem::path write_tiny_tokenizer(const TempDir& dir) {
+  std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
+  static const char* hex = "0123456789ABCDEF";
+  for (int b = 0; b < 256; b++) pieces.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+  pieces.push_back(" ");
+  pieces.push_back(" the");
+  while (static_cast<int>(pieces.size()) < kVocab) pieces.push_back("p" + std::to_string(pieces.size()));
+  std::string bytes;
+  auto put = [&](const void* p, std::size_t n) { bytes.append(static_cast<const char*>(p), n); };
+  const std::int32_t max_len = 8;
+  put(&max_len, 4);
+  for (std::size_t i = 0; i < pieces.size(); i++) {
+    const float score = i < 259 ? 0.0f : -static_cast<float>(i);
+    const auto len = static_cast<std::int32_t>(pieces[i].size());
+    put(&score, 4);
+    put(&len, 4);
+    put(pieces[i].data(), pieces[i].size());
+  }
+  const auto path = dir / "tok.bin";
+  write_text(path, bytes);
+  return path;
+}
+
+ModelConfig small_config() {
+  ModelConfig c;
+  c.arch = Arch::llama;
+  c.vocab_size = kVocab;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_kv_head = 2;
+  c.n_embd = 64;
+  c.mlp_hidden = 96;
+  c.block_size = 64;
+  c.position = PositionMethod::rope;
+  c.bias = false;
+  c.tie_embeddings = false;
+  c.rope_scaling = RopeScaling::parse("yarn:4", "test");
+  return c;
+}
+
+std::unique_ptr<Transformer> small_model() {
+  auto m = std::make_unique<Transformer>(small_config());
+  m->init_weights(7);
+  Rng rng(11);
+  for (const ParamSpec& s : m->specs())
+    if (s.kind == ParamKind::norm)
+      for (std::size_t i = 0; i < s.numel(); i++) m->params().data()[s.offset + i] += 0.2f * rng.normal();
+  return m;
+}
+
+std::vector<float> logits(Transformer& m) {
+  std::vector<std::int32_t> tokens;
+  for (int t = 0; t < 24; t++) tokens.push_back((t * 37 + 5) % kVocab);
+  ForwardOptions fo;
+  fo.keep_logits = true;
+  m.forward(tokens.data(), nullptr, nullptr, 1, static_cast<int>(tokens.size()), fo);
+  const float* p = m.logits();
+  return std::vector<float>(p, p + tokens.size() * static_cast<std::size_t>(m.config().vocab_size));
+}
+
+GgufModel round_trip(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
+  GgufWriter w = llama_to_gguf(m, tok, type);
+  return llama_from_gguf(GgufReader::parse(w.serialize(), "test.gguf"));
+}
+
+// Largest |a - b| over every parameter (padding included: both are zero there).
+double max_param_diff(const Transformer& a, const Transformer& b, double* max_abs) {
+  double d = 0, mx = 0;
+  for (std::size_t i = 0; i < a.params().size(); i++) {
+    d = std::max(d, std::fabs(static_cast<double>(a.params().data()[i]) - b.params().data()[i]));
+    mx = std::max(mx, std::fabs(static_cast<double>(a.params().data()[i])));
+  }
+  if (max_abs) *max_abs = mx;
+  return d;
+}
+
+TEST(GgufConvert, F32RoundTripIsBitIdentical) {
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  auto m = small_model();
+  GgufModel g = round_trip(*m, *tok, ggml_type::F32);
+  ASSERT_TRUE(g.model);
+  EXPECT_EQ(g.model->config().to_json(), m->config().to_json());
+  ASSERT_EQ(g.model->params().size(), m->params().size());
+  EXPECT_EQ(std::memcmp(g.model->params().data(), m->params().data(), m->params().size() * sizeof(float)), 0);
+  EXPECT_EQ(logits(*g.model), logits(*m));
+  ASSERT_EQ(g.tokens.size(), static_cast<std::size_t>(kVocab));
+  EXPECT_EQ(g.tokens[259], "\xE2\x96\x81");
+  EXPECT_EQ(g.tokens[260], "\xE2\x96\x81the");
+  EXPECT_EQ(g.bos, 1);
+  EXPECT_EQ(g.eos, 2);
+  EXPECT_EQ(g.scores[270], -270.0f);
+  EXPECT_EQ(g.token_types[0], 2);
+  EXPECT_EQ(g.token_types[1], 3);
+  EXPECT_EQ(g.token_types[3 + 0x41], 6);
+  EXPECT_EQ(g.token_types[260], 1);
+}
+
+TEST(GgufConvert, F16AndQ8_0AreWithinQuantizationError) {
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  auto m = small_model();
+  const auto ref = logits(*m);
+  for (auto [type, tol, ltol] : {std::tuple{ggml_type::F16, 1e-3, 1e-2}, std::tuple{ggml_type::Q8_0, 1e-2, 5e-2}}) {
+    GgufModel g = round_trip(*m, *tok, type);
+    EXPECT_EQ(g.model->config().to_json(), m->config().to_json()) << ggml_type_name(type);
+    double mx = 0;
+    const double d = max_param_diff(*m, *g.model, &mx);
+    EXPECT_GT(d, 0.0) << ggml_type_name(type);
+    EXPECT_LT(d, tol * mx) << ggml_type_name(type);
+    const auto got = logits(*g.model);
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < ref.size(); i++) {
+      num += (got[i] - ref[i]) * (got[i] - ref[i]);
+      den += ref[i] * ref[i];
+    }
+    EXPECT_LT(std::sqrt(num / den), ltol) << ggml_type_name(type);
+  }
+}
+
+TEST(GgufConvert, Stories260kMetadataAndTokenizer) {
+  const auto bin = shared_data() / "llama2c" / "stories260K.bin";
+  const auto tokf = shared_data() / "llama2c" / "tok512.bin";
+  if (!std::filesystem::exists(bin) || !std::filesystem::exists(tokf))
+    GTEST_SKIP() << "needs " << bin << " and " << tokf << " (../shared/data beside the repository)";
+  auto m = model_from_llama2c(read_llama2c(bin));
+  auto tok = load_llama2c_tokenizer(tokf, m->config().vocab_size);
+  const ModelConfig& c = m->config();
+  for (std::uint32_t type : {ggml_type::F32, ggml_type::Q8_0}) {
+    const GgufWriter w = llama_to_gguf(*m, *tok, type);
+    // STRETCH_GGUF_EXPORT_DIR=dir keeps the files (for tools/check_gguf_export.py)
+    if (const char* keep = std::getenv("STRETCH_GGUF_EXPORT_DIR"))
+      w.write(std::filesystem::path(keep) / ("stories260K-" + ggml_type_name(type) + ".gguf"));
+    GgufReader r = GgufReader::parse(w.serialize(), "stories260K.gguf");
+    EXPECT_EQ(r.get_string("general.architecture"), "llama");
+    EXPECT_EQ(r.get_u32("llama.context_length"), static_cast<std::uint32_t>(c.block_size));
+    EXPECT_EQ(r.get_u32("llama.embedding_length"), static_cast<std::uint32_t>(c.n_embd));
+    EXPECT_EQ(r.get_u32("llama.block_count"), static_cast<std::uint32_t>(c.n_layer));
+    EXPECT_EQ(r.get_u32("llama.feed_forward_length"), static_cast<std::uint32_t>(c.mlp_hidden));
+    EXPECT_EQ(r.get_u32("llama.attention.head_count"), static_cast<std::uint32_t>(c.n_head));
+    EXPECT_EQ(r.get_u32("llama.attention.head_count_kv"), static_cast<std::uint32_t>(c.kv_heads()));
+    EXPECT_EQ(r.get_u32("llama.rope.dimension_count"), static_cast<std::uint32_t>(c.head_dim()));
+    EXPECT_EQ(r.get_f32("llama.rope.freq_base"), 10000.0f);
+    EXPECT_EQ(r.get_f32("llama.attention.layer_norm_rms_epsilon"), c.norm_eps);
+    EXPECT_FALSE(r.has("llama.rope.scaling.type"));
+    EXPECT_EQ(r.get_string("tokenizer.ggml.model"), "llama");
+    const auto tokens = r.get_string_array("tokenizer.ggml.tokens");
+    const auto scores = r.get_f32_array("tokenizer.ggml.scores");
+    const auto types = r.get_i32_array("tokenizer.ggml.token_type");
+    ASSERT_EQ(tokens.size(), 512u);
+    ASSERT_EQ(scores.size(), 512u);
+    ASSERT_EQ(types.size(), 512u);
+    EXPECT_EQ(tokens[0], "<unk>");
+    EXPECT_EQ(tokens[1], "<s>");
+    EXPECT_EQ(tokens[2], "</s>");
+    EXPECT_EQ(types[0], 2);
+    EXPECT_EQ(types[1], 3);
+    EXPECT_EQ(types[2], 3);
+    EXPECT_EQ(tokens[3 + 0x0A], "<0x0A>");
+    EXPECT_EQ(types[3 + 0x0A], 6);
+    const Llama2cVocab* v = llama2c_vocab(*tok);
+    ASSERT_NE(v, nullptr);
+    bool found_the = false;
+    for (std::size_t i = 259; i < tokens.size(); i++) {
+      EXPECT_EQ(types[i], 1) << i;
+      EXPECT_EQ(scores[i], v->scores[i]) << i;
+      if (v->pieces[i] == " the") {
+        found_the = true;
+        EXPECT_EQ(tokens[i], "\xE2\x96\x81the");
+      }
+      EXPECT_EQ(tokens[i].find(' '), std::string::npos) << i;
+    }
+    EXPECT_TRUE(found_the) << "tok512.bin has no \" the\" piece";
+    EXPECT_EQ(r.get_u32("tokenizer.ggml.bos_token_id"), 1u);
+    EXPECT_EQ(r.get_u32("tokenizer.ggml.eos_token_id"), 2u);
+    EXPECT_EQ(r.get_u32("tokenizer.ggml.unknown_token_id"), 0u);
+    EXPECT_EQ(r.has_tensor("output.weight"), !c.tie_embeddings);
+    // the import gives the same model (Q8_0 dequantized; ffn_down (row length 172) falls back to F16)
+    GgufModel g = llama_from_gguf(r);
+    EXPECT_EQ(g.model->config().to_json(), c.to_json());
+    if (type == ggml_type::Q8_0) {
+      EXPECT_EQ(r.tensor("blk.0.ffn_down.weight").type, ggml_type::F16);
+      EXPECT_EQ(r.tensor("blk.0.attn_q.weight").type, ggml_type::Q8_0);
+    } else {
+      EXPECT_EQ(std::memcmp(g.model->params().data(), m->params().data(), m->params().size() * sizeof(float)), 0);
+    }
+  }
+}
+
+template <class E, class Fn>
+void expect_error(Fn&& fn, const std::string& needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one mentioning " << needle;
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(GgufConvert, RefusesModelsItCannotExpress) {
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  ModelConfig gpt;
+  gpt.vocab_size = kVocab;
+  gpt.n_layer = 1;
+  gpt.n_embd = 64;
+  gpt.n_head = 4;
+  gpt.mlp_hidden = 128;
+  gpt.block_size = 32;
+  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(gpt), *tok); }, "arch");
+  ModelConfig alibi = small_config();
+  alibi.position = PositionMethod::alibi;
+  alibi.rope_scaling = RopeScaling{};
+  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(alibi), *tok); }, "position");
+  ModelConfig dyn = small_config();
+  dyn.rope_scaling = RopeScaling::parse("dynamic-ntk:2", "test");
+  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(dyn), *tok); }, "dynamic-ntk");
+  auto byte = make_byte_tokenizer();
+  ModelConfig c256 = small_config();
+  c256.vocab_size = 256;
+  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(c256), *byte); }, "llama2c");
+}
+
+TEST(GgufConvert, NtkBecomesAChangedFreqBase) {
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  ModelConfig c = small_config();
+  c.rope_scaling = RopeScaling::parse("ntk:4", "test");
+  Transformer m(c);
+  m.init_weights(3);
+  GgufModel g = round_trip(m, *tok, ggml_type::F32);
+  EXPECT_TRUE(g.model->config().rope_scaling.is_none());
+  ASSERT_EQ(g.model->rope_frequencies().size(), m.rope_frequencies().size());
+  for (std::size_t i = 0; i < m.rope_frequencies().size(); i++)
+    EXPECT_NEAR(g.model->rope_frequencies()[i], m.rope_frequencies()[i], 1e-6 * m.rope_frequencies()[i]) << i;
+}
+
+// Rebuilds a writer from `w` with one change: the metadata key `drop_key` or tensor `drop_tensor` left out, or
+// tensor `reshape` written with its two dimensions swapped.
+std::string edited(const GgufWriter& w, const GgufReader& r, const std::string& drop_key,
+                   const std::string& drop_tensor, const std::string& reshape) {
+  GgufWriter out;
+  for (const GgufKV& kv : w.metadata())
+    if (kv.key != drop_key) out.set(kv.key, kv.value);
+  for (const GgufTensorInfo& t : r.tensors()) {
+    if (t.name == drop_tensor) continue;
+    std::vector<std::int64_t> shape = t.shape_rowmajor;
+    if (t.name == reshape) std::swap(shape[0], shape[1]);
+    const auto x = r.read_f32(t.name);
+    out.add_tensor(t.name, shape, ggml_type::F32, x.data());
+  }
+  return out.serialize();
+}
+
+TEST(GgufConvert, RejectsBadFilesNamingTheProblem) {
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  auto m = small_model();
+  const GgufWriter w = llama_to_gguf(*m, *tok);
+  const GgufReader r = GgufReader::parse(w.serialize(), "ok.gguf");
+  expect_error<InputError>(
+      [&] { llama_from_gguf(GgufReader::parse(edited(w, r, "", "blk.0.attn_q.weight", ""), "x.gguf")); },
+      "blk.0.attn_q.weight");
+  expect_error<InputError>(
+      [&] { llama_from_gguf(GgufReader::parse(edited(w, r, "", "", "blk.1.ffn_down.weight"), "x.gguf")); },
+      "blk.1.ffn_down.weight");
+  expect_error<InputError>(
+      [&] { llama_from_gguf(GgufReader::parse(edited(w, r, "llama.block_count", "", ""), "x.gguf")); },
+      "llama.block_count");
+}
+
+}  // namespace
+}  // namespace stretch
