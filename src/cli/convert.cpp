@@ -1,6 +1,9 @@
 // `stretch import` and `stretch export`: other formats <-> stretch checkpoints (run/checkpoint.hpp).
 //   import llama2c MODEL.bin --tokenizer tokenizer.bin|tokenizer.model --out RUN_DIR
+//   import gguf MODEL.gguf [--tokenizer ...] --out RUN_DIR     (llama architecture; the GGUF's llama-style
+//                                                                vocabulary becomes RUN_DIR/tokenizer.bin)
 //   export llama2c CHECKPOINT --out MODEL.bin
+//   export gguf CHECKPOINT --out MODEL.gguf [--type f32|f16|bf16|q8_0]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -8,9 +11,11 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "io/gguf.hpp"
 #include "io/llama2c.hpp"
 #include "io/tokenizer.hpp"
 #include "io/tokenizer_llama2c.hpp"
+#include "model/gguf_convert.hpp"
 #include "model/llama2c_convert.hpp"
 #include "run/checkpoint.hpp"
 
@@ -20,22 +25,69 @@ namespace fs = std::filesystem;
 
 namespace {
 struct ConvertCli {
-  std::string format;
+  std::string format, type = "f32";
   fs::path input, tokenizer, out;
 };
 
 void check_format(const std::string& f) {
-  if (f != "llama2c") throw UsageError("format: expected 'llama2c', got '" + f + "' (GGUF is planned)");
+  if (f != "llama2c" && f != "gguf") throw UsageError("format: expected 'llama2c' or 'gguf', got '" + f + "'");
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_file(const fs::path& path, int vocab_size, const fs::path& model) {
+  std::unique_ptr<Tokenizer> tok;
+  if (path.extension() == ".model") {
+    tok = load_sentencepiece_tokenizer(fs::absolute(path));
+  } else {
+    tok = load_llama2c_tokenizer(fs::absolute(path), vocab_size);
+  }
+  if (tok->vocab_size() != vocab_size)
+    throw InputError(path.string() + ": has " + std::to_string(tok->vocab_size()) + " tokens, but the model " +
+                     model.string() + " has a vocabulary of " + std::to_string(vocab_size));
+  return tok;
+}
+
+// A GGUF's llama-style vocabulary as llama2.c's tokenizer.bin pieces: SentencePiece's "\u2581" back to " ",
+// control pieces (<s>, </s>) wrapped in newlines as llama2.c's export does, so text can never merge into them.
+Llama2cVocab vocab_from_gguf(const GgufModel& g, const fs::path& source) {
+  if (g.tokens.empty())
+    throw InputError(source.string() + ": has no tokenizer.ggml.tokens (pass --tokenizer)");
+  Llama2cVocab v;
+  for (std::size_t i = 0; i < g.tokens.size(); i++) {
+    std::string piece;
+    const std::string& t = g.tokens[i];
+    for (std::size_t k = 0; k < t.size(); k++) {
+      if (t.compare(k, 3, "\xe2\x96\x81") == 0) {
+        piece += ' ';
+        k += 2;
+      } else {
+        piece += t[k];
+      }
+    }
+    if (i < g.token_types.size() && g.token_types[i] == 3) piece = "\n" + piece + "\n";
+    v.pieces.push_back(piece);
+    v.scores.push_back(i < g.scores.size() ? g.scores[i] : 0.0f);
+  }
+  return v;
+}
+
+std::uint32_t parse_ggml_type(const std::string& t) {
+  if (t == "f32") return ggml_type::F32;
+  if (t == "f16") return ggml_type::F16;
+  if (t == "bf16") return ggml_type::BF16;
+  if (t == "q8_0") return ggml_type::Q8_0;
+  throw UsageError("--type: expected f32, f16, bf16 or q8_0, got '" + t + "'");
 }
 }  // namespace
 
 Runner add_import(CLI::App& app) {
   auto o = std::make_shared<ConvertCli>();
-  app.add_option("format", o->format, "Input format: llama2c")->required();
-  app.add_option("model", o->input, "The model file (llama2c: a .bin checkpoint)")->required()->check(CLI::ExistingFile);
-  app.add_option("--tokenizer", o->tokenizer,
-                 "Its tokenizer: llama2.c tokenizer.bin or a SentencePiece .model")
+  app.add_option("format", o->format, "Input format: llama2c | gguf")->required();
+  app.add_option("model", o->input, "The model file (llama2c: a .bin checkpoint; gguf: a llama-architecture .gguf)")
       ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--tokenizer", o->tokenizer,
+                 "Its tokenizer: llama2.c tokenizer.bin or a SentencePiece .model (needed for llama2c; a GGUF "
+                 "carries its own)")
       ->check(CLI::ExistingFile);
   app.add_option("--out", o->out, "Run directory to create (holds checkpoints/step-00000000)")->required();
   return [o]() -> int {
@@ -43,18 +95,35 @@ Runner add_import(CLI::App& app) {
     std::error_code ec;
     if (fs::exists(o->out / "checkpoints", ec))
       throw UsageError("--out: " + o->out.string() + " already holds a run (checkpoints/); choose another folder");
+    if (o->format == "gguf") {
+      GgufModel g = llama_from_gguf(GgufReader::open(o->input));
+      const int V = g.model->config().vocab_size;
+      std::unique_ptr<Tokenizer> tok;
+      if (!o->tokenizer.empty()) tok = load_tokenizer_file(o->tokenizer, V, o->input);
+      Llama2cVocab vocab;
+      if (!tok) vocab = vocab_from_gguf(g, o->input);  // before anything is written
+      fs::create_directories(o->out, ec);
+      if (ec) throw IoError(o->out.string() + ": cannot create the run directory: " + ec.message());
+      if (!tok) {
+        write_llama2c_tokenizer(o->out / "tokenizer.bin", vocab);
+        tok = load_llama2c_tokenizer(fs::absolute(o->out / "tokenizer.bin"), V);
+      }
+      TrainState st;
+      st.options = {{"imported_from", fs::absolute(o->input).string()}, {"format", "gguf"}};
+      Buffer<float> m(g.model->params().size()), v(g.model->params().size());
+      save_checkpoint(o->out, *g.model, tok->describe(), g.model->config().block_size, st, m, v, 1);
+      const ModelConfig& c = g.model->config();
+      std::printf("imported %s: llama, %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d, context "
+                  "%d%s\ncheckpoint: %s\n",
+                  o->input.c_str(), g.model->num_parameters(), c.n_layer, c.n_embd, c.n_head, c.kv_heads(), V,
+                  c.block_size, c.rope_scaling.is_none() ? "" : (", rope " + c.rope_scaling.to_string()).c_str(),
+                  (o->out / "checkpoints").c_str());
+      return 0;
+    }
+    if (o->tokenizer.empty()) throw UsageError("--tokenizer: a llama2.c checkpoint needs its tokenizer file");
     Llama2cWeights w = read_llama2c(o->input);
     auto model = model_from_llama2c(w);
-    std::unique_ptr<Tokenizer> tok;
-    if (o->tokenizer.extension() == ".model") {
-      tok = load_sentencepiece_tokenizer(fs::absolute(o->tokenizer));
-      if (tok->vocab_size() != w.config.vocab_size)
-        throw InputError(o->tokenizer.string() + ": has " + std::to_string(tok->vocab_size()) +
-                         " tokens, but the model " + o->input.string() + " has a vocabulary of " +
-                         std::to_string(w.config.vocab_size));
-    } else {
-      tok = load_llama2c_tokenizer(fs::absolute(o->tokenizer), w.config.vocab_size);
-    }
+    std::unique_ptr<Tokenizer> tok = load_tokenizer_file(o->tokenizer, w.config.vocab_size, o->input);
     fs::create_directories(o->out, ec);
     if (ec) throw IoError(o->out.string() + ": cannot create the run directory: " + ec.message());
     TrainState st;
@@ -72,13 +141,22 @@ Runner add_import(CLI::App& app) {
 
 Runner add_export(CLI::App& app) {
   auto o = std::make_shared<ConvertCli>();
-  app.add_option("format", o->format, "Output format: llama2c")->required();
+  app.add_option("format", o->format, "Output format: llama2c | gguf (llama.cpp)")->required();
   app.add_option("checkpoint", o->input, "Run directory or checkpoint folder")->required();
   app.add_option("--out", o->out, "The file to write (atomically)")->required();
+  app.add_option("--type", o->type, "gguf: type of the matrices, f32 | f16 | bf16 | q8_0 (norms stay f32)")
+      ->capture_default_str();
   return [o]() -> int {
     check_format(o->format);
     CheckpointMeta meta = read_checkpoint_meta(o->input);
     auto model = load_model(meta);
+    if (o->format == "gguf") {
+      const std::uint32_t type = parse_ggml_type(o->type);
+      auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
+      llama_to_gguf(*model, *tok, type).write(o->out);
+      std::printf("wrote %s\n", o->out.c_str());
+      return 0;
+    }
     write_llama2c(o->out, model_to_llama2c(*model));
     std::printf("wrote %s\n", o->out.c_str());
     return 0;

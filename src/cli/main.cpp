@@ -25,11 +25,11 @@ int main(int argc, char** argv) {
     reg(sub, stretch::cli::add_finetune(*sub));
   }
   {
-    auto* sub = app.add_subcommand("import", "Make a stretch checkpoint from another format (llama2c)");
+    auto* sub = app.add_subcommand("import", "Make a stretch checkpoint from another format (llama2c, gguf)");
     reg(sub, stretch::cli::add_import(*sub));
   }
   {
-    auto* sub = app.add_subcommand("export", "Write a checkpoint in another format (llama2c)");
+    auto* sub = app.add_subcommand("export", "Write a checkpoint in another format (llama2c, gguf)");
     reg(sub, stretch::cli::add_export(*sub));
   }
   {

@@ -283,4 +283,21 @@ std::unique_ptr<Tokenizer> llama2c_tokenizer_from_json(const nlohmann::json& j, 
   return tok;
 }
 
+void write_llama2c_tokenizer(const fs::path& path, const Llama2cVocab& v) {
+  if (v.pieces.size() != v.scores.size())
+    throw ConfigError("tokenizer.bin: " + std::to_string(v.pieces.size()) + " pieces but " +
+                      std::to_string(v.scores.size()) + " scores");
+  std::int32_t max_len = v.max_token_length;
+  for (auto& p : v.pieces) max_len = std::max(max_len, static_cast<std::int32_t>(p.size()));
+  std::string out(reinterpret_cast<const char*>(&max_len), 4);
+  for (std::size_t i = 0; i < v.pieces.size(); i++) {
+    const float score = v.scores[i];
+    const std::int32_t len = static_cast<std::int32_t>(v.pieces[i].size());
+    out.append(reinterpret_cast<const char*>(&score), 4);
+    out.append(reinterpret_cast<const char*>(&len), 4);
+    out += v.pieces[i];
+  }
+  write_file_atomic(path, out);
+}
+
 }  // namespace stretch

@@ -63,4 +63,8 @@ struct Llama2cVocab {
 // nullptr when `t` is not a llama2c tokenizer; otherwise valid while `t` lives.
 const Llama2cVocab* llama2c_vocab(const Tokenizer& t);
 
+// Writes a tokenizer.bin (the format above) atomically; max_token_length 0 means the longest piece. For
+// importers (a GGUF's tokenizer.ggml.* become a file a checkpoint can name). ConfigError when the sizes differ.
+void write_llama2c_tokenizer(const std::filesystem::path& path, const Llama2cVocab& v);
+
 }  // namespace stretch

@@ -94,6 +94,31 @@ TEST(LlamaCli, FinetuneAtALongerLengthKeepsTheScalingAndExports) {
   EXPECT_EQ(a.rms_final, b.rms_final);
 }
 
+TEST(LlamaCli, GgufExportImportKeepsTheModelTheTokenizerAndThePerplexity) {
+  REQUIRE_DATA();
+  TempDir t;
+  ASSERT_EQ(run_stretch(import_cmd(dir() / "stories260K.bin", dir() / "tok512.bin", t / "s260")).exit_code, 0);
+  auto r = run_stretch("export gguf " + shell_quote((t / "s260").string()) + " --out " + shell_quote((t / "s.gguf").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_stretch("import gguf " + shell_quote((t / "s.gguf").string()) + " --out " + shell_quote((t / "back").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // the GGUF's tokenizer.ggml.* become a tokenizer.bin identical to llama2.c's own
+  EXPECT_EQ(read_text(t / "back" / "tokenizer.bin"), read_text(dir() / "tok512.bin"));
+  r = run_stretch("eval " + shell_quote((t / "back").string()) + " --text " +
+                  shell_quote((shared_data() / "tinystories" / "valid.txt").string()) +
+                  " --doc-sep '\\n\\n' --protocol chunked --lengths 256 --json " + shell_quote((t / "e.json").string()) +
+                  " --cache-dir " + shell_quote((t / "cache").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NEAR(nll_of(t / "e.json"), 1.8137, 6e-4) << r.output;
+  // unknown type and format are refused by name
+  r = run_stretch("export gguf " + shell_quote((t / "s260").string()) + " --type q4 --out " + shell_quote((t / "x.gguf").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--type"), std::string::npos) << r.output;
+  r = run_stretch("import onnx " + shell_quote((t / "s.gguf").string()) + " --out " + shell_quote((t / "y").string()));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("format"), std::string::npos) << r.output;
+}
+
 TEST(LlamaCli, BadLlama2cFilesAndTokenizersAreRejectedByName) {
   REQUIRE_DATA();
   TempDir t;
