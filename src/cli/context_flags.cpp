@@ -16,6 +16,15 @@ void add_context_flags(CLI::App& app, ContextFlags& f) {
                  "Position ids: plain | shifted:MAX | randomized:NMAX | modulo:M | repeat:R (position/position_ids.hpp)");
 }
 
+void override_context(const ContextFlags& f, ModelConfig& c, const std::string& source) {
+  apply_context_flags(f, c);
+  try {
+    c.validate();
+  } catch (const ConfigError& e) {
+    throw UsageError(source + ": " + e.what());
+  }
+}
+
 std::string unescape(const std::string& s) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); i++) {

@@ -20,6 +20,9 @@ struct ContextFlags {
 void add_context_flags(CLI::App& app, ContextFlags& f);
 // Parses the set flags into c (UsageError naming the flag for a bad value).
 void apply_context_flags(const ContextFlags& f, ModelConfig& c);
+// The same as run-time overrides of a checkpoint's config (eval, generate): then validates the result, a
+// UsageError naming `source` (the checkpoint) when the overrides do not fit the model.
+void override_context(const ContextFlags& f, ModelConfig& c, const std::string& source);
 
 // --doc-sep '\n\n' typed on a shell arrives as backslash-n: turns \n, \t and \\ into the characters.
 std::string unescape(const std::string& s);

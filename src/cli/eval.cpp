@@ -143,12 +143,7 @@ Runner add_eval(CLI::App& app) {
     std::vector<CheckpointMeta> metas;
     for (auto& c : o->checkpoints) {
       metas.push_back(read_checkpoint_meta(c));
-      apply_context_flags(o->ctx, metas.back().model);  // run-time overrides; the weights are untouched
-      try {
-        metas.back().model.validate();
-      } catch (const ConfigError& e) {
-        throw UsageError(c + ": " + e.what());
-      }
+      override_context(o->ctx, metas.back().model, c);  // run-time overrides; the weights are untouched
     }
     const std::string doc_sep = unescape(o->doc_sep);
     const auto cache = o->cache_dir.empty() ? default_cache_dir() : o->cache_dir;

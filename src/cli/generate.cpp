@@ -52,12 +52,7 @@ Runner add_generate(CLI::App& app) {
     o->opt.slide = !o->no_slide;
     o->opt.stop_at_eos = !o->ignore_eos;
     CheckpointMeta meta = read_checkpoint_meta(o->model);
-    apply_context_flags(o->ctx, meta.model);
-    try {
-      meta.model.validate();
-    } catch (const ConfigError& e) {
-      throw UsageError(o->model + ": " + e.what());
-    }
+    override_context(o->ctx, meta.model, o->model);
     auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
     auto model = load_model(meta);
     auto run = [&](const std::string& prompt) {

@@ -25,14 +25,15 @@ namespace {
 void ensure(Buffer<float>& b, std::size_t n) {
   if (b.size() < n) b.resize(n);
 }
-bool distance_only(PositionMethod p) {
+}  // namespace
+
+bool Decoder::can_slide(PositionMethod p) {
   return p == PositionMethod::alibi || p == PositionMethod::t5 || p == PositionMethod::none;
 }
-}  // namespace
 
 Decoder::Decoder(Transformer& model, int ctx, bool slide) : m_(model), c_(model.config()), S_(ctx), slide_(slide) {
   if (ctx < 1) throw ConfigError("--ctx: expected a positive number of tokens, got " + std::to_string(ctx));
-  if (slide && !distance_only(c_.position))
+  if (slide && !Decoder::can_slide(c_.position))
     throw ConfigError("sliding past the cache needs a model whose attention depends only on distances (alibi, t5 "
                       "or none); this one uses " + std::string(to_string(c_.position)));
   const std::size_t per_layer = static_cast<std::size_t>(S_) * c_.kv_dim();
@@ -59,7 +60,7 @@ const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits)
   if (!slide_ && seen_ + n > S_)
     throw ContextFull("the context is full: " + std::to_string(seen_ + n) + " tokens do not fit in --ctx " +
                       std::to_string(S_) +
-                      (distance_only(c_.position)
+                      (Decoder::can_slide(c_.position)
                            ? " (raise --ctx, or pass --slide to drop the oldest tokens)"
                            : " (raise --ctx; a " + std::string(to_string(c_.position)) +
                                  " model cannot slide past it" +

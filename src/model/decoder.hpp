@@ -41,6 +41,8 @@ class Decoder {
   long length() const { return seen_; }          // tokens fed since construction / reset()
   int capacity() const { return S_; }
   bool can_slide() const { return slide_; }
+  // Whether a model with this position method can slide past its cache (its scores depend only on distances).
+  static bool can_slide(PositionMethod p);
   std::size_t cache_bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
   void reset() { seen_ = 0; }
 

@@ -45,9 +45,7 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
     throw InputError("the tokenizer has " + std::to_string(tok.vocab_size()) + " tokens but the model only " +
                      std::to_string(c.vocab_size));
   const int ctx = o.ctx > 0 ? o.ctx : c.block_size;
-  const bool can_slide = c.position == PositionMethod::alibi || c.position == PositionMethod::t5 ||
-                         c.position == PositionMethod::none;
-  Decoder dec(model, ctx, o.slide && can_slide);
+  Decoder dec(model, ctx, o.slide && Decoder::can_slide(c.position));
   Sampler sampler(o.sampling);
   std::vector<std::int32_t> ids = prompt_ids(tok, prompt);
   GenerateStats st;
