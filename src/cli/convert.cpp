@@ -1,7 +1,8 @@
 // `stretch import` and `stretch export`: other formats <-> stretch checkpoints (run/checkpoint.hpp).
 //   import llama2c MODEL.bin --tokenizer tokenizer.bin|tokenizer.model --out RUN_DIR
-//   import gguf MODEL.gguf [--tokenizer ...] --out RUN_DIR     (llama architecture; the GGUF's llama-style
-//                                                                vocabulary becomes RUN_DIR/tokenizer.bin)
+//   import gguf MODEL.gguf [--tokenizer ...] --out RUN_DIR     (llama or mpt architecture; the GGUF's
+//                  vocabulary becomes RUN_DIR/tokenizer.bin (llama-style), RUN_DIR/encoder.json + vocab.bpe
+//                  (gpt2-style BPE) or the byte tokenizer (a gpt2-style vocabulary of the 256 bytes, no merges))
 //   export llama2c CHECKPOINT --out MODEL.bin
 //   export gguf CHECKPOINT --out MODEL.gguf [--type f32|f16|bf16|q8_0]
 #include <CLI/CLI.hpp>
@@ -70,6 +71,36 @@ Llama2cVocab vocab_from_gguf(const GgufModel& g, const fs::path& source) {
   return v;
 }
 
+// A GGUF's tokenizer as one of ours, checked before anything is written.
+struct GgufTokenizer {
+  enum class Kind { byte, llama2c, gpt2 } kind = Kind::byte;
+  Llama2cVocab llama;
+  BpeVocab bpe;
+};
+
+GgufTokenizer tokenizer_from_gguf(const GgufModel& g, const fs::path& source) {
+  const std::string src = source.string();
+  GgufTokenizer t;
+  if (g.tokenizer_model.empty() && g.tokens.empty())
+    throw InputError(src + ": has no tokenizer (tokenizer.ggml.model); pass --tokenizer");
+  if (g.tokenizer_model == "llama" || (g.tokenizer_model.empty() && !g.tokens.empty())) {
+    t.kind = GgufTokenizer::Kind::llama2c;
+    t.llama = vocab_from_gguf(g, source);
+    return t;
+  }
+  if (g.tokenizer_model != "gpt2")
+    throw InputError(src + ": tokenizer.ggml.model is \"" + g.tokenizer_model +
+                     "\" (supported: llama, gpt2; or pass --tokenizer)");
+  t.bpe = BpeVocab{g.tokens, g.merges};
+  if (is_byte_vocab(t.bpe)) return t;  // the byte tokenizer: no merges, so the pre-tokenizer does not matter
+  if (g.tokenizer_pre != "gpt-2")
+    throw InputError(src + ": tokenizer.ggml.pre is \"" + g.tokenizer_pre +
+                     "\" (supported for gpt2-style vocabularies with merges: \"gpt-2\", GPT-2's pre-tokenizer)");
+  check_gpt2_vocab(t.bpe, src + ": tokenizer.ggml.tokens / merges");
+  t.kind = GgufTokenizer::Kind::gpt2;
+  return t;
+}
+
 std::uint32_t parse_ggml_type(const std::string& t) {
   if (t == "f32") return ggml_type::F32;
   if (t == "f16") return ggml_type::F16;
@@ -82,7 +113,7 @@ std::uint32_t parse_ggml_type(const std::string& t) {
 Runner add_import(CLI::App& app) {
   auto o = std::make_shared<ConvertCli>();
   app.add_option("format", o->format, "Input format: llama2c | gguf")->required();
-  app.add_option("model", o->input, "The model file (llama2c: a .bin checkpoint; gguf: a llama-architecture .gguf)")
+  app.add_option("model", o->input, "The model file (llama2c: a .bin checkpoint; gguf: a llama- or mpt-architecture .gguf)")
       ->required()
       ->check(CLI::ExistingFile);
   app.add_option("--tokenizer", o->tokenizer,
@@ -96,27 +127,38 @@ Runner add_import(CLI::App& app) {
     if (fs::exists(o->out / "checkpoints", ec))
       throw UsageError("--out: " + o->out.string() + " already holds a run (checkpoints/); choose another folder");
     if (o->format == "gguf") {
-      GgufModel g = llama_from_gguf(GgufReader::open(o->input));
+      GgufModel g = model_from_gguf(GgufReader::open(o->input));
       const int V = g.model->config().vocab_size;
       std::unique_ptr<Tokenizer> tok;
+      GgufTokenizer gt;
       if (!o->tokenizer.empty()) tok = load_tokenizer_file(o->tokenizer, V, o->input);
-      Llama2cVocab vocab;
-      if (!tok) vocab = vocab_from_gguf(g, o->input);  // before anything is written
+      else gt = tokenizer_from_gguf(g, o->input);  // before anything is written
       fs::create_directories(o->out, ec);
       if (ec) throw IoError(o->out.string() + ": cannot create the run directory: " + ec.message());
       if (!tok) {
-        write_llama2c_tokenizer(o->out / "tokenizer.bin", vocab);
-        tok = load_llama2c_tokenizer(fs::absolute(o->out / "tokenizer.bin"), V);
+        switch (gt.kind) {
+          case GgufTokenizer::Kind::byte:
+            tok = make_byte_tokenizer();
+            break;
+          case GgufTokenizer::Kind::llama2c:
+            write_llama2c_tokenizer(o->out / "tokenizer.bin", gt.llama);
+            tok = load_llama2c_tokenizer(fs::absolute(o->out / "tokenizer.bin"), V);
+            break;
+          case GgufTokenizer::Kind::gpt2:
+            write_gpt2_files(o->out / "encoder.json", o->out / "vocab.bpe", gt.bpe, o->input.string());
+            tok = load_gpt2_tokenizer(o->out / "encoder.json", o->out / "vocab.bpe");
+            break;
+        }
       }
       TrainState st;
       st.options = {{"imported_from", fs::absolute(o->input).string()}, {"format", "gguf"}};
       Buffer<float> m(g.model->params().size()), v(g.model->params().size());
       save_checkpoint(o->out, *g.model, tok->describe(), g.model->config().block_size, st, m, v, 1);
       const ModelConfig& c = g.model->config();
-      std::printf("imported %s: llama, %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d, context "
-                  "%d%s\ncheckpoint: %s\n",
-                  o->input.c_str(), g.model->num_parameters(), c.n_layer, c.n_embd, c.n_head, c.kv_heads(), V,
-                  c.block_size, c.rope_scaling.is_none() ? "" : (", rope " + c.rope_scaling.to_string()).c_str(),
+      std::printf("imported %s: %s (%s), %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d (%s), "
+                  "context %d%s\ncheckpoint: %s\n",
+                  o->input.c_str(), std::string(to_string(c.arch)).c_str(), std::string(to_string(c.position)).c_str(), g.model->num_parameters(), c.n_layer, c.n_embd, c.n_head, c.kv_heads(), V,
+                  tok->type().c_str(), c.block_size, c.rope_scaling.is_none() ? "" : (", rope " + c.rope_scaling.to_string()).c_str(),
                   (o->out / "checkpoints").c_str());
       return 0;
     }
@@ -153,7 +195,7 @@ Runner add_export(CLI::App& app) {
     if (o->format == "gguf") {
       const std::uint32_t type = parse_ggml_type(o->type);
       auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
-      llama_to_gguf(*model, *tok, type).write(o->out);
+      model_to_gguf(*model, *tok, type).write(o->out);
       std::printf("wrote %s\n", o->out.c_str());
       return 0;
     }

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
@@ -48,6 +49,26 @@ std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const std::filesystem::path& enco
 // model's own normalization (tok512.model and Llama 2's strip and collapse extra spaces). InputError naming the
 // file and the problem for a missing, empty, truncated or corrupt file.
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model);
+// A byte-level BPE vocabulary as GGUF's "gpt2" tokenizer holds it (model/gguf_convert.hpp): token strings in
+// GPT-2's byte alphabet (bytes_to_unicode: printable Latin-1 bytes as themselves, the others as U+0100 + n) by id,
+// and the merges "left right" in rank order.
+struct BpeVocab {
+  std::vector<std::string> tokens;
+  std::vector<std::string> merges;
+};
+// The vocabulary of a gpt2 tokenizer, or the byte tokenizer's as one (256 tokens, token b = byte b, no merges);
+// nullopt for other tokenizers.
+std::optional<BpeVocab> bpe_vocab(const Tokenizer& t);
+// True when `v` is exactly the byte tokenizer's vocabulary (as bpe_vocab gives it).
+bool is_byte_vocab(const BpeVocab& v);
+// Writes `v` as GPT-2's encoder.json (token -> id) and vocab.bpe ("#version: 0.2" then one merge per line), each
+// atomically, for importers; load_gpt2_tokenizer reads them back. InputError naming `source` when `v` could not
+// be a GPT-2 tokenizer (a token outside the byte alphabet, a byte without its token, a merge of unknown tokens,
+// no merges).
+void write_gpt2_files(const std::filesystem::path& encoder_json, const std::filesystem::path& vocab_bpe,
+                      const BpeVocab& v, const std::string& source);
+// The same checks without writing anything.
+void check_gpt2_vocab(const BpeVocab& v, const std::string& source);
 // From a describe() JSON (as stored in a checkpoint). InputError naming `source` for a bad description.
 std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j, const std::string& source);
 

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <unordered_set>
 #include <mutex>
 #include <unordered_map>
 
@@ -196,6 +197,7 @@ class Gpt2Tokenizer final : public Tokenizer {
   // <|endoftext|> separates documents in GPT-2's training data; it is the last id of the vocabulary
   std::int32_t eos_id() const override { return vocab_size_ - 1; }
   std::string identity() const override { return "gpt2:" + hash_; }
+  BpeVocab vocab() const;
   nlohmann::json describe() const override {
     return {{"type", "gpt2"}, {"encoder", encoder_path_.string()}, {"vocab", vocab_path_.string()}, {"hash", hash_}};
   }
@@ -403,6 +405,110 @@ std::string Gpt2Tokenizer::decode(std::span<const std::int32_t> ids) const {
 
 std::unique_ptr<Tokenizer> load_gpt2_tokenizer(const fs::path& encoder_json, const fs::path& vocab_bpe) {
   return std::make_unique<Gpt2Tokenizer>(encoder_json, vocab_bpe);
+}
+
+namespace {
+std::string byte_alphabet(std::string_view raw) {
+  static const auto b2u = bytes_to_unicode();
+  std::string s;
+  for (char ch : raw) append_utf8(s, b2u[static_cast<unsigned char>(ch)]);
+  return s;
+}
+}  // namespace
+
+BpeVocab Gpt2Tokenizer::vocab() const {
+  BpeVocab v;
+  v.tokens.reserve(id_bytes_.size());
+  for (std::size_t id = 0; id < id_bytes_.size(); id++) {
+    if (!id_valid_[id])
+      throw ConfigError(encoder_path_.string() + ": id " + std::to_string(id) +
+                        " has no token (a GGUF vocabulary cannot have gaps)");
+    v.tokens.push_back(byte_alphabet(id_bytes_[id]));
+  }
+  std::vector<std::pair<std::int32_t, std::uint64_t>> by_rank;
+  by_rank.reserve(merges_.size());
+  for (const auto& [k, m] : merges_) by_rank.emplace_back(m.rank, k);
+  std::sort(by_rank.begin(), by_rank.end());
+  v.merges.reserve(by_rank.size());
+  for (const auto& [rank, k] : by_rank)
+    v.merges.push_back(v.tokens[k >> 32] + " " + v.tokens[k & 0xffffffffu]);
+  return v;
+}
+
+std::optional<BpeVocab> bpe_vocab(const Tokenizer& t) {
+  if (const auto* g = dynamic_cast<const Gpt2Tokenizer*>(&t)) return g->vocab();
+  if (t.type() == "byte") {
+    BpeVocab v;
+    for (int b = 0; b < 256; b++) v.tokens.push_back(byte_alphabet(std::string(1, static_cast<char>(b))));
+    return v;
+  }
+  return std::nullopt;
+}
+
+bool is_byte_vocab(const BpeVocab& v) {
+  if (v.tokens.size() != 256 || !v.merges.empty()) return false;
+  for (int b = 0; b < 256; b++)
+    if (v.tokens[static_cast<std::size_t>(b)] != byte_alphabet(std::string(1, static_cast<char>(b)))) return false;
+  return true;
+}
+
+namespace {
+// The checks of Gpt2Tokenizer's constructor on `v`; returns encoder.json and vocab.bpe's bytes.
+std::pair<std::string, std::string> gpt2_files(const BpeVocab& v, const std::string& source) {
+  const auto b2u = bytes_to_unicode();
+  std::array<int, 512> u2b;
+  u2b.fill(-1);
+  for (int b = 0; b < 256; ++b) u2b[b2u[b]] = b;
+  std::unordered_set<std::string> seen;
+  nlohmann::json enc = nlohmann::json::object();
+  for (std::size_t id = 0; id < v.tokens.size(); id++) {
+    const std::string& t = v.tokens[id];
+    const auto* s = reinterpret_cast<const unsigned char*>(t.data());
+    if (t.empty()) throw InputError(source + ": token " + std::to_string(id) + " is empty");
+    for (std::size_t p = 0; p < t.size();) {
+      std::size_t len;
+      const std::int32_t c = next_cp(s, p, t.size(), &len);
+      if (c < 0 || c >= 512 || u2b[static_cast<std::size_t>(c)] < 0)
+        throw InputError(source + ": token " + std::to_string(id) + " " + nlohmann::json(t).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) +
+                         " is not in GPT-2's byte alphabet");
+      p += len;
+    }
+    if (!seen.insert(t).second)
+      throw InputError(source + ": token " + std::to_string(id) + " " + nlohmann::json(t).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) +
+                       " appears twice");
+    enc[t] = id;
+  }
+  for (int b = 0; b < 256; ++b) {
+    std::string k;
+    append_utf8(k, b2u[b]);
+    if (!seen.count(k))
+      throw InputError(source + ": no token for byte " + std::to_string(b) + "; a byte-level BPE vocabulary needs all 256");
+  }
+  if (v.merges.empty()) throw InputError(source + ": no merges (a GPT-2 BPE vocabulary has merges)");
+  std::string bpe = "#version: 0.2\n";
+  for (std::size_t i = 0; i < v.merges.size(); i++) {
+    const std::string& m = v.merges[i];
+    const std::size_t sp = m.find(' ');
+    const bool ok = sp != std::string::npos && sp > 0 && sp + 1 < m.size() && m.find(' ', sp + 1) == std::string::npos &&
+                    seen.count(m.substr(0, sp)) && seen.count(m.substr(sp + 1)) &&
+                    seen.count(m.substr(0, sp) + m.substr(sp + 1));
+    if (!ok)
+      throw InputError(source + ": merge " + std::to_string(i) + " " + nlohmann::json(m).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) +
+                       " is not two known tokens whose concatenation is a token");
+    bpe += m;
+    bpe += '\n';
+  }
+  return {enc.dump(-1, ' ', true), bpe};
+}
+}  // namespace
+
+void check_gpt2_vocab(const BpeVocab& v, const std::string& source) { gpt2_files(v, source); }
+
+void write_gpt2_files(const fs::path& encoder_json, const fs::path& vocab_bpe, const BpeVocab& v,
+                      const std::string& source) {
+  const auto [enc, bpe] = gpt2_files(v, source);
+  write_file_atomic(encoder_json, enc);
+  write_file_atomic(vocab_bpe, bpe);
 }
 
 }  // namespace stretch

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "core/error.hpp"
 #include "io/tokenizer_llama2c.hpp"
+#include "position/sinusoidal.hpp"
 
 namespace stretch {
 
@@ -13,7 +15,10 @@ namespace {
 
 const std::string kArch = "llama";
 std::string key(const char* suffix) { return kArch + "." + suffix; }
-std::string blk(int l, const char* suffix) { return "blk." + std::to_string(l) + "." + suffix + ".weight"; }
+std::string mpt(const char* suffix) { return std::string("mpt.") + suffix; }
+std::string blk(int l, const char* suffix, const char* what = "weight") {
+  return "blk." + std::to_string(l) + "." + suffix + "." + what;
+}
 
 // SentencePiece's word-boundary mark U+2581 in UTF-8.
 const std::string kSpm = "\xE2\x96\x81";
@@ -35,11 +40,33 @@ bool is_byte_piece(const std::string& p) {
 // Token types of llama.cpp's llama_token_type.
 constexpr int kTokNormal = 1, kTokUnknown = 2, kTokControl = 3, kTokByte = 6;
 
+void write_bpe_tokenizer(GgufWriter& w, const BpeVocab& v, int vocab_size) {
+  if (static_cast<int>(v.tokens.size()) != vocab_size)
+    throw ConfigError("GGUF export: the tokenizer has " + std::to_string(v.tokens.size()) +
+                      " tokens but the model's vocab_size is " + std::to_string(vocab_size));
+  const bool bytes = v.merges.empty();  // the byte tokenizer: no special tokens
+  std::vector<GgufValue> types;
+  for (std::size_t i = 0; i < v.tokens.size(); i++)
+    types.push_back(GgufValue::i32(!bytes && i + 1 == v.tokens.size() ? kTokControl : kTokNormal));
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", "gpt-2");
+  w.set_string_array("tokenizer.ggml.tokens", v.tokens);
+  w.set_string_array("tokenizer.ggml.merges", v.merges);
+  w.set("tokenizer.ggml.token_type", GgufValue::array(GgufValueType::INT32, std::move(types)));
+  if (!bytes) {  // GPT-2's <|endoftext|>, its last id
+    w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(vocab_size - 1));
+    w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(vocab_size - 1));
+  }
+  w.set_bool("tokenizer.ggml.add_bos_token", false);
+}
+
 void write_tokenizer(GgufWriter& w, const Tokenizer& tok, int vocab_size) {
+  if (std::optional<BpeVocab> b = bpe_vocab(tok)) return write_bpe_tokenizer(w, *b, vocab_size);
   const Llama2cVocab* v = llama2c_vocab(tok);
   if (!v)
     throw ConfigError("GGUF export: tokenizer type \"" + tok.type() +
-                      "\" is not supported (supported: llama2c, written as tokenizer.ggml.model \"llama\")");
+                      "\" is not supported (supported: llama2c as tokenizer.ggml.model \"llama\"; gpt2 and byte as "
+                      "\"gpt2\")");
   if (static_cast<int>(v->pieces.size()) != vocab_size)
     throw ConfigError("GGUF export: the tokenizer has " + std::to_string(v->pieces.size()) +
                       " tokens but the model's vocab_size is " + std::to_string(vocab_size));
@@ -70,29 +97,39 @@ void write_tokenizer(GgufWriter& w, const Tokenizer& tok, int vocab_size) {
   w.set_u32("tokenizer.ggml.unknown_token_id", kLlama2cUnk);
 }
 
-}  // namespace
+
+// llama.cpp's llama_ftype: 0 all F32, 1 mostly F16, 7 mostly Q8_0, 32 mostly BF16 (1-D tensors stay F32).
+std::uint32_t file_type(std::uint32_t type) {
+  return type == ggml_type::F32 ? 0 : type == ggml_type::F16 ? 1 : type == ggml_type::Q8_0 ? 7 : 32;
+}
+
+// Writers of matrices (in `type`, Q8_0 falling back to F16 for rows not a multiple of 32) and vectors (F32).
+struct TensorSink {
+  GgufWriter& w;
+  std::uint32_t type;
+  void mat(const std::string& name, std::int64_t rows, std::int64_t cols, const float* data) const {
+    std::uint32_t t = type;
+    if (t == ggml_type::Q8_0 && cols % kQ8_0BlockValues != 0) t = ggml_type::F16;
+    w.add_tensor(name, {rows, cols}, t, data);
+  }
+  void vec(const std::string& name, std::int64_t n, const float* data) const {
+    w.add_tensor(name, {n}, ggml_type::F32, data);
+  }
+};
 
 GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
   const ModelConfig& mc = m.config();
-  if (mc.arch != Arch::llama)
-    throw ConfigError("GGUF export: arch \"" + std::string(to_string(mc.arch)) +
-                      "\" is not supported (GGUF's \"llama\" architecture needs arch llama)");
   if (mc.position != PositionMethod::rope)
     throw ConfigError("GGUF export: position method \"" + std::string(to_string(mc.position)) +
-                      "\" is not supported (GGUF's \"llama\" architecture needs position rope)");
-  if (mc.attn_window != 0) throw ConfigError("GGUF export: attn_window (sliding-window attention) is not supported");
-  if (mc.logn != LognMode::off) throw ConfigError("GGUF export: logn attention is not supported");
-  if (mc.embed_scale != 1.0f) throw ConfigError("GGUF export: embed_scale != 1 is not supported");
+                      "\" is not supported for arch llama (GGUF's \"llama\" architecture needs position rope)");
+  if (mc.embed_scale != 1.0f) throw ConfigError("GGUF export: embed_scale != 1 is not supported for arch llama");
   if (mc.bias) throw ConfigError("GGUF export: biases are not supported by the llama layout");
-  if (type != ggml_type::F32 && type != ggml_type::F16 && type != ggml_type::BF16 && type != ggml_type::Q8_0)
-    throw ConfigError("GGUF export: tensor type " + ggml_type_name(type) + " is not supported (F32, F16, BF16, Q8_0)");
 
   const int C = mc.n_embd, KVD = mc.kv_dim(), F = mc.mlp_hidden, V = mc.vocab_size, hd = mc.head_dim();
   GgufWriter w;
   w.set_string("general.architecture", kArch);
   w.set_string("general.name", "stretch-llama");
-  const std::uint32_t file_type = type == ggml_type::F32 ? 0 : type == ggml_type::F16 ? 1 : type == ggml_type::Q8_0 ? 7 : 32;
-  w.set_u32("general.file_type", file_type);
+  w.set_u32("general.file_type", file_type(type));
   w.set_u32(key("vocab_size"), static_cast<std::uint32_t>(V));
   w.set_u32(key("context_length"), static_cast<std::uint32_t>(mc.block_size));
   w.set_u32(key("embedding_length"), static_cast<std::uint32_t>(C));
@@ -133,14 +170,11 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
   write_tokenizer(w, tok, V);
 
   ParamView v = bind_param_view(mc, m.specs(), const_cast<float*>(m.params().data()));
+  const TensorSink out{w, type};
   auto mat = [&](const std::string& name, std::int64_t rows, std::int64_t cols, const float* data) {
-    std::uint32_t t = type;
-    if (t == ggml_type::Q8_0 && cols % kQ8_0BlockValues != 0) t = ggml_type::F16;
-    w.add_tensor(name, {rows, cols}, t, data);
+    out.mat(name, rows, cols, data);
   };
-  auto vec = [&](const std::string& name, std::int64_t n, const float* data) {
-    w.add_tensor(name, {n}, ggml_type::F32, data);
-  };
+  auto vec = [&](const std::string& name, std::int64_t n, const float* data) { out.vec(name, n, data); };
   mat("token_embd.weight", V, C, v.wte);
   for (int l = 0; l < mc.n_layer; l++) {
     const LayerView& L = v.layers[static_cast<std::size_t>(l)];
@@ -159,6 +193,87 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
   vec("output_norm.weight", C, v.lnf_w);
   if (!mc.tie_embeddings) mat("output.weight", V, C, v.lm_head);
   return w;
+}
+
+GgufWriter mpt_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
+  const ModelConfig& mc = m.config();
+  const PositionMethod pm = mc.position;
+  if (pm != PositionMethod::alibi && pm != PositionMethod::none && pm != PositionMethod::learned &&
+      pm != PositionMethod::sinusoidal)
+    throw ConfigError("GGUF export: position method \"" + std::string(to_string(pm)) +
+                      "\" is not supported for arch gpt (GGUF's \"mpt\" architecture: alibi, none, learned, "
+                      "sinusoidal; rope models: arch llama)");
+  if (mc.n_kv_head != 0 && mc.n_kv_head != mc.n_head)
+    throw ConfigError("GGUF export: grouped-query attention (n_kv_head) is not supported for arch gpt");
+  const int C = mc.n_embd, F = mc.mlp_hidden, V = mc.vocab_size, L = mc.block_size;
+  GgufWriter w;
+  w.set_string("general.architecture", "mpt");
+  w.set_string("general.name", "stretch-gpt-" + std::string(to_string(pm)));
+  w.set_u32("general.file_type", file_type(type));
+  w.set_u32(mpt("vocab_size"), static_cast<std::uint32_t>(V));
+  w.set_u32(mpt("context_length"), static_cast<std::uint32_t>(L));
+  w.set_u32(mpt("embedding_length"), static_cast<std::uint32_t>(C));
+  w.set_u32(mpt("block_count"), static_cast<std::uint32_t>(mc.n_layer));
+  w.set_u32(mpt("feed_forward_length"), static_cast<std::uint32_t>(F));
+  w.set_u32(mpt("attention.head_count"), static_cast<std::uint32_t>(mc.n_head));
+  w.set_u32(mpt("attention.head_count_kv"), static_cast<std::uint32_t>(mc.n_head));
+  w.set_f32(mpt("attention.layer_norm_epsilon"), mc.norm_eps);
+  if (pm == PositionMethod::alibi) w.set_f32(mpt("attention.max_alibi_bias"), 8.0f);
+  write_tokenizer(w, tok, V);
+
+  ParamView v = bind_param_view(mc, m.specs(), const_cast<float*>(m.params().data()));
+  const TensorSink out{w, type};
+  const std::size_t vc = static_cast<std::size_t>(V) * static_cast<std::size_t>(C);
+  std::vector<float> scaled;
+  const float* embd = v.wte;
+  if (mc.embed_scale != 1.0f) {  // ours: embed_scale * wte[token], computed in float; the same product here
+    scaled.resize(vc);
+    for (std::size_t i = 0; i < vc; i++) scaled[i] = mc.embed_scale * v.wte[i];
+    embd = scaled.data();
+  }
+  out.mat("token_embd.weight", V, C, embd);
+  std::vector<float> table;
+  if (pm == PositionMethod::learned) {
+    out.w.add_tensor("position_embd.weight", {L, C}, ggml_type::F32, v.wpe);
+  } else if (pm == PositionMethod::sinusoidal) {
+    table.assign(static_cast<std::size_t>(L) * static_cast<std::size_t>(C), 0.0f);
+    std::vector<int> pos(static_cast<std::size_t>(L));
+    for (int t = 0; t < L; t++) pos[static_cast<std::size_t>(t)] = t;
+    sinusoidal_add_forward(table.data(), pos.data(), L, C);  // 0 + pe: the values ours adds
+    out.w.add_tensor("position_embd.weight", {L, C}, ggml_type::F32, table.data());
+  }
+  auto norm = [&](const std::string& w_name, const std::string& b_name, const float* wt, const float* b) {
+    out.vec(w_name, C, wt);
+    if (mc.bias) out.vec(b_name, C, b);
+  };
+  for (int l = 0; l < mc.n_layer; l++) {
+    const LayerView& Lv = v.layers[static_cast<std::size_t>(l)];
+    norm(blk(l, "attn_norm"), blk(l, "attn_norm", "bias"), Lv.ln1_w, Lv.ln1_b);
+    out.mat(blk(l, "attn_qkv"), 3 * C, C, Lv.qkv_w);
+    if (mc.bias) out.vec(blk(l, "attn_qkv", "bias"), 3 * C, Lv.qkv_b);
+    out.mat(blk(l, "attn_output"), C, C, Lv.attproj_w);
+    if (mc.bias) out.vec(blk(l, "attn_output", "bias"), C, Lv.attproj_b);
+    norm(blk(l, "ffn_norm"), blk(l, "ffn_norm", "bias"), Lv.ln2_w, Lv.ln2_b);
+    out.mat(blk(l, "ffn_up"), F, C, Lv.fc_w);
+    if (mc.bias) out.vec(blk(l, "ffn_up", "bias"), F, Lv.fc_b);
+    out.mat(blk(l, "ffn_down"), C, F, Lv.fcproj_w);
+    if (mc.bias) out.vec(blk(l, "ffn_down", "bias"), C, Lv.fcproj_b);
+  }
+  norm("output_norm.weight", "output_norm.bias", v.lnf_w, v.lnf_b);
+  if (!mc.tie_embeddings) out.mat("output.weight", V, C, v.lm_head);
+  else if (mc.embed_scale != 1.0f) out.mat("output.weight", V, C, v.wte);
+  return w;
+}
+
+}  // namespace
+
+GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
+  const ModelConfig& mc = m.config();
+  if (mc.attn_window != 0) throw ConfigError("GGUF export: attn_window (sliding-window attention) is not supported");
+  if (mc.logn != LognMode::off) throw ConfigError("GGUF export: logn attention is not supported");
+  if (type != ggml_type::F32 && type != ggml_type::F16 && type != ggml_type::BF16 && type != ggml_type::Q8_0)
+    throw ConfigError("GGUF export: tensor type " + ggml_type_name(type) + " is not supported (F32, F16, BF16, Q8_0)");
+  return mc.arch == Arch::llama ? llama_to_gguf(m, tok, type) : mpt_to_gguf(m, tok, type);
 }
 
 namespace {
@@ -191,13 +306,35 @@ void read_into(const GgufReader& r, const std::string& name, std::int64_t rows, 
   std::copy(x.begin(), x.end(), dst);
 }
 
-}  // namespace
+// A model from `c` with every parameter zero (filled by the readers), or InputError naming the source.
+std::unique_ptr<Transformer> make_model(const ModelConfig& c, const std::string& src) {
+  try {
+    c.validate([&](const std::string& f) { return src + ": " + f; });
+  } catch (const ConfigError& e) {
+    throw InputError(e.what());
+  }
+  auto m = std::make_unique<Transformer>(c);
+  m->params().zero();
+  return m;
+}
 
-GgufModel llama_from_gguf(const GgufReader& r) {
+// The vocabulary size: token_embd.weight's rows (checked against `vocab_key` when present).
+int vocab_rows(const GgufReader& r, int n_embd, const std::string& vocab_key) {
   const std::string& src = r.source();
-  const std::string& arch = r.get_string("general.architecture");
-  if (arch != kArch)
-    throw InputError(src + ": general.architecture is \"" + arch + "\" (expected \"llama\")");
+  if (!r.has_tensor("token_embd.weight")) throw InputError(src + ": missing tensor token_embd.weight");
+  const GgufTensorInfo& t = r.tensor("token_embd.weight");
+  if (t.shape_rowmajor.size() != 2 || t.shape_rowmajor[1] != n_embd || t.shape_rowmajor[0] <= 0 ||
+      t.shape_rowmajor[0] > 0x7fffffff)
+    throw InputError(src + ": tensor token_embd.weight must be (vocab, " + std::to_string(n_embd) + ")");
+  const int V = static_cast<int>(t.shape_rowmajor[0]);
+  if (r.has(vocab_key) && r.get_uint(vocab_key) != static_cast<std::uint64_t>(V))
+    throw InputError(src + ": " + vocab_key + " is " + std::to_string(r.get_uint(vocab_key)) +
+                     " but token_embd.weight has " + std::to_string(V) + " rows");
+  return V;
+}
+
+std::unique_ptr<Transformer> llama_model(const GgufReader& r) {
+  const std::string& src = r.source();
   ModelConfig c;
   c.arch = Arch::llama;
   c.position = PositionMethod::rope;
@@ -218,17 +355,7 @@ GgufModel llama_from_gguf(const GgufReader& r) {
     throw InputError(src + ": " + key("rope.dimension_count") + " is " +
                      std::to_string(r.get_uint(key("rope.dimension_count"))) + " (expected head_dim " +
                      std::to_string(c.head_dim()) + "; partial rotary is not supported)");
-  if (!r.has_tensor("token_embd.weight")) throw InputError(src + ": missing tensor token_embd.weight");
-  {
-    const GgufTensorInfo& t = r.tensor("token_embd.weight");
-    if (t.shape_rowmajor.size() != 2 || t.shape_rowmajor[1] != c.n_embd || t.shape_rowmajor[0] <= 0 ||
-        t.shape_rowmajor[0] > 0x7fffffff)
-      throw InputError(src + ": tensor token_embd.weight must be (vocab, " + std::to_string(c.n_embd) + ")");
-    c.vocab_size = static_cast<int>(t.shape_rowmajor[0]);
-  }
-  if (r.has(key("vocab_size")) && r.get_uint(key("vocab_size")) != static_cast<std::uint64_t>(c.vocab_size))
-    throw InputError(src + ": " + key("vocab_size") + " is " + std::to_string(r.get_uint(key("vocab_size"))) +
-                     " but token_embd.weight has " + std::to_string(c.vocab_size) + " rows");
+  c.vocab_size = vocab_rows(r, c.n_embd, key("vocab_size"));
   c.tie_embeddings = !r.has_tensor("output.weight");
   if (r.has(key("rope.scaling.type"))) {
     const std::string& st = r.get_string(key("rope.scaling.type"));
@@ -255,16 +382,8 @@ GgufModel llama_from_gguf(const GgufReader& r) {
       c.rope_scaling = s;
     }
   }
-  try {
-    c.validate([&](const std::string& f) { return src + ": " + f; });
-  } catch (const ConfigError& e) {
-    throw InputError(e.what());
-  }
-
-  GgufModel out;
-  out.model = std::make_unique<Transformer>(c);
-  Transformer& m = *out.model;
-  m.params().zero();
+  std::unique_ptr<Transformer> model = make_model(c, src);
+  Transformer& m = *model;
   ParamView v = bind_param_view(c, m.specs(), m.params().data());
   const std::int64_t C = c.n_embd, KVD = c.kv_dim(), F = c.mlp_hidden, V = c.vocab_size;
   const std::size_t cc = static_cast<std::size_t>(C), kvd = static_cast<std::size_t>(KVD),
@@ -284,7 +403,84 @@ GgufModel llama_from_gguf(const GgufReader& r) {
   }
   read_into(r, "output_norm.weight", C, 0, v.lnf_w);
   if (!c.tie_embeddings) read_into(r, "output.weight", V, C, v.lm_head);
+  return model;
+}
 
+std::unique_ptr<Transformer> mpt_model(const GgufReader& r) {
+  const std::string& src = r.source();
+  for (const char* k : {"attention.clamp_kqv"})
+    if (r.has(mpt(k))) throw InputError(src + ": " + mpt(k) + " is not supported (stretch's GPT does not clamp q, k, v)");
+  ModelConfig c;
+  c.arch = Arch::gpt;
+  c.n_layer = get_count(r, mpt("block_count"));
+  c.n_embd = get_count(r, mpt("embedding_length"));
+  c.mlp_hidden = get_count(r, mpt("feed_forward_length"));
+  c.n_head = get_count(r, mpt("attention.head_count"));
+  if (r.has(mpt("attention.head_count_kv")) && get_count(r, mpt("attention.head_count_kv")) != c.n_head)
+    throw InputError(src + ": " + mpt("attention.head_count_kv") + " differs from " + mpt("attention.head_count") +
+                     " (grouped-query attention is not supported for the mpt architecture)");
+  c.block_size = get_count(r, mpt("context_length"));
+  c.norm_eps = static_cast<float>(r.get_float(mpt("attention.layer_norm_epsilon")));
+  const double max_bias = r.has(mpt("attention.max_alibi_bias")) ? r.get_float(mpt("attention.max_alibi_bias")) : 0.0;
+  const bool table = r.has_tensor("position_embd.weight");
+  if (max_bias != 0.0 && max_bias != 8.0)
+    throw InputError(src + ": " + mpt("attention.max_alibi_bias") + " is " + std::to_string(max_bias) +
+                     " (supported: 0 or 8, ALiBi's slopes)");
+  if (max_bias != 0.0 && table)
+    throw InputError(src + ": has both ALiBi (" + mpt("attention.max_alibi_bias") +
+                     ") and position_embd.weight (supported: one or the other)");
+  c.position = max_bias != 0.0 ? PositionMethod::alibi : table ? PositionMethod::learned : PositionMethod::none;
+  if (c.n_embd % c.n_head != 0)
+    throw InputError(src + ": " + mpt("embedding_length") + " " + std::to_string(c.n_embd) +
+                     " is not a multiple of " + mpt("attention.head_count") + " " + std::to_string(c.n_head));
+  for (int l = 0; l < c.n_layer; l++)
+    for (const char* t : {"attn_q_norm", "attn_k_norm", "ffn_act"})
+      if (r.has_tensor(blk(l, t)) || r.has_tensor(blk(l, t, "scales")))
+        throw InputError(src + ": tensor " + blk(l, t) + " is not supported (q/k LayerNorm and activation scales)");
+  c.vocab_size = vocab_rows(r, c.n_embd, mpt("vocab_size"));
+  c.tie_embeddings = !r.has_tensor("output.weight");
+  // biases: ours are all or none; a file with some of them gets zeros for the others (the same function)
+  bool any_bias = r.has_tensor("output_norm.bias");
+  for (int l = 0; l < c.n_layer && !any_bias; l++)
+    for (const char* t : {"attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down"})
+      any_bias = any_bias || r.has_tensor(blk(l, t, "bias"));
+  c.bias = any_bias;
+
+  std::unique_ptr<Transformer> model = make_model(c, src);
+  ParamView v = bind_param_view(c, model->specs(), model->params().data());
+  const std::int64_t C = c.n_embd, F = c.mlp_hidden, V = c.vocab_size;
+  auto bias = [&](const std::string& name, std::int64_t n, float* dst) {
+    if (r.has_tensor(name)) read_into(r, name, n, 0, dst);  // absent: stays zero
+  };
+  read_into(r, "token_embd.weight", V, C, v.wte);
+  if (table) read_into(r, "position_embd.weight", c.block_size, C, v.wpe);
+  for (int l = 0; l < c.n_layer; l++) {
+    const LayerView& L = v.layers[static_cast<std::size_t>(l)];
+    read_into(r, blk(l, "attn_norm"), C, 0, L.ln1_w);
+    read_into(r, blk(l, "attn_qkv"), 3 * C, C, L.qkv_w);
+    read_into(r, blk(l, "attn_output"), C, C, L.attproj_w);
+    read_into(r, blk(l, "ffn_norm"), C, 0, L.ln2_w);
+    read_into(r, blk(l, "ffn_up"), F, C, L.fc_w);
+    read_into(r, blk(l, "ffn_down"), C, F, L.fcproj_w);
+    if (!c.bias) continue;
+    bias(blk(l, "attn_norm", "bias"), C, L.ln1_b);
+    bias(blk(l, "attn_qkv", "bias"), 3 * C, L.qkv_b);
+    bias(blk(l, "attn_output", "bias"), C, L.attproj_b);
+    bias(blk(l, "ffn_norm", "bias"), C, L.ln2_b);
+    bias(blk(l, "ffn_up", "bias"), F, L.fc_b);
+    bias(blk(l, "ffn_down", "bias"), C, L.fcproj_b);
+  }
+  read_into(r, "output_norm.weight", C, 0, v.lnf_w);
+  if (c.bias) bias("output_norm.bias", C, v.lnf_b);
+  if (!c.tie_embeddings) read_into(r, "output.weight", V, C, v.lm_head);
+  return model;
+}
+
+void read_tokenizer(const GgufReader& r, int V, GgufModel& out) {
+  const std::string& src = r.source();
+  if (r.has("tokenizer.ggml.model")) out.tokenizer_model = r.get_string("tokenizer.ggml.model");
+  if (r.has("tokenizer.ggml.pre")) out.tokenizer_pre = r.get_string("tokenizer.ggml.pre");
+  if (r.has("tokenizer.ggml.merges")) out.merges = r.get_string_array("tokenizer.ggml.merges");
   if (r.has("tokenizer.ggml.tokens")) {
     out.tokens = r.get_string_array("tokenizer.ggml.tokens");
     if (out.tokens.size() != static_cast<std::size_t>(V))
@@ -313,6 +509,17 @@ GgufModel llama_from_gguf(const GgufReader& r) {
   };
   out.bos = id("tokenizer.ggml.bos_token_id");
   out.eos = id("tokenizer.ggml.eos_token_id");
+}
+
+}  // namespace
+
+GgufModel model_from_gguf(const GgufReader& r) {
+  const std::string& arch = r.get_string("general.architecture");
+  GgufModel out;
+  if (arch == kArch) out.model = llama_model(r);
+  else if (arch == "mpt") out.model = mpt_model(r);
+  else throw InputError(r.source() + ": general.architecture is \"" + arch + "\" (supported: llama, mpt)");
+  read_tokenizer(r, out.model->config().vocab_size, out);
   return out;
 }
 

@@ -1,3 +1,11 @@
+// Our models <-> llama.cpp's GGUF files (io/gguf.hpp reads and writes the container). Two architectures:
+//   arch llama (position rope)                          <-> general.architecture "llama"
+//   arch gpt, position alibi | none | learned | sinusoidal <-> general.architecture "mpt" (llama.cpp's MPT graph:
+//        LayerNorm, fused qkv, GELU MLP, optional biases, optional learned position table, ALiBi when
+//        mpt.attention.max_alibi_bias > 0)
+// Other models (gpt with rope or t5, windows, log-n attention, ...) are refused by name (ConfigError).
+//
+// ---- llama ----
 // Our llama-family models <-> llama.cpp's GGUF "llama" architecture (io/gguf.hpp reads and writes the container).
 //
 // Tensors (GGUF name <- ours; shapes row-major (PyTorch) as in docs/MODEL.md; N the layer):
@@ -45,6 +53,44 @@
 //   tokenizer.ggml.token_type (i32: 1 normal, 2 unknown (id 0), 3 control (<s>, </s>), 6 byte (<0xXX>)),
 //   tokenizer.ggml.bos_token_id 1, eos_token_id 2, unknown_token_id 0 (u32).
 //
+// ---- mpt ----
+// Tensors (GGUF name <- ours; N the layer; C width, F MLP width, V vocabulary, L block_size):
+//   token_embd.weight          <- embed_scale * wte                                         (V, C)
+//   position_embd.weight       <- wpe (learned), or the sinusoids of positions 0 .. L-1      (L, C)    F32
+//                                 (sinusoidal); absent for alibi and none
+//   blk.N.attn_norm.weight     <- h.N.ln_1.weight           (.bias <- h.N.ln_1.bias)         (C)       F32
+//   blk.N.attn_qkv.weight      <- h.N.attn.c_attn.weight (q | k | v rows)                    (3C, C)
+//   blk.N.attn_qkv.bias        <- h.N.attn.c_attn.bias                                       (3C)      F32
+//   blk.N.attn_output.weight   <- h.N.attn.c_proj.weight    (.bias <- h.N.attn.c_proj.bias)  (C, C)
+//   blk.N.ffn_norm.weight      <- h.N.ln_2.weight           (.bias <- h.N.ln_2.bias)         (C)       F32
+//   blk.N.ffn_up.weight        <- h.N.mlp.c_fc.weight       (.bias <- h.N.mlp.c_fc.bias)     (F, C)
+//   blk.N.ffn_down.weight      <- h.N.mlp.c_proj.weight     (.bias <- h.N.mlp.c_proj.bias)   (C, F)
+//   output_norm.weight         <- ln_f.weight               (.bias <- ln_f.bias)             (C)       F32
+//   output.weight              <- lm_head.weight (untied), or wte when tied and embed_scale != 1 (V, C)
+// (1-D tensors, biases included, are F32; matrices in the requested type, with the Q8_0 fallback above.)
+// Biases are written only for models with biases (llama.cpp's MPT takes each one as optional), so the mapping is
+// exact either way. An embed_scale s != 1 is folded into token_embd and the output matrix is written apart: the
+// embedding is then s * w exactly as ours computes it, and the logits use the unscaled w, so the logits are
+// identical. (Import then gives an untied model with embed_scale 1 and the same logits.) A sinusoidal model
+// becomes a position table of L rows (llama.cpp cannot go past L with it; imported it is a learned model).
+// ALiBi: mpt.attention.max_alibi_bias 8 gives ggml's slopes 2^(-8(h+1)/H) (H a power of two; otherwise the
+// interleaved sequence), the same as position/alibi.hpp; llama.cpp adds -slope * |i - j| to the scores.
+// GELU: both the tanh approximation (ggml's CPU GELU reads a float16 table: not bit-identical there).
+// Metadata: general.architecture "mpt", mpt.context_length (L), mpt.embedding_length, mpt.block_count,
+// mpt.feed_forward_length, mpt.attention.head_count, mpt.attention.head_count_kv (= head_count),
+// mpt.attention.layer_norm_epsilon (f32), mpt.attention.max_alibi_bias (f32 8, alibi only).
+// Import refuses what our GPT cannot compute: max_alibi_bias other than 0 or 8, mpt.attention.clamp_kqv, q/k
+// LayerNorms (attn_q_norm), activation scales (ffn_act), grouped-query heads. Missing biases import as zeros.
+//
+// ---- tokenizers (any architecture) ----
+//   llama2c tokenizer  -> tokenizer.ggml.model "llama" (above)
+//   gpt2 tokenizer     -> tokenizer.ggml.model "gpt2", tokenizer.ggml.pre "gpt-2", tokenizer.ggml.tokens (GPT-2's
+//                         byte alphabet), tokenizer.ggml.merges, token_type (3 for <|endoftext|>, else 1),
+//                         bos/eos_token_id = <|endoftext|>, tokenizer.ggml.add_bos_token false
+//   byte tokenizer     -> the same "gpt2" model with 256 tokens (token b is byte b in GPT-2's alphabet) and no
+//                         merges: llama.cpp then tokenizes every byte as its own token, as ours does
+//   sentencepiece      -> refused (ConfigError; export it through a llama2c tokenizer.bin)
+//
 // Import reads the same keys (integers of any width, floats f32 or f64) and tensors stored as F32, F16, BF16 or
 // Q8_0. A missing, mistyped or wrongly shaped key or tensor is an InputError naming it. The imported
 // rope_scaling.original_context is 0 (meaning block_size) when the file's original_context_length equals
@@ -61,19 +107,23 @@
 
 namespace stretch {
 
-// ConfigError (naming what) for a model or tokenizer the llama GGUF layout cannot hold (see above).
-GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type = ggml_type::F32);
+// ConfigError (naming what) for a model or tokenizer neither GGUF layout can hold (see above).
+GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type = ggml_type::F32);
 
 struct GgufModel {
   std::unique_ptr<Transformer> model;
-  // The tokenizer metadata as stored (pieces with "▁"); empty when the file has none.
-  std::vector<std::string> tokens;
+  // The tokenizer metadata as stored; tokenizer_model "" (and the rest empty) when the file has none.
+  std::string tokenizer_model;  // tokenizer.ggml.model: "llama", "gpt2", ...
+  std::string tokenizer_pre;    // tokenizer.ggml.pre ("" when absent)
+  std::vector<std::string> tokens;  // llama: pieces with "▁"; gpt2: GPT-2's byte alphabet
   std::vector<float> scores;
   std::vector<int> token_types;
+  std::vector<std::string> merges;  // gpt2
   int bos = -1, eos = -1;
 };
 
-// InputError naming the source and the key or tensor for anything missing, mistyped or of the wrong shape.
-GgufModel llama_from_gguf(const GgufReader& r);
+// general.architecture "llama" or "mpt". InputError naming the source and the key or tensor for anything
+// missing, mistyped or of the wrong shape, and for an architecture or feature we cannot compute.
+GgufModel model_from_gguf(const GgufReader& r);
 
 }  // namespace stretch

@@ -1,6 +1,8 @@
-// Our llama-family models <-> llama.cpp's GGUF "llama" layout (model/gguf_convert.hpp): F32 round trips are
+// Our models <-> llama.cpp's GGUF "llama" and "mpt" layouts (model/gguf_convert.hpp): F32 round trips are
 // bit-identical (weights, config, logits), F16 / Q8_0 are within their quantization error, stories260K's
-// tokenizer metadata is llama.cpp's, and bad models / files are refused naming the problem.
+// tokenizer metadata is llama.cpp's, GPT models map to MPT exactly (biases, ALiBi, learned / sinusoidal tables,
+// embed_scale), byte and GPT-2 vocabularies become gpt2-style tokenizers, and bad models / files are refused
+// naming the problem.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +15,9 @@
 #include "core/rng.hpp"
 #include "io/gguf.hpp"
 #include "io/llama2c.hpp"
+#include "io/tokenizer.hpp"
 #include "io/tokenizer_llama2c.hpp"
+#include "model/params.hpp"
 #include "model/gguf_convert.hpp"
 #include "model/llama2c_convert.hpp"
 #include "test_util.hpp"
@@ -86,8 +90,8 @@ std::vector<float> logits(Transformer& m) {
 }
 
 GgufModel round_trip(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
-  GgufWriter w = llama_to_gguf(m, tok, type);
-  return llama_from_gguf(GgufReader::parse(w.serialize(), "test.gguf"));
+  GgufWriter w = model_to_gguf(m, tok, type);
+  return model_from_gguf(GgufReader::parse(w.serialize(), "test.gguf"));
 }
 
 // Largest |a - b| over every parameter (padding included: both are zero there).
@@ -154,7 +158,7 @@ TEST(GgufConvert, Stories260kMetadataAndTokenizer) {
   auto tok = load_llama2c_tokenizer(tokf, m->config().vocab_size);
   const ModelConfig& c = m->config();
   for (std::uint32_t type : {ggml_type::F32, ggml_type::Q8_0}) {
-    const GgufWriter w = llama_to_gguf(*m, *tok, type);
+    const GgufWriter w = model_to_gguf(*m, *tok, type);
     // STRETCH_GGUF_EXPORT_DIR=dir keeps the files (for tools/check_gguf_export.py)
     if (const char* keep = std::getenv("STRETCH_GGUF_EXPORT_DIR"))
       w.write(std::filesystem::path(keep) / ("stories260K-" + ggml_type_name(type) + ".gguf"));
@@ -203,7 +207,7 @@ TEST(GgufConvert, Stories260kMetadataAndTokenizer) {
     EXPECT_EQ(r.get_u32("tokenizer.ggml.unknown_token_id"), 0u);
     EXPECT_EQ(r.has_tensor("output.weight"), !c.tie_embeddings);
     // the import gives the same model (Q8_0 dequantized; ffn_down (row length 172) falls back to F16)
-    GgufModel g = llama_from_gguf(r);
+    GgufModel g = model_from_gguf(r);
     EXPECT_EQ(g.model->config().to_json(), c.to_json());
     if (type == ggml_type::Q8_0) {
       EXPECT_EQ(r.tensor("blk.0.ffn_down.weight").type, ggml_type::F16);
@@ -234,18 +238,22 @@ TEST(GgufConvert, RefusesModelsItCannotExpress) {
   gpt.n_head = 4;
   gpt.mlp_hidden = 128;
   gpt.block_size = 32;
-  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(gpt), *tok); }, "arch");
+  gpt.position = PositionMethod::rope;
+  expect_error<ConfigError>([&] { model_to_gguf(Transformer(gpt), *tok); }, "position method \"rope\"");
+  gpt.position = PositionMethod::t5;
+  expect_error<ConfigError>([&] { model_to_gguf(Transformer(gpt), *tok); }, "position method \"t5\"");
+  gpt.position = PositionMethod::alibi;
+  gpt.attn_window = 8;
+  expect_error<ConfigError>([&] { model_to_gguf(Transformer(gpt), *tok); }, "attn_window");
   ModelConfig alibi = small_config();
   alibi.position = PositionMethod::alibi;
   alibi.rope_scaling = RopeScaling{};
-  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(alibi), *tok); }, "position");
+  expect_error<ConfigError>([&] { model_to_gguf(Transformer(alibi), *tok); }, "position");
   ModelConfig dyn = small_config();
   dyn.rope_scaling = RopeScaling::parse("dynamic-ntk:2", "test");
-  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(dyn), *tok); }, "dynamic-ntk");
+  expect_error<ConfigError>([&] { model_to_gguf(Transformer(dyn), *tok); }, "dynamic-ntk");
   auto byte = make_byte_tokenizer();
-  ModelConfig c256 = small_config();
-  c256.vocab_size = 256;
-  expect_error<ConfigError>([&] { llama_to_gguf(Transformer(c256), *byte); }, "llama2c");
+  expect_error<ConfigError>([&] { model_to_gguf(Transformer(small_config()), *byte); }, "256 tokens");
 }
 
 TEST(GgufConvert, NtkBecomesAChangedFreqBase) {
@@ -283,17 +291,212 @@ TEST(GgufConvert, RejectsBadFilesNamingTheProblem) {
   TempDir dir;
   auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
   auto m = small_model();
-  const GgufWriter w = llama_to_gguf(*m, *tok);
+  const GgufWriter w = model_to_gguf(*m, *tok);
   const GgufReader r = GgufReader::parse(w.serialize(), "ok.gguf");
   expect_error<InputError>(
-      [&] { llama_from_gguf(GgufReader::parse(edited(w, r, "", "blk.0.attn_q.weight", ""), "x.gguf")); },
+      [&] { model_from_gguf(GgufReader::parse(edited(w, r, "", "blk.0.attn_q.weight", ""), "x.gguf")); },
       "blk.0.attn_q.weight");
   expect_error<InputError>(
-      [&] { llama_from_gguf(GgufReader::parse(edited(w, r, "", "", "blk.1.ffn_down.weight"), "x.gguf")); },
+      [&] { model_from_gguf(GgufReader::parse(edited(w, r, "", "", "blk.1.ffn_down.weight"), "x.gguf")); },
       "blk.1.ffn_down.weight");
   expect_error<InputError>(
-      [&] { llama_from_gguf(GgufReader::parse(edited(w, r, "llama.block_count", "", ""), "x.gguf")); },
+      [&] { model_from_gguf(GgufReader::parse(edited(w, r, "llama.block_count", "", ""), "x.gguf")); },
       "llama.block_count");
+}
+
+// ---- GPT models as MPT ----
+
+ModelConfig gpt_config(PositionMethod p, bool bias, bool tied, float embed_scale) {
+  ModelConfig c;
+  c.arch = Arch::gpt;
+  c.vocab_size = 256;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_embd = 64;
+  c.mlp_hidden = 128;
+  c.block_size = 32;
+  c.position = p;
+  c.bias = bias;
+  c.tie_embeddings = tied;
+  c.embed_scale = embed_scale;
+  c.norm_eps = 1e-5f;
+  return c;
+}
+
+std::unique_ptr<Transformer> gpt_model(const ModelConfig& c) {
+  auto m = std::make_unique<Transformer>(c);
+  m->init_weights(5);
+  Rng rng(13);  // non-trivial norms and biases, so a lost or misplaced one shows in the logits
+  for (const ParamSpec& s : m->specs())
+    if (s.kind == ParamKind::norm || s.kind == ParamKind::bias)
+      for (std::size_t i = 0; i < s.numel(); i++) m->params().data()[s.offset + i] += 0.1f * rng.normal();
+  return m;
+}
+
+std::vector<float> gpt_logits(Transformer& m, int T) {
+  std::vector<std::int32_t> tokens;
+  for (int t = 0; t < T; t++) tokens.push_back((t * 53 + 7) % m.config().vocab_size);
+  ForwardOptions fo;
+  fo.keep_logits = true;
+  m.forward(tokens.data(), nullptr, nullptr, 1, T, fo);
+  const float* p = m.logits();
+  return std::vector<float>(p, p + static_cast<std::size_t>(T) * static_cast<std::size_t>(m.config().vocab_size));
+}
+
+TEST(GgufConvert, GptAlibiIsMptWithEveryBiasBitIdentical) {
+  auto byte = make_byte_tokenizer();
+  auto m = gpt_model(gpt_config(PositionMethod::alibi, true, true, 1.0f));
+  const GgufWriter w = model_to_gguf(*m, *byte);
+  const GgufReader r = GgufReader::parse(w.serialize(), "mpt.gguf");
+  EXPECT_EQ(r.get_string("general.architecture"), "mpt");
+  EXPECT_EQ(r.get_float("mpt.attention.max_alibi_bias"), 8.0);
+  EXPECT_EQ(r.get_uint("mpt.context_length"), 32u);
+  EXPECT_EQ(r.get_uint("mpt.embedding_length"), 64u);
+  EXPECT_EQ(r.get_uint("mpt.block_count"), 2u);
+  EXPECT_EQ(r.get_uint("mpt.feed_forward_length"), 128u);
+  EXPECT_EQ(r.get_uint("mpt.attention.head_count"), 4u);
+  EXPECT_FLOAT_EQ(static_cast<float>(r.get_float("mpt.attention.layer_norm_epsilon")), 1e-5f);
+  EXPECT_FALSE(r.has_tensor("output.weight"));  // tied
+  EXPECT_FALSE(r.has_tensor("position_embd.weight"));
+  EXPECT_EQ(r.tensor("blk.1.attn_qkv.weight").shape_rowmajor, (std::vector<std::int64_t>{192, 64}));
+  EXPECT_EQ(r.tensor("blk.1.attn_qkv.bias").shape_rowmajor, (std::vector<std::int64_t>{192}));
+  EXPECT_EQ(r.tensor("blk.0.ffn_up.weight").shape_rowmajor, (std::vector<std::int64_t>{128, 64}));
+  EXPECT_EQ(r.tensor("blk.0.ffn_down.weight").shape_rowmajor, (std::vector<std::int64_t>{64, 128}));
+  for (const char* b : {"blk.0.attn_norm.bias", "blk.0.attn_output.bias", "blk.0.ffn_norm.bias", "blk.0.ffn_up.bias",
+                        "blk.0.ffn_down.bias", "output_norm.bias"})
+    EXPECT_TRUE(r.has_tensor(b)) << b;
+  // the tensors hold our parameters, in our layout
+  ParamView v = bind_param_view(m->config(), m->specs(), m->params().data());
+  const auto qkv = r.read_f32("blk.1.attn_qkv.weight");
+  EXPECT_EQ(0, std::memcmp(qkv.data(), v.layers[1].qkv_w, qkv.size() * sizeof(float)));
+  const auto fcb = r.read_f32("blk.0.ffn_up.bias");
+  EXPECT_EQ(0, std::memcmp(fcb.data(), v.layers[0].fc_b, fcb.size() * sizeof(float)));
+
+  GgufModel g = model_from_gguf(r);
+  EXPECT_EQ(g.model->config().to_json(), m->config().to_json());
+  ASSERT_EQ(g.model->params().size(), m->params().size());
+  EXPECT_EQ(0, std::memcmp(g.model->params().data(), m->params().data(), m->params().size() * sizeof(float)));
+  EXPECT_EQ(gpt_logits(*g.model, 48), gpt_logits(*m, 48));  // past block_size too: ALiBi
+}
+
+TEST(GgufConvert, GptWithoutBiasesAndWithTablesMapsExactly) {
+  auto byte = make_byte_tokenizer();
+  for (PositionMethod p : {PositionMethod::none, PositionMethod::learned}) {
+    auto m = gpt_model(gpt_config(p, false, false, 1.0f));
+    const GgufReader r = GgufReader::parse(model_to_gguf(*m, *byte).serialize(), "mpt.gguf");
+    EXPECT_FALSE(r.has("mpt.attention.max_alibi_bias"));
+    EXPECT_FALSE(r.has_tensor("blk.0.attn_qkv.bias"));
+    EXPECT_FALSE(r.has_tensor("output_norm.bias"));
+    EXPECT_TRUE(r.has_tensor("output.weight"));
+    EXPECT_EQ(r.has_tensor("position_embd.weight"), p == PositionMethod::learned);
+    GgufModel g = model_from_gguf(r);
+    EXPECT_EQ(g.model->config().to_json(), m->config().to_json()) << to_string(p);
+    EXPECT_EQ(0, std::memcmp(g.model->params().data(), m->params().data(), m->params().size() * sizeof(float)));
+    EXPECT_EQ(gpt_logits(*g.model, 32), gpt_logits(*m, 32));
+  }
+}
+
+TEST(GgufConvert, SinusoidalAndEmbedScaleFoldIntoTheTensorsWithIdenticalLogits) {
+  auto byte = make_byte_tokenizer();
+  // sinusoidal -> a position table of block_size rows (imported as learned); embed_scale 8 folded into token_embd
+  // with the output matrix written apart (imported untied, embed_scale 1)
+  auto m = gpt_model(gpt_config(PositionMethod::sinusoidal, true, true, 8.0f));
+  const GgufReader r = GgufReader::parse(model_to_gguf(*m, *byte).serialize(), "mpt.gguf");
+  EXPECT_EQ(r.tensor("position_embd.weight").shape_rowmajor, (std::vector<std::int64_t>{32, 64}));
+  const auto pe = r.read_f32("position_embd.weight");
+  EXPECT_FLOAT_EQ(pe[0 * 64 + 0], 0.0f);   // sin(0)
+  EXPECT_FLOAT_EQ(pe[0 * 64 + 1], 1.0f);   // cos(0) (pairs interleaved: sin, cos)
+  EXPECT_NEAR(pe[5 * 64 + 0], std::sin(5.0), 1e-6);
+  ParamView v = bind_param_view(m->config(), m->specs(), m->params().data());
+  const auto emb = r.read_f32("token_embd.weight"), out = r.read_f32("output.weight");
+  EXPECT_EQ(emb[70], 8.0f * v.wte[70]);
+  EXPECT_EQ(out[70], v.wte[70]);
+  GgufModel g = model_from_gguf(r);
+  const ModelConfig& c = g.model->config();
+  EXPECT_EQ(c.position, PositionMethod::learned);
+  EXPECT_FALSE(c.tie_embeddings);
+  EXPECT_EQ(c.embed_scale, 1.0f);
+  const auto a = gpt_logits(*g.model, 32), b = gpt_logits(*m, 32);
+  ASSERT_EQ(a.size(), b.size());
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); i++) d = std::max(d, std::fabs(static_cast<double>(a[i]) - b[i]));
+  EXPECT_LT(d, 1e-5) << "max logit difference";  // sinusoids: table values against ours recomputed
+}
+
+TEST(GgufConvert, ByteAndGpt2VocabulariesAreGpt2StyleTokenizers) {
+  auto byte = make_byte_tokenizer();
+  auto m = gpt_model(gpt_config(PositionMethod::alibi, true, true, 1.0f));
+  const GgufReader r = GgufReader::parse(model_to_gguf(*m, *byte).serialize(), "mpt.gguf");
+  EXPECT_EQ(r.get_string("tokenizer.ggml.model"), "gpt2");
+  EXPECT_EQ(r.get_string("tokenizer.ggml.pre"), "gpt-2");
+  const auto tokens = r.get_string_array("tokenizer.ggml.tokens");
+  ASSERT_EQ(tokens.size(), 256u);
+  EXPECT_EQ(tokens['a'], "a");
+  EXPECT_EQ(tokens[' '], "\xC4\xA0");  // U+0120 'Ġ', GPT-2's alphabet for a space
+  EXPECT_EQ(tokens['\n'], "\xC4\x8A");
+  EXPECT_TRUE(r.get_string_array("tokenizer.ggml.merges").empty());
+  EXPECT_FALSE(r.has("tokenizer.ggml.bos_token_id"));
+  GgufModel g = model_from_gguf(r);
+  EXPECT_EQ(g.tokenizer_model, "gpt2");
+  EXPECT_TRUE(is_byte_vocab(BpeVocab{g.tokens, g.merges}));
+
+  // a small GPT-2-style vocabulary: the 256 bytes, three merges, <|endoftext|> last
+  TempDir dir;
+  BpeVocab bv = *bpe_vocab(*byte);
+  bv.tokens.push_back("\xC4\xA0t");  // "Ġt"
+  bv.tokens.push_back("he");
+  bv.tokens.push_back("\xC4\xA0the");
+  bv.tokens.push_back("<|endoftext|>");
+  bv.merges = {"\xC4\xA0 t", "h e", "\xC4\xA0t he"};
+  write_gpt2_files(dir / "encoder.json", dir / "vocab.bpe", bv, "test");
+  auto gpt2 = load_gpt2_tokenizer(dir / "encoder.json", dir / "vocab.bpe");
+  ASSERT_EQ(gpt2->vocab_size(), 260);
+  EXPECT_EQ(gpt2->encode(" the"), (std::vector<std::int32_t>{258}));
+  ModelConfig c = gpt_config(PositionMethod::alibi, true, true, 1.0f);
+  c.vocab_size = 260;
+  auto m2 = gpt_model(c);
+  const GgufReader r2 = GgufReader::parse(model_to_gguf(*m2, *gpt2).serialize(), "mpt.gguf");
+  EXPECT_EQ(r2.get_string_array("tokenizer.ggml.tokens"), bv.tokens);
+  EXPECT_EQ(r2.get_string_array("tokenizer.ggml.merges"), bv.merges);
+  EXPECT_EQ(r2.get_uint("tokenizer.ggml.eos_token_id"), 259u);
+  EXPECT_EQ(r2.get_i32_array("tokenizer.ggml.token_type")[259], 3);  // control
+  EXPECT_EQ(r2.get_i32_array("tokenizer.ggml.token_type")[258], 1);
+  // and written back as files, the same tokenizer
+  GgufModel g2 = model_from_gguf(r2);
+  TempDir back;
+  write_gpt2_files(back / "encoder.json", back / "vocab.bpe", BpeVocab{g2.tokens, g2.merges}, "test");
+  auto again = load_gpt2_tokenizer(back / "encoder.json", back / "vocab.bpe");
+  const std::string text = "the theme: then the end.\n the";
+  EXPECT_EQ(again->encode(text), gpt2->encode(text));
+  // a vocabulary that is not GPT-2's is refused by name before anything is written
+  BpeVocab bad = bv;
+  bad.merges.push_back("x yz");
+  expect_error<InputError>([&] { check_gpt2_vocab(bad, "v.gguf"); }, "merge 3");
+  bad = bv;
+  bad.tokens.erase(bad.tokens.begin() + 'q');
+  expect_error<InputError>([&] { check_gpt2_vocab(bad, "v.gguf"); }, "no token for byte 113");
+}
+
+TEST(GgufConvert, RejectsMptFeaturesItCannotCompute) {
+  auto byte = make_byte_tokenizer();
+  auto m = gpt_model(gpt_config(PositionMethod::alibi, true, true, 1.0f));
+  const GgufWriter w = model_to_gguf(*m, *byte);
+  auto with = [&](const std::string& k, GgufValue v) {
+    GgufWriter out;
+    for (const GgufKV& kv : w.metadata()) out.set(kv.key, kv.key == k ? v : kv.value);
+    out.set(k, v);
+    const GgufReader r = GgufReader::parse(w.serialize(), "ok.gguf");
+    for (const GgufTensorInfo& t : r.tensors()) out.add_tensor(t.name, t.shape_rowmajor, ggml_type::F32, r.read_f32(t.name).data());
+    return GgufReader::parse(out.serialize(), "x.gguf");
+  };
+  expect_error<InputError>([&] { model_from_gguf(with("mpt.attention.max_alibi_bias", GgufValue::f32(4.0f))); },
+                           "max_alibi_bias");
+  expect_error<InputError>([&] { model_from_gguf(with("mpt.attention.clamp_kqv", GgufValue::f32(8.0f))); },
+                           "clamp_kqv");
+  expect_error<InputError>([&] { model_from_gguf(with("general.architecture", GgufValue::string("falcon"))); },
+                           "falcon");
+  expect_error<InputError>([&] { model_from_gguf(with("mpt.attention.head_count_kv", GgufValue::u32(2))); },
+                           "head_count_kv");
 }
 
 }  // namespace
