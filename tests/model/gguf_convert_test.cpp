@@ -477,6 +477,37 @@ TEST(GgufConvert, ByteAndGpt2VocabulariesAreGpt2StyleTokenizers) {
   expect_error<InputError>([&] { check_gpt2_vocab(bad, "v.gguf"); }, "no token for byte 113");
 }
 
+TEST(GgufConvert, Gpt2BpeFilesSurviveTheRoundTripThroughGguf) {
+  const auto bpe = test::shared_data() / "gpt2-bpe";
+  if (!std::filesystem::exists(bpe / "encoder.json")) GTEST_SKIP() << "needs ../shared/data/gpt2-bpe (absent)";
+  auto gpt2 = load_gpt2_tokenizer(bpe / "encoder.json", bpe / "vocab.bpe");
+  ModelConfig c = gpt_config(PositionMethod::alibi, false, true, 1.0f);
+  c.vocab_size = gpt2->vocab_size();
+  c.n_layer = 1;
+  c.n_embd = 16;
+  c.n_head = 2;
+  c.mlp_hidden = 32;
+  Transformer m(c);
+  m.init_weights(1);
+  GgufModel g = model_from_gguf(GgufReader::parse(model_to_gguf(m, *gpt2).serialize(), "gpt2.gguf"));
+  ASSERT_EQ(g.tokens.size(), 50257u);
+  EXPECT_EQ(g.tokens[50256], "<|endoftext|>");
+  EXPECT_EQ(g.merges.size(), 50000u);
+  EXPECT_EQ(g.merges[0], "\xC4\xA0 t");  // vocab.bpe's first merge
+  EXPECT_EQ(g.tokenizer_pre, "gpt-2");
+  EXPECT_EQ(g.eos, 50256);
+  TempDir dir;
+  write_gpt2_files(dir / "encoder.json", dir / "vocab.bpe", BpeVocab{g.tokens, g.merges}, "gpt2.gguf");
+  auto back = load_gpt2_tokenizer(dir / "encoder.json", dir / "vocab.bpe");
+  EXPECT_EQ(back->vocab_size(), 50257);
+  const std::string text =
+      " = Robert Boulter = \n\n Robert Boulter is an English film , television and theatre actor . He had a "
+      "guest @-@ starring role on the television series The Bill in 2000 . Caf\xC3\xA9s, na\xC3\xAFve 123,456 "
+      "don't \xF0\x9F\x98\x80<|endoftext|>";
+  EXPECT_EQ(back->encode(text), gpt2->encode(text));
+  EXPECT_EQ(back->decode(back->encode(text)), text);
+}
+
 TEST(GgufConvert, RejectsMptFeaturesItCannotCompute) {
   auto byte = make_byte_tokenizer();
   auto m = gpt_model(gpt_config(PositionMethod::alibi, true, true, 1.0f));
