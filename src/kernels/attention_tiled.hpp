@@ -1,7 +1,9 @@
-// Tiled, online-softmax ("flash-style") causal attention forward for inference: the same result as
-// attention_forward (kernels/attention.hpp) without the (B, NH, T, T) probabilities.
+// Tiled, online-softmax ("flash-style") causal attention, forward and backward: the same results as
+// attention_forward / attention_backward (kernels/attention.hpp, the reference) without the (B, NH, T, T)
+// probabilities, so training memory grows linearly with T.
 //
 //   out (B, T, C) = causal softmax(scale * q k^T + bias) v
+//   lse (B, NH, T) (optional forward output, needed by the backward pass) = log sum_j exp(s_ij), per row
 //
 // Same contract as attention_forward: qkv (B, T, 3C), pos (B, T), s_ij = scale * (q_i . k_j) + bias(h, pos_i, pos_j)
 // for j visible to i (by index: j <= i and, with a sliding window w > 0, i - j < w), the bias functor called once
@@ -22,8 +24,19 @@
 // a block, register tiles of scores entirely before their rows' windows are skipped and each row's softmax and P V
 // sums start at its own lo(i) (entries before it are exactly 0). With W = T the kernel is the causal one.
 //
-// Determinism: every query row is computed by one task, over the same key blocks in the same order, with the
-// same arithmetic whatever the thread count, so results are bitwise identical for any number of threads.
+// Backward (FlashAttention-2's recomputation, Dao 2023). One task per (b, h), dynamic schedule. The task walks its
+// query blocks i (kBlockQ rows) and, inside, the key blocks j visible to them, recomputing
+//   S = Q_i K_j^T, P = exp(scale * S + bias - lse_i)            (the forward's probabilities, from the saved lse)
+//   dP = dO_i V_j^T, dS = P * (dP - D_i) with D_i = dO_i . O_i   (= sum_j P_ij dP_ij, without a second pass)
+//   dQ_i += scale dS K_j, dK_j += scale dS^T Q_i, dV_j += P^T dO_i, bias gradient += dS (learned biases)
+// with the same register tiles as the forward (dS^T and P^T transposed into scratch for the key-row sums). dK, dV
+// accumulate in per-task (T, hd) buffers and dQ in a (kBlockQ, hd) block, all added to dqkv at the end, so work
+// memory per thread is O(T * hd + kBlockQ * kBlockK): linear in T. Cost: 5 products of the causal triangle
+// (2 in the forward), i.e. about 2.5x the forward's.
+//
+// Determinism: every query row (forward) and every (b, h) (backward) is computed by one task, over the same blocks
+// in the same order, with the same arithmetic whatever the thread count, so results are bitwise identical for any
+// number of threads.
 // The exponential is kexp (vecmath.hpp): exp_fast for float, std::exp for double.
 #pragma once
 #include <algorithm>
@@ -138,7 +151,7 @@ inline void check_shape_tiled(int B, int T, int C, int NH) {
 // out (B,T,C) = causal softmax(scale * q k^T + bias) v, never storing more than a tile of scores.
 template <class F, class Bias>
 void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                             F scale, int window = 0) {
+                             F scale, int window = 0, F* lse = nullptr) {
   namespace td = attention_tiled_detail;
   td::check_shape_tiled(B, T, C, NH);
   if (window < 0)
@@ -280,6 +293,206 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
         const F* orow = ob + r * hdp;
         F* dst = obase + (i0 + r) * static_cast<std::int64_t>(C);
         for (int d = 0; d < hd; d++) dst[d] = orow[d] * inv;
+      }
+      if (lse) {
+        F* lrow_out = lse + bh * T + i0;
+        for (int r = 0; r < nq; r++) lrow_out[r] = mrow[r] + std::log(lrow[r]);
+      }
+    }
+  }
+}
+
+// dqkv (B, T, 3C) += the gradient of attention_forward_tiled's out given dout (B, T, C), from the forward's inputs,
+// its output `out` and its `lse` (B, NH, T). Learned biases get their gradient through bias.accumulate (called by
+// the task owning (b, h)).
+template <class F, class Bias>
+void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const int* pos,
+                              Bias& bias, int B, int T, int C, int NH, F scale, int window = 0) {
+  namespace td = attention_tiled_detail;
+  td::check_shape_tiled(B, T, C, NH);
+  if (window < 0)
+    throw ConfigError("attention_tiled: invalid window " + std::to_string(window) +
+                      " (expected 0 for full causal attention or a positive number of keys)");
+  if (B == 0 || T == 0) return;
+  const int W = window > 0 && window < T ? window : T;
+  auto lo_of = [W](int i) { return i - W + 1 > 0 ? i - W + 1 : 0; };
+  constexpr int BQ = td::kBlockQ;
+  constexpr int BK = td::kBlockK;
+  constexpr int R = td::kRows;
+  constexpr int L = td::Vec<F>::kLanes;
+  constexpr int NK = 2 * L;
+  static_assert(BQ % NK == 0 && BK % NK == 0 && BQ % R == 0 && BK % R == 0,
+                "attention_tiled: block sizes must be multiples of the register tiles");
+  const int hd = C / NH;
+  const int hdp = (hd + L - 1) / L * L;
+  const std::int64_t C3 = 3 * static_cast<std::int64_t>(C);
+  const int nqb = (T + BQ - 1) / BQ;
+  const std::int64_t nbh = static_cast<std::int64_t>(B) * NH;
+  const std::size_t Tp = static_cast<std::size_t>(nqb) * BQ + BK;  // rows of the dk / dv accumulators
+
+  // dq += sum over the row tile's keys of a(r, j) x_j, as the forward's P V (rows r0 .. r0+R-1, keys s0 .. n-1)
+  auto rows_times = [&](F* o, const F* a, int lda, const F* x, int s0, int n) {
+    int c = 0;
+    for (; c + 2 * L <= hdp; c += 2 * L) td::pv_tile<F, 2>(o + c, hdp, a + s0, lda, x + static_cast<std::ptrdiff_t>(s0) * hdp + c, hdp, n - s0);
+    if (c < hdp) td::pv_tile<F, 1>(o + c, hdp, a + s0, lda, x + static_cast<std::ptrdiff_t>(s0) * hdp + c, hdp, n - s0);
+  };
+
+#pragma omp parallel
+  {
+    auto q_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);    // Q_i rows (BQ, hdp)
+    auto do_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);   // dO_i rows (BQ, hdp)
+    auto dq_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);   // dQ_i accumulator
+    auto kt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(hd) * BK);    // K_j transposed (hd, BK)
+    auto vt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(hd) * BK);    // V_j transposed (hd, BK)
+    auto kr_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BK) * hdp);   // K_j rows (BK, hdp)
+    auto p_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * BK);     // P (BQ, BK)
+    auto ds_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * BK);    // dP, then scale * dS
+    auto pt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BK) * BQ);    // P^T (BK, BQ)
+    auto dst_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BK) * BQ);   // scale * dS^T (BK, BQ)
+    auto dk_buf = td::aligned_zeros<F>(Tp * static_cast<std::size_t>(hdp));   // dK (T, hdp) of this (b, h)
+    auto dv_buf = td::aligned_zeros<F>(Tp * static_cast<std::size_t>(hdp));   // dV (T, hdp)
+    auto d_buf = td::aligned_zeros<F>(BQ);                                    // D_i
+    F* __restrict__ qr = q_buf.get();
+    F* __restrict__ dor = do_buf.get();
+    F* __restrict__ dqb = dq_buf.get();
+    F* __restrict__ kt = kt_buf.get();
+    F* __restrict__ vt = vt_buf.get();
+    F* __restrict__ kr = kr_buf.get();
+    F* __restrict__ pb_ = p_buf.get();
+    F* __restrict__ dsb = ds_buf.get();
+    F* __restrict__ pt = pt_buf.get();
+    F* __restrict__ dst = dst_buf.get();
+    F* __restrict__ dk = dk_buf.get();
+    F* __restrict__ dv = dv_buf.get();
+    F* __restrict__ Drow = d_buf.get();
+
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t bh = 0; bh < nbh; bh++) {
+      const int b = static_cast<int>(bh / NH);
+      const int h = static_cast<int>(bh % NH);
+      const std::int64_t base = static_cast<std::int64_t>(b) * T * C3 + static_cast<std::int64_t>(h) * hd;
+      const F* qbase = qkv + base;
+      const F* kbase = qbase + C;
+      const F* vbase = qbase + 2 * static_cast<std::int64_t>(C);
+      const std::int64_t obase = static_cast<std::int64_t>(b) * T * C + static_cast<std::int64_t>(h) * hd;
+      const int* pbp = pos + static_cast<std::int64_t>(b) * T;
+      const F* lbh = lse + bh * T;
+      std::fill(dk, dk + Tp * hdp, F(0));
+      std::fill(dv, dv + Tp * hdp, F(0));
+
+      for (int qb = 0; qb < nqb; qb++) {
+        const int i0 = qb * BQ;
+        const int nq = std::min(BQ, T - i0);
+        const int nqp = (nq + R - 1) / R * R;
+        std::fill(qr, qr + static_cast<std::size_t>(BQ) * hdp, F(0));
+        std::fill(dor, dor + static_cast<std::size_t>(BQ) * hdp, F(0));
+        std::fill(dqb, dqb + static_cast<std::size_t>(BQ) * hdp, F(0));
+        for (int r = 0; r < nq; r++) {
+          const std::int64_t i = i0 + r;
+          std::copy_n(qbase + i * C3, hd, qr + r * hdp);
+          std::copy_n(dout + obase + i * C, hd, dor + r * hdp);
+          const F* orow = out + obase + i * C;
+          F dsum = F(0);
+          for (int d = 0; d < hd; d++) dsum += dor[r * hdp + d] * orow[d];
+          Drow[r] = dsum;
+        }
+        const int iend = i0 + nq;
+
+        for (int j0 = lo_of(i0) / BK * BK; j0 < iend; j0 += BK) {
+          const int nk = std::min(BK, iend - j0);
+          const int nkp = (nk + R - 1) / R * R;
+          for (int j = 0; j < nk; j++) {
+            const F* kj = kbase + (j0 + j) * C3;
+            const F* vj = vbase + (j0 + j) * C3;
+            for (int d = 0; d < hd; d++) {
+              kt[d * BK + j] = kj[d];
+              vt[d * BK + j] = vj[d];
+            }
+            std::copy_n(kj, hd, kr + j * hdp);
+          }
+          if (nk < BK) {
+            for (int d = 0; d < hd; d++) {
+              std::fill(kt + d * BK + nk, kt + d * BK + BK, F(0));
+              std::fill(vt + d * BK + nk, vt + d * BK + BK, F(0));
+            }
+            std::fill(kr + static_cast<std::ptrdiff_t>(nk) * hdp, kr + static_cast<std::ptrdiff_t>(BK) * hdp, F(0));
+          }
+          // S = Q K^T and dP = dO V^T on the register tiles that hold visible scores
+          for (int r0 = 0; r0 < nqp; r0 += R) {
+            const int ilast = i0 + r0 + R - 1;
+            const int jfirst = lo_of(i0 + r0);
+            for (int c0 = 0; c0 < nk; c0 += NK) {
+              if (j0 + c0 > ilast) break;
+              if (j0 + c0 + NK <= jfirst) continue;
+              td::qk_tile(pb_ + r0 * BK + c0, BK, qr + r0 * hdp, hdp, kt + c0, BK, hd);
+              td::qk_tile(dsb + r0 * BK + c0, BK, dor + r0 * hdp, hdp, vt + c0, BK, hd);
+            }
+          }
+          // P and scale * dS per row (0 outside the visible keys), the bias gradient
+          for (int r = 0; r < nqp; r++) {
+            F* prow = pb_ + r * BK;
+            F* dsrow = dsb + r * BK;
+            const int i = i0 + r;
+            const int jv = r < nq ? std::min(nk, i - j0 + 1) : 0;
+            const int js = std::max(0, lo_of(i) - j0);
+            if (jv <= js) {
+              std::fill(prow, prow + BK, F(0));
+              std::fill(dsrow, dsrow + BK, F(0));
+              continue;
+            }
+            const int pi = pbp[i];
+            const int* pj = pbp + j0;
+            const F li = lbh[i];
+            const F Di = Drow[r];
+            for (int j = js; j < jv; j++) {
+              const F p = kexp(scale * prow[j] + attention_bias_value<F>(bias, h, pi, pj[j]) - li);
+              const F ds = p * (dsrow[j] - Di);
+              if constexpr (Bias::kLearned) bias.accumulate(b, h, pi, pj[j], ds);
+              prow[j] = p;
+              dsrow[j] = scale * ds;
+            }
+            std::fill(prow, prow + js, F(0));
+            std::fill(prow + jv, prow + BK, F(0));
+            std::fill(dsrow, dsrow + js, F(0));
+            std::fill(dsrow + jv, dsrow + BK, F(0));
+          }
+          // dQ_i += scale dS K_j (keys ascending), over the keys visible to some row of each tile
+          for (int r0 = 0; r0 < nqp; r0 += R) {
+            const int n = std::min(nk, i0 + r0 + R - j0);
+            const int s0 = std::max(0, lo_of(i0 + r0) - j0);
+            if (n > s0) rows_times(dqb + r0 * hdp, dsb + r0 * BK, BK, kr, s0, n);
+          }
+          // transposes, then dV_j += P^T dO_i and dK_j += scale dS^T Q_i (queries ascending)
+          for (int r = 0; r < nqp; r++)
+            for (int j = 0; j < nkp; j++) {
+              pt[j * BQ + r] = pb_[r * BK + j];
+              dst[j * BQ + r] = dsb[r * BK + j];
+            }
+          for (int c0 = 0; c0 < nkp; c0 += R) {
+            // key rows j0+c0 .. j0+c0+R-1 see queries from j0+c0 on (and up to j0+c0+R-1+W-1 with a window)
+            const int s0 = std::max(0, j0 + c0 - i0);
+            const int n = std::min(nqp, j0 + c0 + R - 1 + W - i0);
+            if (n <= s0) continue;
+            F* dvrow = dv + static_cast<std::ptrdiff_t>(j0 + c0) * hdp;
+            F* dkrow = dk + static_cast<std::ptrdiff_t>(j0 + c0) * hdp;
+            rows_times(dvrow, pt + c0 * BQ, BQ, dor, s0, n);
+            rows_times(dkrow, dst + c0 * BQ, BQ, qr, s0, n);
+          }
+        }
+        F* dqbase = dqkv + base;
+        for (int r = 0; r < nq; r++) {
+          F* dst_row = dqbase + (i0 + r) * C3;
+          const F* src = dqb + r * hdp;
+          for (int d = 0; d < hd; d++) dst_row[d] += src[d];
+        }
+      }
+      F* dkbase = dqkv + base + C;
+      F* dvbase = dkbase + C;
+      for (int j = 0; j < T; j++) {
+        for (int d = 0; d < hd; d++) {
+          dkbase[j * C3 + d] += dk[static_cast<std::ptrdiff_t>(j) * hdp + d];
+          dvbase[j * C3 + d] += dv[static_cast<std::ptrdiff_t>(j) * hdp + d];
+        }
       }
     }
   }

@@ -155,13 +155,23 @@ void Transformer::with_bias(Fn&& fn, int B) {
   }
 }
 
-void Transformer::size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const {
+bool Transformer::tiled_training(int B, int T) const {
+  switch (training_attention_) {
+    case TrainingAttention::materialized: return false;
+    case TrainingAttention::tiled: return true;
+    default:
+      return static_cast<std::size_t>(B) * cfg_.n_head * T * T * sizeof(float) > kMaterializedLimitBytes;
+  }
+}
+
+void Transformer::size_layer(LayerActs& a, std::size_t BT, std::size_t probs, std::size_t lse) const {
   const std::size_t C = cfg_.n_embd, F = cfg_.mlp_hidden, FW = cfg_.mlp_width();
   a.ln1.resize(BT * C);
   a.ln1_mean.resize(BT);
   a.ln1_rstd.resize(BT);
   a.qkv.resize(BT * 3 * C);
   if (probs) a.probs.resize(probs);
+  if (lse) a.lse.resize(lse);
   a.atty.resize(BT * C);
   a.res2.resize(BT * C);
   a.ln2.resize(BT * C);
@@ -173,12 +183,15 @@ void Transformer::size_layer(LayerActs& a, std::size_t BT, std::size_t probs) co
 }
 
 void Transformer::ensure_acts(int B, int T) {
-  if (B == B_ && T == T_ && acts_.size() == static_cast<std::size_t>(cfg_.n_layer)) return;
+  const bool tiled = tiled_training(B, T);
+  if (B == B_ && T == T_ && tiled == acts_tiled_ && acts_.size() == static_cast<std::size_t>(cfg_.n_layer)) return;
   acts_.assign(cfg_.n_layer, {});
+  const std::size_t rows = static_cast<std::size_t>(B) * cfg_.n_head * T;
   for (auto& a : acts_)
-    size_layer(a, static_cast<std::size_t>(B) * T, static_cast<std::size_t>(B) * cfg_.n_head * T * T);
+    size_layer(a, static_cast<std::size_t>(B) * T, tiled ? 0 : rows * T, tiled ? rows : 0);
   B_ = B;
   T_ = T;
+  acts_tiled_ = tiled;
 }
 
 void Transformer::ensure_infer_acts(int B, int T) {
@@ -272,6 +285,10 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     if (infer) {
       TIMED("fwd.attention", with_bias([&](auto& bias) {
         attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window);
+      }, B));
+    } else if (acts_tiled_) {
+      TIMED("fwd.attention", with_bias([&](auto& bias) {
+        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, a.lse.data());
       }, B));
     } else {
       TIMED("fwd.attention", with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
@@ -393,8 +410,15 @@ void Transformer::backward() {
     TIMED("bwd.matmul.attproj", matmul_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C));
     dqkv_.zero();
     if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
-    TIMED("bwd.attention", with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),
-                                                    pos_.data(), bias, B, T, C, NH, scale, window); }, B));
+    if (acts_tiled_) {
+      TIMED("bwd.attention", with_bias([&](auto& bias) {
+        attention_backward_tiled(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.atty.data(), a.lse.data(), pos_.data(),
+                                 bias, B, T, C, NH, scale, window);
+      }, B));
+    } else {
+      TIMED("bwd.attention", with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),
+                                                      pos_.data(), bias, B, T, C, NH, scale, window); }, B));
+    }
     if (cfg_.position == PositionMethod::t5) t5_reduce_grad(gv.t5_bias, t5_partial_.data(), B, NH);
     if (cfg_.logn != LognMode::off)
       logn_scale_query_grads(dqkv_.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);

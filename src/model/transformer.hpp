@@ -23,6 +23,15 @@
 
 namespace stretch {
 
+// How training stores attention for the backward pass (kernels/attention.hpp, kernels/attention_tiled.hpp):
+//   materialized  the (B, NH, T, T) softmax probabilities per layer (the AVX-512 register-blocked kernel)
+//   tiled         only a log-sum-exp per row, (B, NH, T) per layer; the backward pass recomputes the scores
+//                 (flash-style): memory linear in T
+//   automatic     tiled when the probabilities of one layer would exceed kMaterializedLimitBytes, else
+//                 materialized (faster at short lengths; docs/PERFORMANCE.md)
+enum class TrainingAttention { automatic, materialized, tiled };
+inline constexpr std::size_t kMaterializedLimitBytes = std::size_t(64) << 20;
+
 struct ForwardOptions {
   bool need_grad = false;    // keep what backward() needs and compute the classifier's gradient
   bool training = false;     // apply dropout (needs rng)
@@ -43,6 +52,9 @@ class Transformer {
   void set_rope_scaling(const RopeScaling& s);
   void set_attn_window(int window);
   void set_logn(LognMode mode);
+  void set_training_attention(TrainingAttention a) { training_attention_ = a; }
+  // Whether a training forward of (B, T) uses the tiled kernels.
+  bool tiled_training(int B, int T) const;
   // The rotary frequencies and attention factor in use (rope models), for tests and reports.
   const std::vector<float>& rope_frequencies() const { return rope_inv_freq_; }
   float attention_scale() const;  // attention_factor^2 / sqrt(hd)
@@ -66,9 +78,10 @@ class Transformer {
  private:
   struct LayerActs {
     Buffer<float> ln1, ln1_mean, ln1_rstd, qkv, probs, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu, res3;
+    Buffer<float> lse;  // (B, NH, T) row log-sum-exp of the tiled training attention
     Buffer<float> mask_attn, mask_mlp;  // dropout
   };
-  void size_layer(LayerActs& a, std::size_t BT, std::size_t probs) const;
+  void size_layer(LayerActs& a, std::size_t BT, std::size_t probs, std::size_t lse = 0) const;
   void ensure_acts(int B, int T);
   void ensure_infer_acts(int B, int T);
   template <class Fn>
@@ -86,6 +99,8 @@ class Transformer {
 
   // activations and scratch for the last forward
   int B_ = 0, T_ = 0;
+  bool acts_tiled_ = false;  // acts_ hold lse (tiled) rather than probs
+  TrainingAttention training_attention_ = TrainingAttention::automatic;
   bool have_grad_state_ = false;
   float dropout_ = 0.0f;
   std::vector<std::int32_t> tokens_, pos_;

@@ -1,7 +1,10 @@
 // Model-level properties that parity with PyTorch does not cover: errors, causality, positions as data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "model/transformer.hpp"
@@ -89,6 +92,52 @@ TEST_P(EveryMethod, TrainingLossEqualsEvaluationLossOfTheSameWindow) {
   double sum = 0;
   for (int i = 0; i < 8; i++) sum += g.token_losses()[i];
   EXPECT_NEAR(sum / 8, le, 1e-6);
+}
+
+// Training with the tiled (flash-style) attention gives the loss and every gradient of the materialized kernels,
+// for gpt and llama (GQA), with a sliding window, over a length that spans several tiles.
+TEST_P(EveryMethod, TiledTrainingAttentionEqualsMaterialized) {
+  for (Arch arch : {Arch::gpt, Arch::llama})
+    for (int window : {0, 40}) {
+      ModelConfig c = tiny(GetParam());
+      c.arch = arch;
+      c.n_head = 4;
+      c.n_embd = 64;
+      c.block_size = 150;
+      c.attn_window = window;
+      if (arch == Arch::llama) {
+        c.bias = false;
+        c.n_kv_head = 2;
+      }
+      Transformer a(c), b(c);
+      a.init_weights(9);
+      std::copy_n(a.params().data(), a.params().size(), b.params().data());
+      a.set_training_attention(TrainingAttention::materialized);
+      b.set_training_attention(TrainingAttention::tiled);
+      ASSERT_FALSE(a.tiled_training(2, 150));
+      ASSERT_TRUE(b.tiled_training(2, 150));
+      std::vector<std::int32_t> x(300), y(300);
+      for (int i = 0; i < 300; i++) {
+        x[i] = (i * 7 + 3) % 32;
+        y[i] = (i * 11 + 5) % 32;
+      }
+      ForwardOptions train;
+      train.need_grad = true;
+      a.zero_grad();
+      b.zero_grad();
+      const double la = a.forward(x.data(), y.data(), nullptr, 2, 150, train);
+      a.backward();
+      const double lb = b.forward(x.data(), y.data(), nullptr, 2, 150, train);
+      b.backward();
+      const std::string what = std::string(to_string(arch)) + " window " + std::to_string(window);
+      EXPECT_NEAR(la, lb, 1e-6 * std::abs(la)) << what;
+      double num = 0, den = 0;
+      for (std::size_t i = 0; i < a.grads().size(); i++) {
+        num = std::max(num, static_cast<double>(std::abs(a.grads().data()[i] - b.grads().data()[i])));
+        den = std::max(den, static_cast<double>(std::abs(a.grads().data()[i])));
+      }
+      EXPECT_LT(num, 1e-4 * den) << what << ": max gradient difference " << num << " of " << den;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, EveryMethod,
