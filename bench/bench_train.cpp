@@ -2,7 +2,9 @@
 // (byte vocabulary, 6 layers, width 256, 8 heads, MLP 1024, T = 256, batch 16, fp32) on random tokens.
 // Prints one JSON line like bench/peer_train.py so bench/train_vs_pytorch.sh can compare the two.
 //   bench_train [--position alibi] [--steps 30] [--warmup 5] [--layers 6] [--width 256] [--heads 8]
-//               [--length 256] [--batch 16]
+//               [--length 256] [--batch 16] [--attention auto|materialized|tiled]
+// --attention picks how training attention is kept for the backward pass (model/transformer.hpp,
+// TrainingAttention): the (B, NH, T, T) probabilities, or the flash-style tiled kernels (memory linear in T).
 #include <omp.h>
 #include <sys/resource.h>
 
@@ -24,7 +26,7 @@ int main(int argc, char** argv) {
   ModelConfig c;
   c.vocab_size = 256;
   int steps = 30, warmup = 5, B = 16;
-  std::string position = "alibi";
+  std::string position = "alibi", attention = "auto";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--position") position = v;
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
     else if (k == "--heads") c.n_head = std::stoi(v);
     else if (k == "--length") c.block_size = std::stoi(v);
     else if (k == "--batch") B = std::stoi(v);
+    else if (k == "--attention") attention = v;
     else {
       std::fprintf(stderr, "bench_train: unknown option %s\n", k.c_str());
       return 2;
@@ -45,6 +48,12 @@ int main(int argc, char** argv) {
   const int T = c.block_size;
   Transformer model(c);
   model.init_weights(1);
+  if (attention == "materialized") model.set_training_attention(TrainingAttention::materialized);
+  else if (attention == "tiled") model.set_training_attention(TrainingAttention::tiled);
+  else if (attention != "auto") {
+    std::fprintf(stderr, "bench_train: --attention: expected auto, materialized or tiled, got %s\n", attention.c_str());
+    return 2;
+  }
   Buffer<float> m(model.params().size()), v(model.params().size());
   Rng rng(2);
   std::vector<std::int32_t> x(static_cast<std::size_t>(B) * T), y(x.size());
@@ -81,9 +90,9 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &ru);
   std::printf("{\"impl\":\"stretch\",\"position\":\"%s\",\"T\":%d,\"batch\":%d,\"tokens_per_s\":%.1f,"
               "\"step_ms\":%.2f,\"tokens_per_s_median\":%.1f,\"step_ms_median\":%.2f,\"peak_rss_mb\":%.1f,"
-              "\"threads\":%d}\n",
+              "\"threads\":%d,\"attention\":\"%s\"}\n",
               position.c_str(), T, B, tps, 1000.0 * secs / steps, B * T / med, 1000.0 * med, ru.ru_maxrss / 1024.0,
-              omp_get_max_threads());
+              omp_get_max_threads(), model.tiled_training(B, T) ? "tiled" : "materialized");
   if (Profile::get().enabled()) std::fprintf(stderr, "%s", Profile::get().report().c_str());
   return 0;
 }

@@ -17,6 +17,7 @@ Run it at its best (see /work/shared/REFERENCE.md, last section) with Debian's P
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -193,6 +194,7 @@ def main():
         "threads": torch.get_num_threads(), "attn": args.attn, "bf16": args.bf16, "batch": B, "seq": T,
         "steps": args.steps,
         "loss": round(loss, 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "env": {k: os.environ.get(k) for k in ("OMP_PROC_BIND", "OMP_PLACES", "LD_PRELOAD", "LD_LIBRARY_PATH",
                                                "OPENBLAS_CORETYPE")},
     }))
