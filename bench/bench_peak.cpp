@@ -3,6 +3,7 @@
 //   fp32 FMA   AVX-512 vfmadd231ps on 12 independent accumulators (2 FLOP per lane), per core and on all threads
 //   bf16 dot   AVX-512 BF16 vdpbf16ps on 12 accumulators (32 pairs per instruction: 64 FLOP), when the CPU has it
 //   sgemm      oneDNN's sgemm (kernels/matmul.hpp gemm) on the reference config's matrix products
+//   bf16 gemm  oneDNN's bf16 matmul (kernels/matmul.hpp gemm_bf16, fp32 accumulation) on the same products
 // Prints one JSON line per measurement. Each figure is the best of --repeats runs (the machine is shared).
 //   bench_peak [--seconds 0.3] [--repeats 5]
 #include <immintrin.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "core/rng.hpp"
+#include "kernels/bf16.hpp"
 #include "kernels/matmul.hpp"
 
 using namespace stretch;
@@ -135,6 +137,9 @@ int main(int argc, char** argv) {
         C(static_cast<std::size_t>(s.M * s.N));
     for (auto& x : A) x = rng.normal();
     for (auto& x : B) x = rng.normal();
+    std::vector<bf16_t> Ab(A.size()), Bb(B.size());
+    to_bf16(Ab.data(), A.data(), A.size());
+    to_bf16(Bb.data(), B.data(), B.size());
     for (int t : {1, all}) {
       omp_set_num_threads(t);
       double best = 0;
@@ -146,6 +151,15 @@ int main(int argc, char** argv) {
       }
       std::printf("{\"what\":\"sgemm\",\"shape\":\"%s\",\"M\":%ld,\"N\":%ld,\"K\":%ld,\"threads\":%d,\"gflops\":%.1f}\n",
                   s.name, s.M, s.N, s.K, t, best);
+      best = 0;
+      for (int r = 0; r < repeats + 2; r++) {
+        auto t0 = Clock::now();
+        gemm_bf16('N', 'T', s.M, s.N, s.K, 1.0f, Ab.data(), s.K, Bb.data(), s.K, 0.0f, C.data(), s.N);
+        const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (r >= 2) best = std::max(best, 2.0 * s.M * s.N * s.K / dt / 1e9);
+      }
+      std::printf("{\"what\":\"bf16_gemm\",\"shape\":\"%s\",\"M\":%ld,\"N\":%ld,\"K\":%ld,\"threads\":%d,"
+                  "\"gflops\":%.1f}\n", s.name, s.M, s.N, s.K, t, best);
     }
     omp_set_num_threads(all);
   }

@@ -10,6 +10,8 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include <oneapi/dnnl/dnnl.hpp>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -117,6 +119,91 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
     if (dinp) sgemm('N', 'N', N, C, OC, dout, OC, weight, C, 1.0f, dinp, C, "backward dinp");
     // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
     sgemm('T', 'N', OC, C, N, dout, OC, inp, C, 1.0f, dweight, C, "backward dweight");
+  }
+  if (dbias) column_sums_add(dbias, dout, N, OC);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// oneDNN path (bf16 operands, fp32 accumulation and results)
+
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+}  // namespace
+
+void gemm_bf16(char ta, char tb, long M, long N, long K, float alpha, const bf16_t* A, long lda, const bf16_t* B,
+               long ldb, float beta, float* C, long ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // empty product: C = beta C
+    for (long i = 0; i < M; i++)
+      for (long j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  using dnnl::memory;
+  using dt = memory::data_type;
+  try {
+    const memory::desc a_md({M, K}, dt::bf16, ta == 'T' ? memory::dims{1, lda} : memory::dims{lda, 1});
+    const memory::desc b_md({K, N}, dt::bf16, tb == 'T' ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+    const memory::desc c_md({M, N}, dt::f32, memory::dims{ldc, 1});
+    dnnl::primitive_attr attr;
+    if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+    if (beta != 0.0f) {
+      dnnl::post_ops po;
+      po.append_sum(beta);
+      attr.set_post_ops(po);
+    }
+    dnnl::engine& eng = cpu_engine();
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, eng);
+    dnnl::stream s(eng);
+    dnnl::matmul(pd).execute(s, {{DNNL_ARG_SRC, memory(a_md, eng, const_cast<bf16_t*>(A))},
+                                 {DNNL_ARG_WEIGHTS, memory(b_md, eng, const_cast<bf16_t*>(B))},
+                                 {DNNL_ARG_DST, memory(c_md, eng, C)}});
+    s.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(std::string("gemm_bf16: oneDNN matmul failed (M=") + std::to_string(M) + " N=" + std::to_string(N) +
+                " K=" + std::to_string(K) + "): " + e.what());
+  }
+}
+
+void gemm_bf16_ref(char ta, char tb, long M, long N, long K, float alpha, const bf16_t* A, long lda, const bf16_t* B,
+                   long ldb, float beta, float* C, long ldc) {
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < M; i++)
+    for (long j = 0; j < N; j++) {
+      float acc = 0;
+      for (long k = 0; k < K; k++) {
+        const float a = bf16_to_float(ta == 'T' ? A[k * lda + i] : A[i * lda + k]);
+        const float b = bf16_to_float(tb == 'T' ? B[j * ldb + k] : B[k * ldb + j]);
+        acc += a * b;
+      }
+      C[i * ldc + j] = alpha * acc + (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]);
+    }
+}
+
+void matmul_forward_bf16(float* out, const bf16_t* inp, const bf16_t* weight, const float* bias, int N, int C,
+                         int OC) {
+  check_shape(N, C, OC, "matmul_forward_bf16");
+  if (N == 0 || OC == 0) return;
+  float beta = 0.0f;
+  if (bias) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) std::memcpy(out + static_cast<long>(n) * OC, bias, sizeof(float) * OC);
+    beta = 1.0f;
+  }
+  gemm_bf16('N', 'T', N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+}
+
+void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout, const bf16_t* dout_bf,
+                          const bf16_t* inp, const bf16_t* weight, int N, int C, int OC) {
+  check_shape(N, C, OC, "matmul_backward_bf16");
+  if (N == 0 || OC == 0) return;
+  if (C > 0) {
+    if (dinp) gemm_bf16('N', 'N', N, C, OC, 1.0f, dout_bf, OC, weight, C, 1.0f, dinp, C);
+    gemm_bf16('T', 'N', OC, C, N, 1.0f, dout_bf, OC, inp, C, 1.0f, dweight, C);
   }
   if (dbias) column_sums_add(dbias, dout, N, OC);
 }

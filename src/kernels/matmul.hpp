@@ -5,7 +5,13 @@
 //   weight (OC, C)     PyTorch's Linear layout
 //   bias   (OC)        may be null
 //   out    (N, OC)
+//
+// Mixed precision (*_bf16): the operands of the products in bfloat16 (kernels/bf16.hpp), accumulation and results
+// in fp32 (oneDNN's matmul primitive: AVX-512 BF16 dot products where the CPU has them). Biases, the bias gradient
+// and everything outside the products stay fp32. Reference: the same products with the bf16 values widened to
+// float (gemm_bf16_ref), so only the accumulation order differs.
 #pragma once
+#include "kernels/bf16.hpp"
 
 namespace stretch {
 
@@ -24,6 +30,19 @@ void gemm(char ta, char tb, long M, long N, long K, float alpha, const float* A,
 template <class F>
 void gemm_ref(char ta, char tb, long M, long N, long K, F alpha, const F* A, long lda, const F* B, long ldb, F beta,
               F* C, long ldc);
+
+// C (M, N) = alpha op(A) op(B) + beta C with bf16 A and B (row-major, strides as gemm), fp32 C.
+void gemm_bf16(char ta, char tb, long M, long N, long K, float alpha, const bf16_t* A, long lda, const bf16_t* B,
+               long ldb, float beta, float* C, long ldc);
+void gemm_bf16_ref(char ta, char tb, long M, long N, long K, float alpha, const bf16_t* A, long lda, const bf16_t* B,
+                   long ldb, float beta, float* C, long ldc);
+
+// out (N, OC) = inp (N, C) @ weight^T + bias, inp and weight in bf16 (overwrites out).
+void matmul_forward_bf16(float* out, const bf16_t* inp, const bf16_t* weight, const float* bias, int N, int C, int OC);
+// dinp += dout @ weight; dweight += dout^T @ inp (products in bf16: dout_bf = bf16(dout), given by the caller);
+// dbias += column sums of the fp32 dout. dinp and dbias may be null.
+void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout, const bf16_t* dout_bf,
+                          const bf16_t* inp, const bf16_t* weight, int N, int C, int OC);
 
 // Plain loops, same contract. Instantiated for float and double.
 template <class F>
