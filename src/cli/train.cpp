@@ -58,6 +58,11 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
   app.add_flag("--quiet", o.quiet, "Print only the final result");
   app.add_option("--stop-after", o.stop_after, "Stop after N steps of this session (checkpointed; --resume goes on)")
       ->capture_default_str();
+  app.add_option("--nonfinite", o.nonfinite,
+                 "On NaN/Inf in the loss or gradients: stop (error naming the step and tensors, exit 5) | skip (drop "
+                 "that step's update and log it; stop after " + std::to_string(o.max_consecutive_skips) +
+                 " consecutive skips)")
+      ->capture_default_str();
 }
 
 int run_job(TrainOptions opt, const std::string& doc_sep, int threads) {
@@ -69,6 +74,7 @@ int run_job(TrainOptions opt, const std::string& doc_sep, int threads) {
   std::printf("validation: %ld tokens, loss %.4f nats/token, perplexity %.3f", r.val_tokens, r.val_loss,
               std::exp(r.val_loss));
   if (r.val_bits_per_byte > 0) std::printf(", %.4f bits/byte", r.val_bits_per_byte);
+  if (r.skipped_steps > 0) std::printf("\nskipped steps (non-finite loss or gradients): %ld", r.skipped_steps);
   std::printf("\ncheckpoint: %s\n", (opt.out / "checkpoints").c_str());
   return 0;
 }

@@ -27,10 +27,16 @@ std::string read_file(const fs::path& path) {
 }
 
 void fsync_directory(const fs::path& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;  // best effort: some filesystems do not allow opening directories
-  ::fsync(fd);
+  int rc = ::fsync(fd);
+  int err = errno;
   ::close(fd);
+  // EINVAL / ENOTSUP / EROFS: the filesystem does not sync directories (nothing to report); anything else (EIO,
+  // ENOSPC, EDQUOT) means the rename may not be durable
+  if (rc != 0 && err != EINVAL && err != ENOTSUP && err != EROFS && err != EBADF)
+    throw IoError((dir.empty() ? std::string(".") : dir.string()) + ": fsync of the folder failed: " +
+                  std::strerror(err));
 }
 
 void write_file_atomic_streamed(const fs::path& path, const std::function<void(const ByteSink&)>& fill) {
@@ -41,47 +47,47 @@ void write_file_atomic_streamed(const fs::path& path, const std::function<void(c
   std::string tmpl = (dir / base).string();
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
-  int fd = ::mkstemp(name.data());
+  int fd = ::mkostemp(name.data(), O_CLOEXEC);
   if (fd < 0) throw IoError(path.string() + ": cannot create temporary file: " + std::strerror(errno));
-  std::string tmp(name.data());
-  auto fail = [&](const std::string& what, int err) {
-    ::close(fd);
+  const std::string tmp(name.data());
+  // every failure below closes the descriptor (once) and removes the temporary, so no debris is left
+  auto discard = [&] {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
     ::unlink(tmp.c_str());
+  };
+  auto fail = [&](const std::string& what, int err) {
+    discard();
     throw IoError(path.string() + ": " + what + ": " + std::strerror(err));
   };
   ByteSink sink = [&](const void* data, std::size_t n) {
+    if (fd < 0) throw IoError(path.string() + ": write after a failed write");
     const char* p = static_cast<const char*>(data);
     while (n > 0) {
-      ssize_t w = ::write(fd, p, n);
+      ssize_t w = ::write(fd, p, n);  // a short write is retried; the retry reports the error (EFBIG, ENOSPC)
       if (w < 0) {
         if (errno == EINTR) continue;
         fail("write failed", errno);
       }
+      if (w == 0) fail("write failed", EIO);
       p += w;
       n -= static_cast<std::size_t>(w);
     }
   };
   try {
     fill(sink);
-  } catch (const IoError&) {
-    throw;
   } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
+    discard();
     throw;
   }
   if (::fsync(fd) != 0) fail("fsync failed", errno);
-  ::fchmod(fd, 0644);
-  if (::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw IoError(path.string() + ": close failed: " + std::strerror(e));
+  if (::fchmod(fd, 0644) != 0) fail("chmod failed", errno);
+  {
+    int rc = ::close(fd);
+    fd = -1;
+    if (rc != 0) fail("close failed", errno);
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw IoError(path.string() + ": rename failed: " + std::strerror(e));
-  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed", errno);
   fsync_directory(dir);
 }
 

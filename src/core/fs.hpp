@@ -22,7 +22,8 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
 using ByteSink = std::function<void(const void* data, std::size_t n)>;
 void write_file_atomic_streamed(const std::filesystem::path& path, const std::function<void(const ByteSink&)>& fill);
 
-// fsyncs a directory (best effort), making a rename inside it durable.
+// fsyncs a directory, making a rename inside it durable. Filesystems that cannot open or sync folders are
+// skipped; an I/O error (EIO, ENOSPC, ...) throws IoError naming the folder.
 void fsync_directory(const std::filesystem::path& dir);
 
 }  // namespace stretch

@@ -8,16 +8,24 @@
 //       model.safetensors              the weights (names in docs/MODEL.md), loadable by safetensors/PyTorch
 //       optimizer.safetensors          AdamW moments "m.<name>", "v.<name>"
 //       state.json                     step, tokens seen, data RNG state, elapsed time, the training options
-//   checkpoints/latest                 the name of the newest complete checkpoint
-// A checkpoint is written into a temporary folder (every file fsynced), renamed into place (atomic), and only
-// then named in `latest` (written atomically too), so a crash at any moment leaves the previous checkpoint
-// loadable. Older checkpoints beyond `keep` are removed afterwards.
+//   checkpoints/latest                 the name of the newest complete checkpoint (for people and scripts)
+// A checkpoint is written into a temporary folder checkpoints/.tmp-step-N-<pid> (every file written to its own
+// temporary, fsynced and renamed; then the folder fsynced), renamed into place (atomic; the parent folder is
+// fsynced), and only then named in `latest` (written atomically too). A step-* folder therefore exists only
+// whole: a crash (SIGKILL, power loss) at any moment leaves the previous checkpoints loadable, and at worst a
+// hidden .tmp-* folder that the next save or resume removes. Older checkpoints beyond `keep` are removed
+// afterwards, each renamed out of the step-* names first, so a crash during pruning never leaves a half-deleted
+// step folder; the checkpoint just written is never pruned. A write error (full disk, file-size limit, EIO)
+// throws IoError naming the file and the OS error, removes the temporary folder and keeps the previous
+// checkpoints. Parameters or moments holding NaN/Inf are never written (NumericError).
+// One run directory has one writer at a time.
 #pragma once
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "core/buffer.hpp"
 #include "model/transformer.hpp"
@@ -29,6 +37,7 @@ struct TrainState {
   long tokens_seen = 0;
   std::array<std::uint64_t, 4> data_rng{};
   double elapsed_s = 0.0;
+  long skipped_steps = 0;    // steps skipped for non-finite values (--nonfinite skip)
   nlohmann::json options;    // the training options, to check a resume against
 };
 
@@ -44,9 +53,26 @@ void save_checkpoint(const std::filesystem::path& run_dir, const Transformer& mo
                      int train_length, const TrainState& state, const Buffer<float>& m, const Buffer<float>& v,
                      int keep = 2);
 
-// A run directory (its newest complete checkpoint) or a checkpoint folder -> the checkpoint folder.
-// InputError saying what was expected when it is neither.
+// A run directory (its newest complete checkpoint, by step number) or a checkpoint folder -> the checkpoint
+// folder. InputError saying what was expected when it is neither.
 std::filesystem::path resolve_checkpoint(const std::filesystem::path& p);
+
+// The step of a folder named step-N (N decimal), else -1.
+long checkpoint_step(const std::filesystem::path& dir);
+
+// A step-N folder holding config.json, model.safetensors, optimizer.safetensors and state.json.
+bool is_complete_checkpoint(const std::filesystem::path& dir);
+
+// The complete checkpoints of a run directory, oldest first (empty when there is none).
+std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
+
+// How many of x[0..n) are NaN or +-Inf: one vectorizable pass (exponent bits all ones), OpenMP-parallel when
+// n is large.
+std::size_t count_nonfinite(const float* x, std::size_t n);
+
+// Removes what interrupted writes leave under run_dir/checkpoints: .tmp-* folders of processes no longer
+// running, temporaries of `latest`, and step-* folders that are not complete. Never touches a complete one.
+void remove_checkpoint_debris(const std::filesystem::path& run_dir);
 
 // Reads config.json (InputError naming the file and field on any problem).
 CheckpointMeta read_checkpoint_meta(const std::filesystem::path& run_or_checkpoint);

@@ -3,9 +3,11 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -78,6 +80,8 @@ void TrainOptions::validate() const {
   need(keep_checkpoints >= 1 && keep_checkpoints <= 1000, "--keep-checkpoints", "expected an integer in [1, 1000]");
   need(log_interval >= 0, "--log-interval", "expected an integer >= 0");
   need(stop_after >= 0, "--stop-after", "expected an integer >= 0");
+  need(nonfinite == "stop" || nonfinite == "skip", "--nonfinite", "expected 'stop' or 'skip', got '" + nonfinite + "'");
+  need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");
   try {
     static const std::map<std::string, std::string> flags = {
         {"n_layer", "--layers"}, {"n_head", "--heads"},     {"n_embd", "--width"},   {"mlp_hidden", "--mlp"},
@@ -130,6 +134,59 @@ void truncate_metrics(const fs::path& path, long step) {
     }
   }
   write_file_atomic(path, kept);
+}
+
+// "layer N" for a tensor of block N (gpt "h.N.", llama "layers.N."), else where it sits.
+std::string layer_of(const std::string& name) {
+  for (const char* prefix : {"h.", "layers."}) {
+    const std::size_t k = std::char_traits<char>::length(prefix);
+    if (name.rfind(prefix, 0) == 0) {
+      const std::size_t dot = name.find('.', k);
+      if (dot != std::string::npos && dot > k) return "layer " + name.substr(k, dot - k);
+    }
+  }
+  return name == "wte" || name == "wpe" || name == "t5_bias" || name == "tok_embeddings.weight" ? "embeddings"
+                                                                                               : "output";
+}
+
+// The tensors of `slab` holding NaN/Inf, in backward order (the one nearest the loss first: a value that went
+// bad in block N spreads to the gradients of blocks N, N-1, ..., 0), e.g.
+// "'h.1.attn.c_attn.weight' (layer 1): 3 of 12288 values".
+std::string nonfinite_tensors(const Transformer& model, const float* slab) {
+  std::string out;
+  int listed = 0, more = 0;
+  const auto& specs = model.specs();
+  for (auto it = specs.rbegin(); it != specs.rend(); ++it) {
+    const std::size_t bad = count_nonfinite(slab + it->offset, it->numel());
+    if (bad == 0) continue;
+    if (listed == 6) {
+      more++;
+      continue;
+    }
+    out += std::string(listed ? ", " : "") + "'" + it->name + "' (" + layer_of(it->name) + "): " +
+           std::to_string(bad) + " of " + std::to_string(it->numel()) + " values";
+    listed++;
+  }
+  if (more > 0) out += ", and " + std::to_string(more) + " more tensor(s)";
+  return out;
+}
+
+// What is non-finite at this step: the loss, the gradients, the weights (when one went bad in the last update).
+std::string describe_nonfinite(long step, double loss, const Transformer& model) {
+  std::string msg = "non-finite values at step " + std::to_string(step) + ":";
+  std::string sep = " ";
+  if (!std::isfinite(loss)) {
+    msg += sep + "loss is " + (std::isnan(loss) ? "NaN" : "Inf");
+    sep = "; ";
+  }
+  const std::string w = nonfinite_tensors(model, model.params().data());
+  if (!w.empty()) {
+    msg += sep + "weights: " + w;
+    sep = "; ";
+  }
+  const std::string g = nonfinite_tensors(model, model.grads().data());
+  if (!g.empty()) msg += sep + "gradients: " + g;
+  return msg;
 }
 
 }  // namespace
@@ -198,6 +255,9 @@ TrainResult train(const TrainOptions& opt) {
   std::error_code ec;
   const fs::path metrics_path = opt.out / "metrics.jsonl";
   if (opt.resume) {
+    if (fs::is_directory(opt.out / "checkpoints", ec) && list_checkpoints(opt.out).empty())
+      throw UsageError("--resume: " + opt.out.string() + " has no complete checkpoint yet (the run stopped before "
+                       "its first one); start it again without --resume");
     CheckpointMeta meta = read_checkpoint_meta(opt.out);
     auto loaded = load_model(meta);
     load_train_state(meta, *loaded, st, m, v);
@@ -212,11 +272,14 @@ TrainResult train(const TrainOptions& opt) {
     std::copy(loaded->params().data(), loaded->params().data() + loaded->params().size(), model.params().data());
     data_rng.set_state(st.data_rng);
     truncate_metrics(metrics_path, st.step);
+    remove_checkpoint_debris(opt.out);  // what an interrupted checkpoint write left (hidden .tmp-* folders)
     progress.note("resumed " + meta.dir.string() + " at step " + std::to_string(st.step));
   } else {
-    if (fs::exists(opt.out / "checkpoints", ec))
+    if (!list_checkpoints(opt.out).empty())
       throw UsageError("--out: " + opt.out.string() +
                        " already holds a run (checkpoints/); pass --resume to continue it or choose another folder");
+    // a run stopped before its first complete checkpoint starts again from scratch
+    if (fs::exists(opt.out / "checkpoints", ec)) remove_checkpoint_debris(opt.out);
     fs::create_directories(opt.out, ec);
     if (ec) throw IoError(opt.out.string() + ": cannot create run directory: " + ec.message());
     if (init) {
@@ -239,6 +302,13 @@ TrainResult train(const TrainOptions& opt) {
 
   std::ofstream metrics(metrics_path, std::ios::app);
   if (!metrics) throw IoError(metrics_path.string() + ": cannot open for appending");
+  auto log_metrics = [&](const json& rec) {  // a full disk stops the run with a clear error, not silently
+    errno = 0;
+    metrics << rec.dump() << "\n" << std::flush;
+    if (!metrics)
+      throw IoError(metrics_path.string() + ": write failed" +
+                    (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()));
+  };
 
   const int B = opt.batch;
   const long tokens_per_step = static_cast<long>(B) * T * opt.grad_accum;
@@ -255,6 +325,8 @@ TrainResult train(const TrainOptions& opt) {
   long last_log_step = st.step;
   double loss = 0.0;
   long last_ckpt = st.step;
+  int consecutive_skips = 0;
+  double good_loss = 0.0;  // the last step's loss that was not skipped
 
   auto eval_val = [&](long max_tokens) {
     return evaluate_nonoverlapping(model, val_tokens, T, B, max_tokens);
@@ -290,33 +362,39 @@ TrainResult train(const TrainOptions& opt) {
       loss += model.forward(x.data(), y.data(), plain_pos ? nullptr : pos.data(), B, T, fo) / opt.grad_accum;
       model.backward();
     }
-    // gradient norm (double), non-finite check, clipping
+    if (opt.after_backward) opt.after_backward(st.step + 1, model);
+    // gradient norm (double) and non-finite check in one pass: a float's square is below 1.2e77, so the sum of
+    // squares is finite exactly when every gradient is (no separate scan; the tensors are named on failure only)
     double norm2 = 0.0;
     const float* g = model.grads().data();
     for (std::size_t i = 0; i < model.grads().size(); i++) norm2 += static_cast<double>(g[i]) * g[i];
     const double gnorm = std::sqrt(norm2);
-    if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
-      std::string where;
-      for (auto& s : model.specs()) {
-        for (std::size_t i = 0; i < s.numel(); i++)
-          if (!std::isfinite(g[s.offset + i])) {
-            where = s.name;
-            break;
-          }
-        if (!where.empty()) break;
-      }
-      throw NumericError("training diverged at step " + std::to_string(st.step + 1) + ": loss " +
-                         std::to_string(loss) + ", gradient norm " + std::to_string(gnorm) +
-                         (where.empty() ? "" : " (first non-finite gradient in tensor '" + where + "')") +
-                         "; lower --lr or raise --warmup");
+    if (!std::isfinite(loss) || !std::isfinite(norm2)) {
+      const std::string what = describe_nonfinite(st.step + 1, loss, model);
+      if (opt.nonfinite != "skip")
+        throw NumericError(what + " (training stopped; lower --lr, raise --warmup, or --nonfinite skip)");
+      consecutive_skips++;
+      st.skipped_steps++;
+      if (consecutive_skips > opt.max_consecutive_skips)
+        throw NumericError(what + " (training stopped: more than " + std::to_string(opt.max_consecutive_skips) +
+                           " consecutive steps skipped)");
+      std::fflush(stdout);  // a warning even with --quiet
+      std::fprintf(stderr, "warning: %s; step skipped (no update; %ld skipped so far)\n", what.c_str(),
+                   st.skipped_steps);
+      log_metrics({{"step", st.step + 1}, {"skipped", true}, {"reason", what}, {"skipped_steps", st.skipped_steps}});
+    } else {
+      consecutive_skips = 0;
+      good_loss = loss;
     }
+    const bool skip_update = consecutive_skips > 0;
     float gscale = 1.0f;
     if (opt.clip > 0 && gnorm > opt.clip) gscale = static_cast<float>(opt.clip / gnorm);
-    if (gscale != 1.0f) {
+    if (gscale != 1.0f && !skip_update) {
       float* gm = model.grads().data();
       for (std::size_t i = 0; i < model.grads().size(); i++) gm[i] *= gscale;
     }
     for (auto& s : model.specs()) {
+      if (skip_update) break;
       AdamWStep a;
       a.lr = static_cast<float>(lr);
       a.beta1 = static_cast<float>(opt.beta1);
@@ -331,12 +409,12 @@ TrainResult train(const TrainOptions& opt) {
     st.tokens_seen += tokens_per_step;
 
     const double t_now = now_s();
-    if (st.step % log_every == 0 || st.step == opt.steps || progress.live()) {
+    if (!skip_update && (st.step % log_every == 0 || st.step == opt.steps || progress.live())) {
       const double tps = (st.step - last_log_step) * static_cast<double>(tokens_per_step) /
                          std::max(1e-9, t_now - last_log_time);
       json rec = {{"step", st.step}, {"loss", loss},     {"lr", lr},
                   {"grad_norm", gnorm}, {"tokens_per_s", tps}, {"elapsed_s", elapsed_before + t_now}};
-      if (st.step % log_every == 0 || st.step == opt.steps) metrics << rec.dump() << "\n" << std::flush;
+      if (st.step % log_every == 0 || st.step == opt.steps) log_metrics(rec);
       const double eta = (opt.steps - st.step) * (t_now - last_log_time) / std::max<long>(1, st.step - last_log_step);
       progress.step(st.step, opt.steps, loss, lr, tps, elapsed_before + t_now, eta,
                     st.step % log_every == 0 || st.step == opt.steps);
@@ -347,9 +425,8 @@ TrainResult train(const TrainOptions& opt) {
     }
     if (opt.eval_interval > 0 && st.step % opt.eval_interval == 0 && st.step != opt.steps) {
       LossResult r = eval_val(opt.eval_tokens);
-      metrics << json{{"step", st.step}, {"val_loss", r.mean()}, {"val_ppl", std::exp(r.mean())},
-                      {"val_tokens", r.count}}.dump()
-              << "\n" << std::flush;
+      log_metrics({{"step", st.step}, {"val_loss", r.mean()}, {"val_ppl", std::exp(r.mean())},
+                   {"val_tokens", r.count}});
       progress.note("step " + std::to_string(st.step) + ": validation loss " + std::to_string(r.mean()) +
                     " (ppl " + std::to_string(std::exp(r.mean())) + ", " + std::to_string(r.count) + " tokens)");
     }
@@ -363,16 +440,18 @@ TrainResult train(const TrainOptions& opt) {
 
   TrainResult res;
   res.steps = st.step;
-  res.final_train_loss = loss;
+  res.final_train_loss = good_loss;
   LossResult r = eval_val(0);
   res.val_loss = r.mean();
   res.val_tokens = r.count;
   if (tok->is_byte_level()) res.val_bits_per_byte = r.mean() / std::log(2.0);
   res.seconds = now_s();
   res.tokens_per_s = static_cast<double>(st.step - first_step) * tokens_per_step / std::max(1e-9, res.seconds);
-  metrics << json{{"step", st.step}, {"final", true}, {"val_loss", res.val_loss},
-                  {"val_ppl", std::exp(res.val_loss)}, {"val_tokens", res.val_tokens}}.dump()
-          << "\n" << std::flush;
+  res.skipped_steps = st.skipped_steps;
+  json fin = {{"step", st.step}, {"final", true}, {"val_loss", res.val_loss}, {"val_ppl", std::exp(res.val_loss)},
+              {"val_tokens", res.val_tokens}};
+  if (st.skipped_steps > 0) fin["skipped_steps"] = st.skipped_steps;
+  log_metrics(fin);
   return res;
 }
 

@@ -22,6 +22,8 @@
 
 namespace stretch {
 
+class Transformer;
+
 struct TrainOptions {
   // data
   std::vector<std::filesystem::path> text;  // training text files
@@ -60,6 +62,14 @@ struct TrainOptions {
   long log_interval = 0;      // plain log lines every N steps (0: about 50 lines per run)
   bool quiet = false;
   long stop_after = 0;        // stop after N steps of this session, checkpointed (0: run to --steps)
+  // non-finite loss or gradients (NaN/Inf, checked after every backward pass): "stop" throws NumericError naming
+  // the step, the tensor(s) and the counts; "skip" drops that step's update (weights and AdamW moments untouched,
+  // the step still counts), logs it, and throws NumericError once more than max_consecutive_skips steps in a row
+  // were skipped
+  std::string nonfinite = "stop";
+  int max_consecutive_skips = 10;
+  // tests: called after each step's backward pass (step = the 1-based step being taken), before the check
+  std::function<void(long step, Transformer& model)> after_backward;
 
   // The options that must match for a resume (data, model, optimisation), as JSON.
   nlohmann::json to_json() const;
@@ -76,6 +86,7 @@ struct TrainResult {
   double val_bits_per_byte = 0.0;  // byte-level tokenizers only, else 0
   double seconds = 0.0;
   double tokens_per_s = 0.0;
+  long skipped_steps = 0;  // steps whose update was dropped for a non-finite loss or gradient (the whole run)
 };
 
 TrainResult train(const TrainOptions& opt);
