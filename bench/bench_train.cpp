@@ -2,7 +2,7 @@
 // (byte vocabulary, 6 layers, width 256, 8 heads, MLP 1024, T = 256, batch 16, fp32) on random tokens.
 // Prints one JSON line like bench/peer_train.py so bench/train_vs_pytorch.sh can compare the two.
 //   bench_train [--position alibi] [--steps 30] [--warmup 5] [--layers 6] [--width 256] [--heads 8]
-//               [--length 256] [--batch 16] [--attention auto|materialized|tiled]
+//               [--length 256] [--batch 16] [--attention auto|materialized|tiled] [--precision fp32|bf16]
 // --attention picks how training attention is kept for the backward pass (model/transformer.hpp,
 // TrainingAttention): the (B, NH, T, T) probabilities, or the flash-style tiled kernels (memory linear in T).
 #include <omp.h>
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   ModelConfig c;
   c.vocab_size = 256;
   int steps = 30, warmup = 5, B = 16;
-  std::string position = "alibi", attention = "auto";
+  std::string position = "alibi", attention = "auto", precision = "fp32";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--position") position = v;
@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
     else if (k == "--length") c.block_size = std::stoi(v);
     else if (k == "--batch") B = std::stoi(v);
     else if (k == "--attention") attention = v;
+    else if (k == "--precision") precision = v;
     else {
       std::fprintf(stderr, "bench_train: unknown option %s\n", k.c_str());
       return 2;
@@ -54,19 +55,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_train: --attention: expected auto, materialized or tiled, got %s\n", attention.c_str());
     return 2;
   }
+  if (precision == "bf16") model.set_precision(Precision::bf16);
+  else if (precision != "fp32") {
+    std::fprintf(stderr, "bench_train: --precision: expected fp32 or bf16, got %s\n", precision.c_str());
+    return 2;
+  }
   Buffer<float> m(model.params().size()), v(model.params().size());
   Rng rng(2);
   std::vector<std::int32_t> x(static_cast<std::size_t>(B) * T), y(x.size());
   ForwardOptions fo;
   fo.need_grad = true;
-  double secs = 0;
+  double secs = 0, last_loss = 0;
   std::vector<double> step_s;
   for (int s = 0; s < warmup + steps; s++) {
     for (auto& t : x) t = static_cast<std::int32_t>(rng.below(256));
     for (auto& t : y) t = static_cast<std::int32_t>(rng.below(256));
     auto t0 = std::chrono::steady_clock::now();
     model.zero_grad();
-    model.forward(x.data(), y.data(), nullptr, B, T, fo);
+    last_loss = model.forward(x.data(), y.data(), nullptr, B, T, fo);
     model.backward();
     for (auto& p : model.specs()) {
       AdamWStep a;
@@ -90,9 +96,9 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &ru);
   std::printf("{\"impl\":\"stretch\",\"position\":\"%s\",\"T\":%d,\"batch\":%d,\"tokens_per_s\":%.1f,"
               "\"step_ms\":%.2f,\"tokens_per_s_median\":%.1f,\"step_ms_median\":%.2f,\"peak_rss_mb\":%.1f,"
-              "\"threads\":%d,\"attention\":\"%s\"}\n",
+              "\"threads\":%d,\"attention\":\"%s\",\"precision\":\"%s\",\"loss\":%.4f}\n",
               position.c_str(), T, B, tps, 1000.0 * secs / steps, B * T / med, 1000.0 * med, ru.ru_maxrss / 1024.0,
-              omp_get_max_threads(), model.tiled_training(B, T) ? "tiled" : "materialized");
+              omp_get_max_threads(), model.tiled_training(B, T) ? "tiled" : "materialized", precision.c_str(), last_loss);
   if (Profile::get().enabled()) std::fprintf(stderr, "%s", Profile::get().report().c_str());
   return 0;
 }

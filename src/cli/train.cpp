@@ -58,6 +58,14 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
   app.add_flag("--quiet", o.quiet, "Print only the final result");
   app.add_option("--stop-after", o.stop_after, "Stop after N steps of this session (checkpointed; --resume goes on)")
       ->capture_default_str();
+  app.add_option("--precision", o.precision,
+                 "Matrix products: fp32 | bf16 (mixed precision: bf16 operands, fp32 accumulation, fp32 master "
+                 "weights and optimizer)")
+      ->capture_default_str();
+  app.add_option("--attention", o.attention,
+                 "Training attention: auto | materialized (keep the T x T probabilities) | tiled (flash-style, "
+                 "memory linear in T); auto: tiled when one layer's probabilities would pass 64 MB")
+      ->capture_default_str();
   app.add_option("--nonfinite", o.nonfinite,
                  "On NaN/Inf in the loss or gradients: stop (error naming the step and tensors, exit 5) | skip (drop "
                  "that step's update and log it; stop after " + std::to_string(o.max_consecutive_skips) +

@@ -155,6 +155,26 @@ void Transformer::with_bias(Fn&& fn, int B) {
   }
 }
 
+void Transformer::linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC) {
+  if (precision_ == Precision::fp32) return matmul_forward(out, inp, w, b, N, C, OC);
+  const std::size_t n = static_cast<std::size_t>(N) * C;
+  if (x_bf16_.size() < n) x_bf16_.resize(n);
+  to_bf16(x_bf16_.data(), inp, n);
+  matmul_forward_bf16(out, x_bf16_.data(), params_bf16_.data() + (w - params_.data()), b, N, C, OC);
+}
+
+void Transformer::linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                                  const float* w, int N, int C, int OC) {
+  if (precision_ == Precision::fp32) return matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC);
+  const std::size_t nx = static_cast<std::size_t>(N) * C, nd = static_cast<std::size_t>(N) * OC;
+  if (x_bf16_.size() < nx) x_bf16_.resize(nx);
+  if (d_bf16_.size() < nd) d_bf16_.resize(nd);
+  to_bf16(x_bf16_.data(), inp, nx);
+  to_bf16(d_bf16_.data(), dout, nd);
+  matmul_backward_bf16(dinp, dw, db, dout, d_bf16_.data(), x_bf16_.data(), params_bf16_.data() + (w - params_.data()),
+                       N, C, OC);
+}
+
 bool Transformer::tiled_training(int B, int T) const {
   switch (training_attention_) {
     case TrainingAttention::materialized: return false;
@@ -251,6 +271,10 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   if (cfg_.position == PositionMethod::rope && cfg_.rope_scaling.type == RopeScalingType::dynamic_ntk)
     update_rope(*std::max_element(pos_.begin(), pos_.end()) + 1);  // dynamic NTK follows the current length
   ParamView pv = bind_param_view(cfg_, specs_, params_.data());
+  if (precision_ == Precision::bf16) {  // this forward's (and its backward's) bf16 weights
+    if (params_bf16_.size() != params_.size()) params_bf16_.resize(params_.size());
+    TIMED("fwd.to_bf16", to_bf16(params_bf16_.data(), params_.data(), params_.size()));
+  }
   const float scale = attention_scale();
   const int window = cfg_.attn_window;
   if (NKV != NH) ensure(qkvp_, static_cast<std::size_t>(BT) * QKV);
@@ -273,9 +297,9 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     const LayerView& w = pv.layers[l];
     TIMED("fwd.norm", norm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT));
     if (NKV == NH) {
-      TIMED("fwd.matmul.qkv", matmul_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
+      TIMED("fwd.matmul.qkv", linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
     } else {  // grouped-query attention: project to q|k|v of NKV heads, then give every query head its kv head
-      TIMED("fwd.matmul.qkv", matmul_forward(qkvp_.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
+      TIMED("fwd.matmul.qkv", linear_forward(qkvp_.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
       TIMED("fwd.repeat_kv", repeat_kv_forward(a.qkv.data(), qkvp_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
     }
     if (cfg_.position == PositionMethod::rope)
@@ -295,20 +319,20 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
                                                      B, T, C, NH, scale, window); }, B));
     }
     float* proj = dtmp_c_.data();
-    TIMED("fwd.matmul.attproj", matmul_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
+    TIMED("fwd.matmul.attproj", linear_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_attn, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_attn.data(), static_cast<std::size_t>(BT) * C);
     }
     TIMED("fwd.residual", add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C));
     TIMED("fwd.norm", norm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT));
-    TIMED("fwd.matmul.fc", matmul_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
+    TIMED("fwd.matmul.fc", linear_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
     if (llama) {
       TIMED("fwd.swiglu", swiglu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT), F));
     } else {
       TIMED("fwd.gelu", gelu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
     }
-    TIMED("fwd.matmul.fcproj", matmul_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
+    TIMED("fwd.matmul.fcproj", linear_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_mlp, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_mlp.data(), static_cast<std::size_t>(BT) * C);
@@ -339,13 +363,13 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   for (int r0 = 0; r0 < BT; r0 += kClassifierChunk) {
     const int rows = std::min(kClassifierChunk, BT - r0);
     float* lg = opt.keep_logits ? logits_.data() + static_cast<std::size_t>(r0) * V : chunk_.data();
-    TIMED("fwd.matmul.lm_head", matmul_forward(lg, lnf_.data() + static_cast<std::size_t>(r0) * C, pv.lm_head, nullptr, rows, C, V));
+    TIMED("fwd.matmul.lm_head", linear_forward(lg, lnf_.data() + static_cast<std::size_t>(r0) * C, pv.lm_head, nullptr, rows, C, V));
     if (!targets) continue;
     TIMED("fwd.cross_entropy", cross_entropy_forward(losses_.data() + r0, lg, targets + r0, rows, V));
     for (int r = 0; r < rows; r++) total += losses_[r0 + r];
     if (opt.need_grad) {
       TIMED("bwd.cross_entropy", cross_entropy_backward(chunk_.data(), lg, targets + r0, dloss.data(), rows, V));
-      TIMED("bwd.matmul.lm_head", matmul_backward(dlnf_.data() + static_cast<std::size_t>(r0) * C, gv.lm_head, nullptr, chunk_.data(),
+      TIMED("bwd.matmul.lm_head", linear_backward(dlnf_.data() + static_cast<std::size_t>(r0) * C, gv.lm_head, nullptr, chunk_.data(),
                       lnf_.data() + static_cast<std::size_t>(r0) * C, pv.lm_head, rows, C, V));
     }
   }
@@ -393,7 +417,7 @@ void Transformer::backward() {
     // res3 = res2 + drop(fcproj(gelu(fc(ln2(res2)))))
     const float* dproj = masked(a.mask_mlp);
     TIMED("bwd.zero", dfch2_.zero());
-    TIMED("bwd.matmul.fcproj", matmul_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
+    TIMED("bwd.matmul.fcproj", linear_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
     dfch_.zero();
     if (llama) {
       TIMED("bwd.swiglu", swiglu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT), F));
@@ -401,13 +425,13 @@ void Transformer::backward() {
       TIMED("bwd.gelu", gelu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
     }
     dtmp_c_.zero();
-    TIMED("bwd.matmul.fc", matmul_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, FW));
+    TIMED("bwd.matmul.fc", linear_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, FW));
     TIMED("bwd.norm", norm_backward(dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w,
                                     a.ln2_mean.data(), a.ln2_rstd.data(), BT));
     // res2 = x_in + drop(attproj(attention(rope(qkv(ln1(x_in))))))
     dproj = masked(a.mask_attn);
     dtmp_c_.zero();
-    TIMED("bwd.matmul.attproj", matmul_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C));
+    TIMED("bwd.matmul.attproj", linear_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C));
     dqkv_.zero();
     if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
     if (acts_tiled_) {
@@ -431,7 +455,7 @@ void Transformer::backward() {
       dq = dqkvp_.data();
     }
     dtmp_c_.zero();
-    TIMED("bwd.matmul.qkv", matmul_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, BT, C, QKV));
+    TIMED("bwd.matmul.qkv", linear_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, BT, C, QKV));
     TIMED("bwd.norm", norm_backward(dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
                                     a.ln1_rstd.data(), BT));
   }

@@ -18,6 +18,7 @@
 
 #include "core/buffer.hpp"
 #include "core/rng.hpp"
+#include "kernels/bf16.hpp"
 #include "model/config.hpp"
 #include "model/params.hpp"
 
@@ -30,6 +31,13 @@ namespace stretch {
 //   automatic     tiled when the probabilities of one layer would exceed kMaterializedLimitBytes, else
 //                 materialized (faster at short lengths; docs/PERFORMANCE.md)
 enum class TrainingAttention { automatic, materialized, tiled };
+
+// Precision of the matrix products (every Linear layer and the classifier; kernels/matmul.hpp):
+//   fp32  everything in fp32 (the default)
+//   bf16  mixed precision: the products' operands (weights, their inputs, the incoming gradients) rounded to
+//         bfloat16, accumulation and results in fp32; parameters, gradients, optimizer state, norms, attention,
+//         softmax and loss stay fp32 (bf16 keeps fp32's exponent range, so no loss scaling is needed)
+enum class Precision { fp32, bf16 };
 inline constexpr std::size_t kMaterializedLimitBytes = std::size_t(64) << 20;
 
 struct ForwardOptions {
@@ -53,6 +61,8 @@ class Transformer {
   void set_attn_window(int window);
   void set_logn(LognMode mode);
   void set_training_attention(TrainingAttention a) { training_attention_ = a; }
+  void set_precision(Precision p) { precision_ = p; }
+  Precision precision() const { return precision_; }
   // Whether a training forward of (B, T) uses the tiled kernels.
   bool tiled_training(int B, int T) const;
   // The rotary frequencies and attention factor in use (rope models), for tests and reports.
@@ -87,6 +97,11 @@ class Transformer {
   template <class Fn>
   void with_bias(Fn&& fn, int B);
   void update_rope(int seq_len);
+  // Linear layers in the model's precision (fp32: matmul_forward / matmul_backward; bf16: the *_bf16 products on
+  // bf16 copies of the weights, made once per forward, and of the inputs and incoming gradients, made per call).
+  void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
+  void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
+                       int C, int OC);
   void norm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N) const;
   void norm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
                      const float* mean, const float* rstd, int N) const;
@@ -101,6 +116,8 @@ class Transformer {
   int B_ = 0, T_ = 0;
   bool acts_tiled_ = false;  // acts_ hold lse (tiled) rather than probs
   TrainingAttention training_attention_ = TrainingAttention::automatic;
+  Precision precision_ = Precision::fp32;
+  Buffer<bf16_t> params_bf16_, x_bf16_, d_bf16_;  // bf16 weights (per forward), inputs and gradients (per call)
   bool have_grad_state_ = false;
   float dropout_ = 0.0f;
   std::vector<std::int32_t> tokens_, pos_;

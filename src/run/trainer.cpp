@@ -30,7 +30,7 @@ using json = nlohmann::json;
 json TrainOptions::to_json() const {
   json texts = json::array();
   for (auto& t : text) texts.push_back(fs::absolute(t).lexically_normal().string());
-  return {{"text", texts},
+  json j = {{"text", texts},
           {"valid_text", valid_text.empty() ? "" : fs::absolute(valid_text).lexically_normal().string()},
           {"valid_fraction", valid_fraction},
           {"tokenizer", init_from.empty() ? tokenizer : std::string("checkpoint")},
@@ -51,7 +51,10 @@ json TrainOptions::to_json() const {
           {"decay_embeddings", decay_embeddings},
           {"decay_norms_biases", decay_norms_biases},
           {"seed", seed}};
+  if (precision != "fp32") j["precision"] = precision;
+  return j;
 }
+
 
 void TrainOptions::validate() const {
   auto need = [](bool ok, const std::string& flag, const std::string& what) {
@@ -81,6 +84,9 @@ void TrainOptions::validate() const {
   need(log_interval >= 0, "--log-interval", "expected an integer >= 0");
   need(stop_after >= 0, "--stop-after", "expected an integer >= 0");
   need(nonfinite == "stop" || nonfinite == "skip", "--nonfinite", "expected 'stop' or 'skip', got '" + nonfinite + "'");
+  need(precision == "fp32" || precision == "bf16", "--precision", "expected 'fp32' or 'bf16', got '" + precision + "'");
+  need(attention == "auto" || attention == "materialized" || attention == "tiled", "--attention",
+       "expected 'auto', 'materialized' or 'tiled', got '" + attention + "'");
   need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");
   try {
     static const std::map<std::string, std::string> flags = {
@@ -239,6 +245,10 @@ TrainResult train(const TrainOptions& opt) {
   const json opt_json = eff.to_json();
 
   Transformer model(mc);
+  model.set_precision(opt.precision == "bf16" ? Precision::bf16 : Precision::fp32);
+  model.set_training_attention(opt.attention == "tiled"          ? TrainingAttention::tiled
+                               : opt.attention == "materialized" ? TrainingAttention::materialized
+                                                                 : TrainingAttention::automatic);
   if (init) {  // fine-tuning: same tensors (names and shapes), other context settings allowed
     const auto& a = init->specs();
     const auto& b = model.specs();

@@ -67,6 +67,12 @@ struct TrainOptions {
   // the step still counts), logs it, and throws NumericError once more than max_consecutive_skips steps in a row
   // were skipped
   std::string nonfinite = "stop";
+  // matrix products: "fp32" or "bf16" (mixed precision, model/transformer.hpp Precision); part of the options a
+  // resume must match (written only when not fp32, so older runs resume unchanged)
+  std::string precision = "fp32";
+  // training attention kept for the backward pass: "auto", "materialized" or "tiled" (TrainingAttention); the
+  // same mathematics, so not part of the resume match
+  std::string attention = "auto";
   int max_consecutive_skips = 10;
   // tests: called after each step's backward pass (step = the 1-based step being taken), before the check
   std::function<void(long step, Transformer& model)> after_backward;

@@ -89,6 +89,8 @@ TEST(BadInput, NegativeAndAbsurdFlagValues) {
   expect_error(run_stretch(base + " --layers 0"), "--layers");
   expect_error(run_stretch(base + " --steps ten"), "--steps");
   expect_error(run_stretch(base + " --tokenizer sentencepiece"), "--tokenizer");
+  expect_error(run_stretch(base + " --precision fp8"), "--precision");
+  expect_error(run_stretch(base + " --attention flash"), "--attention");
   EXPECT_FALSE(std::filesystem::exists(d / "run"));
 }
 

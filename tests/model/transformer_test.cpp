@@ -140,6 +140,58 @@ TEST_P(EveryMethod, TiledTrainingAttentionEqualsMaterialized) {
     }
 }
 
+// Mixed precision: the loss and gradients stay close to fp32's, and the products really see bf16 weights (a
+// change of a weight below bf16's resolution changes nothing, one above it does).
+TEST_P(EveryMethod, Bf16ProductsStayCloseToFp32) {
+  ModelConfig c = tiny(GetParam());
+  c.n_embd = 64;
+  c.n_head = 4;
+  c.block_size = 32;
+  Transformer a(c), b(c);
+  a.init_weights(3);
+  std::copy_n(a.params().data(), a.params().size(), b.params().data());
+  b.set_precision(Precision::bf16);
+  std::vector<std::int32_t> x(64), y(64);
+  for (int i = 0; i < 64; i++) {
+    x[i] = (i * 5 + 1) % 32;
+    y[i] = (i * 3 + 2) % 32;
+  }
+  ForwardOptions train;
+  train.need_grad = true;
+  a.zero_grad();
+  b.zero_grad();
+  const double la = a.forward(x.data(), y.data(), nullptr, 2, 32, train);
+  a.backward();
+  const double lb = b.forward(x.data(), y.data(), nullptr, 2, 32, train);
+  b.backward();
+  EXPECT_NEAR(la, lb, 1e-2 * la);
+  EXPECT_NE(la, lb);  // not the fp32 path
+  double dot = 0, na = 0, nb = 0;
+  for (std::size_t i = 0; i < a.grads().size(); i++) {
+    dot += static_cast<double>(a.grads().data()[i]) * b.grads().data()[i];
+    na += static_cast<double>(a.grads().data()[i]) * a.grads().data()[i];
+    nb += static_cast<double>(b.grads().data()[i]) * b.grads().data()[i];
+  }
+  EXPECT_GT(dot / std::sqrt(na * nb), 0.999);  // gradient directions agree
+  // a weight of the first layer's fc, moved by a relative 2^-12 (below bf16's 2^-8 resolution, away from a tie)
+  const ParamSpec* fc = nullptr;
+  for (const ParamSpec& s : b.specs())
+    if (s.kind == ParamKind::matrix && s.name.find("fc") != std::string::npos) {
+      fc = &s;
+      break;
+    }
+  ASSERT_NE(fc, nullptr);
+  float& w = b.params().data()[fc->offset + 5];
+  const float w0 = bf16_to_float(float_to_bf16(w));
+  w = w0 * (1.0f + 0x1p-12f);
+  EXPECT_EQ(b.forward(x.data(), y.data(), nullptr, 2, 32), b.forward(x.data(), y.data(), nullptr, 2, 32));
+  const double same = b.forward(x.data(), y.data(), nullptr, 2, 32);
+  w = w0;
+  EXPECT_EQ(b.forward(x.data(), y.data(), nullptr, 2, 32), same);
+  w = w0 * 1.5f;
+  EXPECT_NE(b.forward(x.data(), y.data(), nullptr, 2, 32), same);
+}
+
 INSTANTIATE_TEST_SUITE_P(All, EveryMethod,
                          ::testing::Values(PositionMethod::none, PositionMethod::alibi, PositionMethod::sinusoidal,
                                            PositionMethod::learned, PositionMethod::rope, PositionMethod::t5),
