@@ -3,7 +3,8 @@
 # missing; sudo is used when not root). Usage: scripts/install-deps.sh [extra packages...]
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config libdnnl-dev libomp-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-      libbenchmark-dev zlib1g-dev libicu-dev libxxhash-dev libsentencepiece-dev gnuplot-nox time "$@")
+      libbenchmark-dev zlib1g-dev libicu-dev libxxhash-dev libsentencepiece-dev gnuplot-nox time
+      clang libclang-rt-14-dev "$@")  # clang + libFuzzer: scripts/fuzz.sh
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

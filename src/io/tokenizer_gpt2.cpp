@@ -330,7 +330,8 @@ Gpt2Tokenizer::Gpt2Tokenizer(const fs::path& encoder_json, const fs::path& vocab
     auto fa = str2id.find(a), fb = str2id.find(b), fab = str2id.find(a + b);
     const std::string* missing = fa == str2id.end() ? &a : fb == str2id.end() ? &b : nullptr;
     if (missing)
-      throw InputError(bpe_name + ": line " + std::to_string(line_no) + ": token " + nlohmann::json(*missing).dump() +
+      throw InputError(bpe_name + ": line " + std::to_string(line_no) + ": token " +
+                       nlohmann::json(*missing).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
                        " is not in " + enc_name);
     if (fab == str2id.end())
       throw InputError(bpe_name + ": line " + std::to_string(line_no) + ": merged token " +

@@ -306,13 +306,27 @@ void read_into(const GgufReader& r, const std::string& name, std::int64_t rows, 
   std::copy(x.begin(), x.end(), dst);
 }
 
-// A model from `c` with every parameter zero (filled by the readers), or InputError naming the source.
-std::unique_ptr<Transformer> make_model(const ModelConfig& c, const std::string& src) {
+// A model from `c` with every parameter zero (filled by the readers), or InputError naming the source. Every
+// matrix, embedding and position table comes from a tensor of the file, so a model needing far more values than the
+// file's tensors hold is refused before anything is allocated (counts in the metadata alone, e.g. block_count 1024
+// and feed_forward_length 262144 in a 16 KB file, would otherwise ask for tens of GB). The margin leaves a file
+// that merely lacks a tensor or two to the messages naming them.
+std::unique_ptr<Transformer> make_model(const ModelConfig& c, const GgufReader& r) {
+  const std::string& src = r.source();
   try {
     c.validate([&](const std::string& f) { return src + ": " + f; });
   } catch (const ConfigError& e) {
     throw InputError(e.what());
   }
+  std::uint64_t need = 0, have = 0;
+  for (const ParamSpec& s : param_specs(c))
+    if (s.kind == ParamKind::matrix || s.kind == ParamKind::embedding || s.kind == ParamKind::position)
+      need += s.numel();
+  for (const GgufTensorInfo& t : r.tensors()) have += t.numel();
+  if (need > 2 * have + (std::uint64_t{1} << 20))
+    throw InputError(src + ": the metadata describes a model with " + std::to_string(need) +
+                     " weights in matrices, embeddings and position tables, but the file's tensors hold only " +
+                     std::to_string(have) + " values");
   auto m = std::make_unique<Transformer>(c);
   m->params().zero();
   return m;
@@ -382,7 +396,7 @@ std::unique_ptr<Transformer> llama_model(const GgufReader& r) {
       c.rope_scaling = s;
     }
   }
-  std::unique_ptr<Transformer> model = make_model(c, src);
+  std::unique_ptr<Transformer> model = make_model(c, r);
   Transformer& m = *model;
   ParamView v = bind_param_view(c, m.specs(), m.params().data());
   const std::int64_t C = c.n_embd, KVD = c.kv_dim(), F = c.mlp_hidden, V = c.vocab_size;
@@ -413,6 +427,8 @@ std::unique_ptr<Transformer> mpt_model(const GgufReader& r) {
   ModelConfig c;
   c.arch = Arch::gpt;
   c.n_layer = get_count(r, mpt("block_count"));
+  if (c.n_layer > 1024)  // ModelConfig's limit, checked now because the per-layer checks below come first
+    throw InputError(src + ": " + mpt("block_count") + " is " + std::to_string(c.n_layer) + " (expected at most 1024)");
   c.n_embd = get_count(r, mpt("embedding_length"));
   c.mlp_hidden = get_count(r, mpt("feed_forward_length"));
   c.n_head = get_count(r, mpt("attention.head_count"));
@@ -446,7 +462,7 @@ std::unique_ptr<Transformer> mpt_model(const GgufReader& r) {
       any_bias = any_bias || r.has_tensor(blk(l, t, "bias"));
   c.bias = any_bias;
 
-  std::unique_ptr<Transformer> model = make_model(c, src);
+  std::unique_ptr<Transformer> model = make_model(c, r);
   ParamView v = bind_param_view(c, model->specs(), model->params().data());
   const std::int64_t C = c.n_embd, F = c.mlp_hidden, V = c.vocab_size;
   auto bias = [&](const std::string& name, std::int64_t n, float* dst) {

@@ -165,6 +165,8 @@ TEST(Gpt2Tokenizer, RejectsMalformedFiles) {
   expect_error(enc, dir.write("nover.bpe", "a b\n"), "nover.bpe", "#version");
   expect_error(enc, dir.write("threes.bpe", "#version: 0.2\na b c\n"), "threes.bpe", "line 2");
   expect_error(enc, dir.write("unk.bpe", "#version: 0.2\n\xC4\xA0 t\nzzzzqqqq xxyyzz\n"), "unk.bpe", "line 3");
+  // a merge of bytes that are not UTF-8 is named in the message, not a JSON exception (found by fuzz/tokenizer_gpt2)
+  expect_error(enc, dir.write("utf8.bpe", "#version: 0.2\n\x95\xff t\n"), "utf8.bpe", "line 2: token \"\xEF\xBF\xBD");
 }
 
 // Throughput on WikiText-2 train (10.9 MB); prints the time. The round trip checks every byte.

@@ -528,6 +528,25 @@ TEST(GgufConvert, RejectsMptFeaturesItCannotCompute) {
                            "falcon");
   expect_error<InputError>([&] { model_from_gguf(with("mpt.attention.head_count_kv", GgufValue::u32(2))); },
                            "head_count_kv");
+  // refused at once, not after 2^31 rounds of per-layer tensor look-ups (a hang found by fuzz/gguf)
+  expect_error<InputError>([&] { model_from_gguf(with("mpt.block_count", GgufValue::u32(2000000000))); },
+                           "mpt.block_count is 2000000000");
+}
+
+// Counts in the metadata that the tensors do not back are refused before the model is allocated (found by
+// fuzz/gguf: a 16 KB file asking for 1024 blocks of a 262144-wide MLP made the import allocate 24 GB).
+TEST(GgufConvert, RefusesMetadataAskingForMoreWeightsThanTheFileHolds) {
+  auto byte = make_byte_tokenizer();
+  auto m = gpt_model(gpt_config(PositionMethod::alibi, true, true, 1.0f));
+  const GgufReader r = GgufReader::parse(model_to_gguf(*m, *byte).serialize(), "ok.gguf");
+  GgufWriter out;
+  for (const GgufKV& kv : r.metadata())
+    out.set(kv.key, kv.key == "mpt.block_count"         ? GgufValue::u32(1024)
+                    : kv.key == "mpt.feed_forward_length" ? GgufValue::u32(262144)
+                                                          : kv.value);
+  for (const GgufTensorInfo& t : r.tensors()) out.add_tensor(t.name, t.shape_rowmajor, ggml_type::F32, r.read_f32(t.name).data());
+  expect_error<InputError>([&] { model_from_gguf(GgufReader::parse(out.serialize(), "big.gguf")); },
+                           "but the file's tensors hold only");
 }
 
 }  // namespace
