@@ -2,7 +2,9 @@
 # The ALiBi paper's efficiency claim, measured here: ALiBi trained at L against sinusoidal trained at 2L with the
 # same tokens per step (half the windows), for the study's model (4 layers, width 256, 8 heads; byte vocabulary).
 # The two are run alternately ROUNDS times (default 3) in one invocation; prints the JSON lines, the medians of
-# tokens/s and peak RSS, and the ratios. The perplexities belong to studies/extrapolation.sh.
+# tokens/s and peak RSS, and the ratios. The perplexities belong to studies/extrapolation.sh. Both keep the
+# softmax probabilities for the backward pass (--attention materialized, ATTENTION to change it), as the paper's
+# implementations do: with the tiled kernels memory no longer grows with T^2 and the memory claim changes meaning.
 #   bench/train_efficiency.sh [L]        (default L = 256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +12,7 @@ L=${1:-256}
 threads=${THREADS:-2}
 steps=${STEPS:-20}
 rounds=${ROUNDS:-3}
-model=(--layers 4 --width 256 --heads 8)
+model=(--layers 4 --width 256 --heads 8 --attention "${ATTENTION:-materialized}")
 lines=()
 for r in $(seq "$rounds"); do
   a=$(OMP_NUM_THREADS=$threads OMP_PROC_BIND=true OMP_PLACES=cores build/bench_train --position alibi \
