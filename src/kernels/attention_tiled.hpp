@@ -139,11 +139,32 @@ inline std::unique_ptr<F, AlignedFree<F>> aligned_zeros(std::size_t n) {
   return std::unique_ptr<F, AlignedFree<F>>(p);
 }
 
-inline void check_shape_tiled(int B, int T, int C, int NH) {
+inline void check_args_tiled(int B, int T, int C, int NH, int window) {
   if (B < 0 || T < 0 || C <= 0 || NH <= 0 || C % NH != 0)
     throw ConfigError("attention_tiled: invalid shape B=" + std::to_string(B) + " T=" + std::to_string(T) +
                       " C=" + std::to_string(C) + " NH=" + std::to_string(NH) +
                       " (expected B, T >= 0, C, NH > 0 and C divisible by NH)");
+  if (window < 0)
+    throw ConfigError("attention_tiled: invalid window " + std::to_string(window) +
+                      " (expected 0 for full causal attention or a positive number of keys)");
+}
+
+// dst (hd, BK) = the n rows src[j * ld .. + hd) transposed, columns n .. BK-1 zero.
+template <class F>
+inline void load_transposed(F* __restrict__ dst, const F* src, std::int64_t ld, int n, int hd) {
+  for (int j = 0; j < n; j++)
+    for (int d = 0; d < hd; d++) dst[d * kBlockK + j] = src[j * ld + d];
+  if (n < kBlockK)
+    for (int d = 0; d < hd; d++) std::fill(dst + d * kBlockK + n, dst + (d + 1) * kBlockK, F(0));
+}
+
+// dst (BK, hdp) = the n rows src[j * ld .. + hd), rows n .. BK-1 zero (the padding columns hd .. hdp-1 of the
+// rows stay as allocated: zero).
+template <class F>
+inline void load_rows(F* __restrict__ dst, const F* src, std::int64_t ld, int n, int hd, int hdp) {
+  for (int j = 0; j < n; j++) std::copy_n(src + j * ld, hd, dst + static_cast<std::ptrdiff_t>(j) * hdp);
+  if (n < kBlockK)
+    std::fill(dst + static_cast<std::ptrdiff_t>(n) * hdp, dst + static_cast<std::ptrdiff_t>(kBlockK) * hdp, F(0));
 }
 
 }  // namespace attention_tiled_detail
@@ -153,10 +174,7 @@ template <class F, class Bias>
 void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
                              F scale, int window = 0, F* lse = nullptr) {
   namespace td = attention_tiled_detail;
-  td::check_shape_tiled(B, T, C, NH);
-  if (window < 0)
-    throw ConfigError("attention_tiled: invalid window " + std::to_string(window) +
-                      " (expected 0 for full causal attention or a positive number of keys)");
+  td::check_args_tiled(B, T, C, NH, window);
   if (B == 0 || T == 0) return;
   const int W = window > 0 && window < T ? window : T;
   auto lo_of = [W](int i) { return i - W + 1 > 0 ? i - W + 1 : 0; };  // first key visible to query i
@@ -219,15 +237,8 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
       for (int j0 = lo_of(i0) / BK * BK; j0 < iend; j0 += BK) {
         const int nk = std::min(BK, iend - j0);
         // this block's keys, transposed, and values (zero padded)
-        for (int j = 0; j < nk; j++) {
-          const F* kj = kbase + (j0 + j) * C3;
-          for (int d = 0; d < hd; d++) kt[d * BK + j] = kj[d];
-          std::copy_n(vbase + (j0 + j) * C3, hd, vbuf + j * hdp);
-        }
-        if (nk < BK) {
-          for (int d = 0; d < hd; d++) std::fill(kt + d * BK + nk, kt + d * BK + BK, F(0));
-          std::fill(vbuf + static_cast<std::ptrdiff_t>(nk) * hdp, vbuf + static_cast<std::ptrdiff_t>(BK) * hdp, F(0));
-        }
+        td::load_transposed(kt, kbase + j0 * C3, C3, nk, hd);
+        td::load_rows(vbuf, vbase + j0 * C3, C3, nk, hd, hdp);
         // S = Q K^T, skipping register tiles whose keys are all after all their rows or all before their windows
         for (int r0 = 0; r0 < nqp; r0 += R) {
           const int ilast = i0 + r0 + R - 1;
@@ -309,10 +320,7 @@ template <class F, class Bias>
 void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const int* pos,
                               Bias& bias, int B, int T, int C, int NH, F scale, int window = 0) {
   namespace td = attention_tiled_detail;
-  td::check_shape_tiled(B, T, C, NH);
-  if (window < 0)
-    throw ConfigError("attention_tiled: invalid window " + std::to_string(window) +
-                      " (expected 0 for full causal attention or a positive number of keys)");
+  td::check_args_tiled(B, T, C, NH, window);
   if (B == 0 || T == 0) return;
   const int W = window > 0 && window < T ? window : T;
   auto lo_of = [W](int i) { return i - W + 1 > 0 ? i - W + 1 : 0; };
@@ -401,22 +409,9 @@ void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out
         for (int j0 = lo_of(i0) / BK * BK; j0 < iend; j0 += BK) {
           const int nk = std::min(BK, iend - j0);
           const int nkp = (nk + R - 1) / R * R;
-          for (int j = 0; j < nk; j++) {
-            const F* kj = kbase + (j0 + j) * C3;
-            const F* vj = vbase + (j0 + j) * C3;
-            for (int d = 0; d < hd; d++) {
-              kt[d * BK + j] = kj[d];
-              vt[d * BK + j] = vj[d];
-            }
-            std::copy_n(kj, hd, kr + j * hdp);
-          }
-          if (nk < BK) {
-            for (int d = 0; d < hd; d++) {
-              std::fill(kt + d * BK + nk, kt + d * BK + BK, F(0));
-              std::fill(vt + d * BK + nk, vt + d * BK + BK, F(0));
-            }
-            std::fill(kr + static_cast<std::ptrdiff_t>(nk) * hdp, kr + static_cast<std::ptrdiff_t>(BK) * hdp, F(0));
-          }
+          td::load_transposed(kt, kbase + j0 * C3, C3, nk, hd);
+          td::load_transposed(vt, vbase + j0 * C3, C3, nk, hd);
+          td::load_rows(kr, kbase + j0 * C3, C3, nk, hd, hdp);
           // S = Q K^T and dP = dO V^T on the register tiles that hold visible scores
           for (int r0 = 0; r0 < nqp; r0 += R) {
             const int ilast = i0 + r0 + R - 1;
