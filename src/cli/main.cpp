@@ -4,9 +4,40 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <string>
 
 #include "cli/app.hpp"
 #include "core/error.hpp"
+#include "distributed/comm.hpp"
+
+namespace {
+
+stretch::LaunchInfo launch_info() {  // what mpirun says (a malformed value is reported when the job starts)
+  try {
+    return stretch::detect_launch();
+  } catch (const stretch::Error&) {
+    return {};
+  }
+}
+
+// "stretch: error" alone, "stretch: rank 1: error" among several ranks.
+std::string who() {
+  const stretch::LaunchInfo l = launch_info();
+  return l.size > 1 ? "stretch: rank " + std::to_string(l.rank) + ":" : "stretch:";
+}
+
+// Among several ranks, a rank's error ends the whole job: the others may be waiting in a collective for it.
+int finish(int code) {
+  if (code != 0 && launch_info().size > 1 && stretch::mpi_built()) {
+    try {
+      stretch::world_comm().abort_job(code);
+    } catch (const stretch::Error&) {
+    }
+  }
+  return code;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   stretch::cli::StretchApp a = stretch::cli::make_app();
@@ -19,20 +50,27 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   try {
-    for (auto& [sub, run] : runners)
-      if (sub->parsed()) return run();
+    const stretch::LaunchInfo launch = stretch::detect_launch();
+    for (auto& [sub, run] : runners) {
+      if (!sub->parsed()) continue;
+      if (launch.size > 1 && sub->get_name() != "train" && sub->get_name() != "finetune")
+        throw stretch::UsageError("stretch " + sub->get_name() + " runs as one process; only train and finetune "
+                                  "run on several ranks (mpirun -np N), and this was launched as " +
+                                  std::to_string(launch.size));
+      return run();
+    }
     return 2;
   } catch (const stretch::Error& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\nstretch: error: %s\n", e.what());
-    return e.exit_code();
+    std::fprintf(stderr, "\n%s error: %s\n", who().c_str(), e.what());
+    return finish(e.exit_code());
   } catch (const std::bad_alloc&) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\nstretch: error: out of memory (try a smaller --batch or --length)\n");
-    return 7;
+    std::fprintf(stderr, "\n%s error: out of memory (try a smaller --batch or --length)\n", who().c_str());
+    return finish(7);
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\nstretch: internal error: %s\n", e.what());
-    return 70;
+    std::fprintf(stderr, "\n%s internal error: %s\n", who().c_str(), e.what());
+    return finish(70);
   }
 }

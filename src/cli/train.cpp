@@ -2,15 +2,20 @@
 // context with a RoPE scaling): the option tables of the training job (defaults printed from TrainOptions /
 // ModelConfig). Both run run/trainer.hpp's train().
 #include <omp.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "cli/commands.hpp"
 #include "cli/context_flags.hpp"
 #include "core/error.hpp"
+#include "distributed/comm.hpp"
 #include "run/checkpoint.hpp"
 #include "run/trainer.hpp"
 
@@ -73,16 +78,44 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
       ->capture_default_str();
 }
 
+// Among several ranks, mpirun ends the others with SIGTERM when one fails; each says so in one line before it
+// goes (a signal handler may only write(), so the line is made beforehand).
+char g_term_line[512];
+std::size_t g_term_len = 0;
+
+extern "C" void on_terminate(int sig) {
+  ssize_t ignored = write(STDERR_FILENO, g_term_line, g_term_len);
+  (void)ignored;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void say_why_when_terminated(int rank, const std::filesystem::path& out) {
+  const std::string line = "\nstretch: rank " + std::to_string(rank) +
+                           ": stopped by SIGTERM (another rank failed, or the job was cancelled); the newest "
+                           "complete checkpoint in " + (out / "checkpoints").string() + " is kept (--resume)\n";
+  g_term_len = std::min(line.size(), sizeof g_term_line);
+  std::memcpy(g_term_line, line.data(), g_term_len);
+  std::signal(SIGTERM, on_terminate);
+}
+
 int run_job(TrainOptions opt, const std::string& doc_sep, int threads) {
   opt.doc_separator = unescape(doc_sep);
   if (threads < 0 || threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
   if (threads > 0) omp_set_num_threads(threads);
+  Comm& comm = world_comm();
+  opt.comm = &comm;
+  if (comm.size() > 1) say_why_when_terminated(comm.rank(), opt.out);
   TrainResult r = train(opt);
+  if (comm.rank() != 0) return 0;
   std::printf("trained %ld steps in %.1f s (%.0f tokens/s)\n", r.steps, r.seconds, r.tokens_per_s);
   std::printf("validation: %ld tokens, loss %.4f nats/token, perplexity %.3f", r.val_tokens, r.val_loss,
               std::exp(r.val_loss));
   if (r.val_bits_per_byte > 0) std::printf(", %.4f bits/byte", r.val_bits_per_byte);
   if (r.skipped_steps > 0) std::printf("\nskipped steps (non-finite loss or gradients): %ld", r.skipped_steps);
+  if (r.ranks > 1)
+    std::printf("\nranks: %d; gradient all-reduce %.2f s, %.1f%% of the run", r.ranks, r.allreduce_seconds,
+                100.0 * r.allreduce_seconds / std::max(1e-9, r.seconds));
   std::printf("\ncheckpoint: %s\n", (opt.out / "checkpoints").c_str());
   return 0;
 }

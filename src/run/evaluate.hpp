@@ -14,7 +14,9 @@ struct LossResult {
   double mean() const { return count ? sum_nll / static_cast<double>(count) : 0.0; }
 };
 
+// This process's share (shard of shards, run/evaluator.hpp EvalSettings) of the nonoverlapping NLL; the shards'
+// results add up to the whole.
 LossResult evaluate_nonoverlapping(Transformer& model, const std::vector<std::int32_t>& tokens, int T, int batch,
-                                   long max_tokens = 0);
+                                   long max_tokens = 0, int shard = 0, int shards = 1);
 
 }  // namespace stretch

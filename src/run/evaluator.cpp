@@ -113,7 +113,11 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
   r.bucket_tokens.assign(nb, 0);
   std::vector<std::int32_t> x, y, pos;
   Rng rng(s.seed);
+  if (s.shards < 1 || s.shard < 0 || s.shard >= s.shards)
+    throw UsageError("evaluation shard " + std::to_string(s.shard) + " of " + std::to_string(s.shards) +
+                     ": expected 0 <= shard < shards");
   std::size_t i = 0;
+  long batch_index = 0, scored_all = 0;  // every shard's batches and scored tokens so far
   while (i < plan.size()) {
     // batch consecutive windows of the same length
     const int len = plan[i].length;
@@ -135,6 +139,12 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
         if (s.clamp_positions) pos[k] = std::min(pos[k], c.block_size - 1);
       }
     }
+    for (std::size_t k = 0; k < x.size(); k++) scored_all += y[k] >= 0;
+    if (batch_index++ % s.shards != s.shard) {  // another shard's batch
+      i = j;
+      if (s.max_tokens > 0 && scored_all >= s.max_tokens) break;
+      continue;
+    }
     model.forward(x.data(), y.data(), pos.data(), B, len);
     const float* l = model.token_losses();
     for (int b = 0; b < B; b++)
@@ -150,7 +160,7 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
         r.bucket_tokens[bucket]++;
       }
     i = j;
-    if (s.max_tokens > 0 && r.tokens >= s.max_tokens) break;
+    if (s.max_tokens > 0 && scored_all >= s.max_tokens) break;
   }
   for (int b = 0; b < nb; b++)
     if (r.bucket_tokens[b]) r.bucket_nll[b] /= static_cast<double>(r.bucket_tokens[b]);

@@ -56,6 +56,10 @@ struct EvalSettings {
   std::int32_t bos = -1;       // llamacpp: the first token of each chunk becomes BOS (when >= 0)
   PositionIds positions;       // position ids of each window (plain: 0 .. n-1); randomized needs `seed`
   std::uint64_t seed = 1;
+  // distributed evaluation: this process scores the batches b with b % shards == shard, and the shards' sum_nll,
+  // sum_sq and tokens add up to one process's (bucket means and seconds are then this shard's); max_tokens
+  // still counts every shard's tokens, so all shards stop at the same batch
+  int shard = 0, shards = 1;
 };
 
 struct LengthResult {

@@ -11,10 +11,12 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <xxhash.h>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/rng.hpp"
+#include "distributed/comm.hpp"
 #include "io/corpus.hpp"
 #include "io/tokenizer.hpp"
 #include "kernels/adamw.hpp"
@@ -134,7 +136,8 @@ void truncate_metrics(const fs::path& path, long step) {
   while (std::getline(in, line)) {
     try {
       auto j = json::parse(line);
-      if (j.value("step", 0L) <= step) kept += line + "\n";
+      // a session stopped early (--stop-after) logged a validation marked "stopped": not part of the run's curve
+      if (j.value("step", 0L) <= step && !j.value("stopped", false)) kept += line + "\n";
     } catch (const json::exception&) {
       // a torn last line from a crash: drop it
     }
@@ -199,8 +202,14 @@ std::string describe_nonfinite(long step, double loss, const Transformer& model)
 
 TrainResult train(const TrainOptions& opt) {
   opt.validate();
+  Comm& comm = opt.comm ? *opt.comm : single_comm();
+  const int R = comm.size(), rank = comm.rank();
+  const bool lead = rank == 0;  // writes checkpoints, metrics and progress
+  if (opt.batch % R != 0)
+    throw UsageError("--batch " + std::to_string(opt.batch) + ": the global batch is split evenly across the " +
+                     std::to_string(R) + " ranks, so it must be a multiple of " + std::to_string(R));
   const auto t_start = std::chrono::steady_clock::now();
-  Progress progress(opt.quiet);
+  Progress progress(opt.quiet || !lead);
 
   // tokenizer and data
   std::unique_ptr<Tokenizer> tok;
@@ -281,25 +290,31 @@ TrainResult train(const TrainOptions& opt) {
     }
     std::copy(loaded->params().data(), loaded->params().data() + loaded->params().size(), model.params().data());
     data_rng.set_state(st.data_rng);
-    truncate_metrics(metrics_path, st.step);
-    remove_checkpoint_debris(opt.out);  // what an interrupted checkpoint write left (hidden .tmp-* folders)
+    if (lead) {
+      truncate_metrics(metrics_path, st.step);
+      remove_checkpoint_debris(opt.out);  // what an interrupted checkpoint write left (hidden .tmp-* folders)
+    }
     progress.note("resumed " + meta.dir.string() + " at step " + std::to_string(st.step));
   } else {
     if (!list_checkpoints(opt.out).empty())
       throw UsageError("--out: " + opt.out.string() +
                        " already holds a run (checkpoints/); pass --resume to continue it or choose another folder");
-    // a run stopped before its first complete checkpoint starts again from scratch
-    if (fs::exists(opt.out / "checkpoints", ec)) remove_checkpoint_debris(opt.out);
-    fs::create_directories(opt.out, ec);
-    if (ec) throw IoError(opt.out.string() + ": cannot create run directory: " + ec.message());
+    if (lead) {
+      // a run stopped before its first complete checkpoint starts again from scratch
+      if (fs::exists(opt.out / "checkpoints", ec)) remove_checkpoint_debris(opt.out);
+      fs::create_directories(opt.out, ec);
+      if (ec) throw IoError(opt.out.string() + ": cannot create run directory: " + ec.message());
+    }
     if (init) {
       std::copy(init->params().data(), init->params().data() + init->params().size(), model.params().data());
       init.reset();
     } else {
       model.init_weights(opt.seed);
     }
-    write_file_atomic(metrics_path, "");
+    if (lead) write_file_atomic(metrics_path, "");
   }
+  // every rank starts from rank 0's weights (they are equal already: same seed or checkpoint; this makes it so)
+  comm.broadcast(model.params().data(), model.params().size(), 0);
   st.options = opt_json;
   const json tok_json = tok->describe();
 
@@ -308,11 +323,17 @@ TrainResult train(const TrainOptions& opt) {
                 std::to_string(mc.n_embd) + ", " + std::to_string(mc.n_head) + " heads, T " + std::to_string(T) +
                 "; data: " + std::to_string(train_tokens.size()) + " train / " + std::to_string(val_tokens.size()) +
                 " validation tokens (" + tok->type() + (cs.from_cache ? ", cached" : "") + "); threads " +
-                std::to_string(omp_get_max_threads()));
+                std::to_string(omp_get_max_threads()) +
+                (R > 1 ? " per rank, " + std::to_string(R) + " ranks of " + std::to_string(opt.batch / R) +
+                             " windows" : std::string()));
 
-  std::ofstream metrics(metrics_path, std::ios::app);
-  if (!metrics) throw IoError(metrics_path.string() + ": cannot open for appending");
+  std::ofstream metrics;
+  if (lead) {
+    metrics.open(metrics_path, std::ios::app);
+    if (!metrics) throw IoError(metrics_path.string() + ": cannot open for appending");
+  }
   auto log_metrics = [&](const json& rec) {  // a full disk stops the run with a clear error, not silently
+    if (!lead) return;
     errno = 0;
     metrics << rec.dump() << "\n" << std::flush;
     if (!metrics)
@@ -320,10 +341,12 @@ TrainResult train(const TrainOptions& opt) {
                     (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()));
   };
 
-  const int B = opt.batch;
+  const int B = opt.batch;  // global: rank r takes windows [r * lB, (r + 1) * lB) of the B drawn
+  const int lB = B / R;
   const long tokens_per_step = static_cast<long>(B) * T * opt.grad_accum;
   const long log_every = opt.log_interval > 0 ? opt.log_interval : std::max<long>(1, opt.steps / 50);
-  std::vector<std::int32_t> x(static_cast<std::size_t>(B) * T), y(x.size()), pos(x.size());
+  std::vector<std::int32_t> x(static_cast<std::size_t>(lB) * T), y(x.size()), pos(static_cast<std::size_t>(B) * T);
+  const std::size_t pos_offset = static_cast<std::size_t>(rank) * lB * T;  // this rank's rows of pos
   const bool plain_pos = mc.position_ids.kind == PositionIdsKind::plain;
   const std::size_t range = train_tokens.size() - static_cast<std::size_t>(T);  // start in [0, range)
   const double elapsed_before = st.elapsed_s;
@@ -337,15 +360,28 @@ TrainResult train(const TrainOptions& opt) {
   long last_ckpt = st.step;
   int consecutive_skips = 0;
   double good_loss = 0.0;  // the last step's loss that was not skipped
+  double allreduce_s = 0.0;
 
-  auto eval_val = [&](long max_tokens) {
-    return evaluate_nonoverlapping(model, val_tokens, T, B, max_tokens);
+  auto eval_val = [&](long max_tokens) {  // each rank scores its shard of the batches; the sums are all-reduced
+    LossResult r = evaluate_nonoverlapping(model, val_tokens, T, B, max_tokens, rank, R);
+    double sums[2] = {r.sum_nll, static_cast<double>(r.count)};
+    comm.allreduce_sum(sums, 2);
+    return LossResult{sums[0], static_cast<long>(sums[1])};
   };
-  auto checkpoint = [&] {
+  auto checkpoint = [&] {  // rank 0 only
     st.data_rng = data_rng.state();
     st.elapsed_s = elapsed_before + now_s();
     save_checkpoint(opt.out, model, tok_json, T, st, m, v, opt.keep_checkpoints);
     last_ckpt = st.step;
+  };
+  // Ranks apply the same update to the same weights; this catches ranks that drifted apart anyway (another
+  // binary or CPU on some host), at every checkpoint interval and at the end. A collective: all ranks call it.
+  auto check_ranks_agree = [&] {
+    if (R == 1) return;
+    const std::uint64_t h = XXH3_64bits(model.params().data(), model.params().size() * sizeof(float));
+    if (!comm.same_on_all(h))
+      throw NumericError("the ranks' weights differ at step " + std::to_string(st.step) +
+                         " (every rank must run the same stretch build on the same kind of CPU)");
   };
 
   const long stop_step = opt.stop_after > 0 ? std::min(opt.steps, st.step + opt.stop_after) : opt.steps;
@@ -353,11 +389,14 @@ TrainResult train(const TrainOptions& opt) {
     const double lr = schedule_lr(opt, st.step);
     model.zero_grad();
     loss = 0.0;
-    Rng drop_rng(opt.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(st.step));
+    Rng drop_rng(opt.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(st.step) +
+                 static_cast<std::uint64_t>(rank) * 0x632be59bd9b4e019ULL);  // each rank its own masks
     Rng pos_rng(opt.seed * 0xd1b54a32d192ed03ULL + static_cast<std::uint64_t>(st.step));
     for (int micro = 0; micro < opt.grad_accum; micro++) {
-      for (int b = 0; b < B; b++) {
+      for (int gb = 0; gb < B; gb++) {  // every rank draws all B starts (the same RNG stream), keeps its own
         const std::size_t s = data_rng.below(range);
+        const int b = gb - rank * lB;
+        if (b < 0 || b >= lB) continue;
         std::copy(train_tokens.begin() + static_cast<long>(s), train_tokens.begin() + static_cast<long>(s) + T,
                   x.begin() + static_cast<long>(b) * T);
         std::copy(train_tokens.begin() + static_cast<long>(s) + 1,
@@ -366,13 +405,22 @@ TrainResult train(const TrainOptions& opt) {
       ForwardOptions fo;
       fo.need_grad = true;
       fo.training = true;
-      fo.loss_scale = 1.0f / static_cast<float>(opt.grad_accum);
+      // the mean over this rank's tokens, scaled so that the ranks' gradients sum to the global batch's mean
+      fo.loss_scale = 1.0f / static_cast<float>(opt.grad_accum * R);
       fo.rng = &drop_rng;
       if (!plain_pos) fill_position_ids(mc.position_ids, pos.data(), B, T, pos_rng);
-      loss += model.forward(x.data(), y.data(), plain_pos ? nullptr : pos.data(), B, T, fo) / opt.grad_accum;
+      loss += model.forward(x.data(), y.data(), plain_pos ? nullptr : pos.data() + pos_offset, lB, T, fo) /
+              opt.grad_accum;
       model.backward();
     }
     if (opt.after_backward) opt.after_backward(st.step + 1, model);
+    if (R > 1) {  // one all-reduce over the gradient slab (and the loss): every rank then holds the global mean
+      const auto t0 = std::chrono::steady_clock::now();
+      comm.allreduce_sum(model.grads().data(), model.grads().size());
+      allreduce_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      comm.allreduce_sum(&loss, 1);
+      loss /= R;
+    }
     // gradient norm (double) and non-finite check in one pass: a float's square is below 1.2e77, so the sum of
     // squares is finite exactly when every gradient is (no separate scan; the tensors are named on failure only)
     double norm2 = 0.0;
@@ -388,9 +436,11 @@ TrainResult train(const TrainOptions& opt) {
       if (consecutive_skips > opt.max_consecutive_skips)
         throw NumericError(what + " (training stopped: more than " + std::to_string(opt.max_consecutive_skips) +
                            " consecutive steps skipped)");
-      std::fflush(stdout);  // a warning even with --quiet
-      std::fprintf(stderr, "warning: %s; step skipped (no update; %ld skipped so far)\n", what.c_str(),
-                   st.skipped_steps);
+      if (lead) {
+        std::fflush(stdout);  // a warning even with --quiet
+        std::fprintf(stderr, "warning: %s; step skipped (no update; %ld skipped so far)\n", what.c_str(),
+                     st.skipped_steps);
+      }
       log_metrics({{"step", st.step + 1}, {"skipped", true}, {"reason", what}, {"skipped_steps", st.skipped_steps}});
     } else {
       consecutive_skips = 0;
@@ -424,6 +474,7 @@ TrainResult train(const TrainOptions& opt) {
                          std::max(1e-9, t_now - last_log_time);
       json rec = {{"step", st.step}, {"loss", loss},     {"lr", lr},
                   {"grad_norm", gnorm}, {"tokens_per_s", tps}, {"elapsed_s", elapsed_before + t_now}};
+      if (R > 1) rec["allreduce_s"] = allreduce_s;  // this session's, cumulative
       if (st.step % log_every == 0 || st.step == opt.steps) log_metrics(rec);
       const double eta = (opt.steps - st.step) * (t_now - last_log_time) / std::max<long>(1, st.step - last_log_step);
       progress.step(st.step, opt.steps, loss, lr, tps, elapsed_before + t_now, eta,
@@ -440,9 +491,13 @@ TrainResult train(const TrainOptions& opt) {
       progress.note("step " + std::to_string(st.step) + ": validation loss " + std::to_string(r.mean()) +
                     " (ppl " + std::to_string(std::exp(r.mean())) + ", " + std::to_string(r.count) + " tokens)");
     }
-    if (opt.ckpt_interval > 0 && st.step % opt.ckpt_interval == 0 && st.step != opt.steps) checkpoint();
+    if (opt.ckpt_interval > 0 && st.step % opt.ckpt_interval == 0 && st.step != opt.steps) {
+      check_ranks_agree();
+      if (lead) checkpoint();
+    }
   }
-  if (last_ckpt != st.step || !fs::exists(opt.out / "checkpoints", ec)) checkpoint();
+  check_ranks_agree();
+  if (lead && (last_ckpt != st.step || !fs::exists(opt.out / "checkpoints", ec))) checkpoint();
   if (st.step < opt.steps) {  // stopped early on request: checkpointed, resumable
     progress.note("stopped at step " + std::to_string(st.step) + " of " + std::to_string(opt.steps) +
                   "; continue with --resume");
@@ -458,9 +513,16 @@ TrainResult train(const TrainOptions& opt) {
   res.seconds = now_s();
   res.tokens_per_s = static_cast<double>(st.step - first_step) * tokens_per_step / std::max(1e-9, res.seconds);
   res.skipped_steps = st.skipped_steps;
-  json fin = {{"step", st.step}, {"final", true}, {"val_loss", res.val_loss}, {"val_ppl", std::exp(res.val_loss)},
-              {"val_tokens", res.val_tokens}};
+  res.ranks = R;
+  res.allreduce_seconds = allreduce_s;
+  // "final" only for a run that reached --steps (scripts look for it); a session stopped early says "stopped"
+  json fin = {{"step", st.step}, {st.step == opt.steps ? "final" : "stopped", true}, {"val_loss", res.val_loss},
+              {"val_ppl", std::exp(res.val_loss)}, {"val_tokens", res.val_tokens}};
   if (st.skipped_steps > 0) fin["skipped_steps"] = st.skipped_steps;
+  if (R > 1) {
+    fin["ranks"] = R;
+    fin["allreduce_s"] = allreduce_s;
+  }
   log_metrics(fin);
   return res;
 }

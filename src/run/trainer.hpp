@@ -8,7 +8,8 @@
 // Weight decay applies to matrices (Linear weights, an untied lm_head) only, unless decay_embeddings (wte,
 // wpe, t5_bias) or decay_norms_biases ask for more.
 // Determinism: the same seed, options and thread count give the same run bit for bit, and a resumed run the
-// same losses as one never stopped (data RNG, schedule and moments are all in the checkpoint).
+// same losses as one never stopped (data RNG, schedule and moments are all in the checkpoint). The same holds for
+// a fixed number of ranks; another rank count changes only the order of the gradient sums.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -23,6 +24,7 @@
 namespace stretch {
 
 class Transformer;
+class Comm;
 
 struct TrainOptions {
   // data
@@ -74,6 +76,11 @@ struct TrainOptions {
   // same mathematics, so not part of the resume match
   std::string attention = "auto";
   int max_consecutive_skips = 10;
+  // data-parallel ranks (distributed/comm.hpp; nullptr: this process alone). `batch` is the global batch: each
+  // rank takes its slice of the windows one process would draw, gradients are averaged with one all-reduce per
+  // step, so N ranks follow one rank's run (up to summation order; dropout masks differ per rank). Rank 0 alone
+  // writes checkpoints, metrics and progress; every rank resumes from them, with any rank count.
+  Comm* comm = nullptr;
   // tests: called after each step's backward pass (step = the 1-based step being taken), before the check
   std::function<void(long step, Transformer& model)> after_backward;
 
@@ -93,6 +100,8 @@ struct TrainResult {
   double seconds = 0.0;
   double tokens_per_s = 0.0;
   long skipped_steps = 0;  // steps whose update was dropped for a non-finite loss or gradient (the whole run)
+  int ranks = 1;
+  double allreduce_seconds = 0.0;  // this session's time in the gradient all-reduce, waiting for slower ranks included
 };
 
 TrainResult train(const TrainOptions& opt);

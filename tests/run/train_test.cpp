@@ -112,6 +112,12 @@ TEST(Train, ResumedRunGivesTheSameLossesAsOneNeverStopped) {
   TrainResult r2 = train(part);
   EXPECT_EQ(r2.steps, 30);
   EXPECT_EQ(loss_lines(whole.out / "metrics.jsonl"), loss_lines(part.out / "metrics.jsonl"));
+  // the first session's end-of-session validation was marked "stopped" (not "final", which scripts take for a
+  // finished run) and the resumed run dropped it: one final line, at step 30
+  const std::string log = test::read_text(part.out / "metrics.jsonl");
+  EXPECT_EQ(log.find("\"stopped\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"final\":true"), std::string::npos) << log;
+  EXPECT_EQ(log.find("\"final\""), log.rfind("\"final\"")) << log;
   auto wa = SafetensorsReader::open(resolve_checkpoint(whole.out) / "model.safetensors");
   auto wb = SafetensorsReader::open(resolve_checkpoint(part.out) / "model.safetensors");
   for (auto& t : wa.tensors()) EXPECT_EQ(wa.read_f32(t.name), wb.read_f32(t.name)) << t.name;
