@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/safetensors.hpp"
+#include "model/params.hpp"
 
 namespace stretch {
 namespace fs = std::filesystem;
@@ -150,13 +151,24 @@ void write_tensors(const fs::path& path, const Transformer& model, const Buffer<
   w.write(path);
 }
 
-void read_tensors(const fs::path& path, const Transformer& model, Buffer<float>& slab, const std::string& prefix) {
-  SafetensorsReader r = SafetensorsReader::open(path);
+// The file holds exactly the tensors `specs` lists, each with its shape (names and shapes only: nothing is
+// allocated, so a config that claims a far larger model than the file holds fails here, not in an allocation).
+void check_tensors(const SafetensorsReader& r, const fs::path& path, const std::vector<ParamSpec>& specs,
+                   const std::string& prefix) {
   std::vector<std::string> expected;
-  for (auto& s : model.specs()) {
+  for (auto& s : specs) {
     if (!r.has(prefix + s.name))
       throw InputError(path.string() + ": missing tensor '" + prefix + s.name + "' required by the model config");
-    r.read_into(prefix + s.name, s.shape, slab.data() + s.offset);
+    const TensorEntry& e = r.entry(prefix + s.name);
+    if (e.shape != s.shape) {
+      auto str = [](const std::vector<std::int64_t>& v) {
+        std::string o = "[";
+        for (std::size_t i = 0; i < v.size(); i++) o += (i ? ", " : "") + std::to_string(v[i]);
+        return o + "]";
+      };
+      throw InputError(path.string() + ": tensor '" + e.name + "' has shape " + str(e.shape) +
+                       ", but the model config needs " + str(s.shape));
+    }
     expected.push_back(prefix + s.name);
   }
   for (auto& t : r.tensors())
@@ -290,8 +302,11 @@ CheckpointMeta read_checkpoint_meta(const fs::path& run_or_checkpoint) {
 }
 
 std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta) {
+  const fs::path path = meta.dir / "model.safetensors";
+  SafetensorsReader r = SafetensorsReader::open(path);
+  check_tensors(r, path, param_specs(meta.model), "");  // before the model's buffers are allocated from the config
   auto model = std::make_unique<Transformer>(meta.model);
-  read_tensors(meta.dir / "model.safetensors", *model, model->params(), "");
+  for (auto& s : model->specs()) r.read_into(s.name, s.shape, model->params().data() + s.offset);
   return model;
 }
 

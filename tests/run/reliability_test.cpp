@@ -318,3 +318,37 @@ TEST(CheckpointWrite, RunStoppedBeforeItsFirstCheckpointStartsAgain) {
 
 }  // namespace
 }  // namespace stretch
+
+namespace stretch {
+namespace {
+
+// A config.json that claims a far larger model than model.safetensors holds (a hand-edited or mismatched
+// checkpoint) fails on the first tensor whose shape differs, naming it, before any buffer is sized from the
+// config: here 1024 layers of width 65536, about 53 billion parameters (200 GB), which the old order of
+// allocate-then-read would have tried to allocate.
+TEST(CheckpointRead, ConfigClaimingAHugeModelFailsByNameBeforeAllocating) {
+  TempDir dir;
+  TrainOptions o = tiny_options(dir, "run");
+  o.steps = 1;
+  train(o);
+  const fs::path ck = resolve_checkpoint(o.out);
+  nlohmann::json cfg = nlohmann::json::parse(test::read_text(ck / "config.json"));
+  nlohmann::json& model = cfg.contains("model") ? cfg["model"] : cfg;
+  ASSERT_TRUE(model.contains("n_layer") && model.contains("n_embd")) << cfg.dump();
+  model["n_layer"] = 1024;
+  model["n_embd"] = 65536;
+  model["n_head"] = 64;
+  if (model.contains("mlp_hidden")) model["mlp_hidden"] = 65536;
+  test::write_text(ck / "config.json", cfg.dump());
+  try {
+    load_model(read_checkpoint_meta(ck));
+    ADD_FAILURE() << "the mismatched checkpoint loaded";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    expect_has(msg, "model.safetensors");
+    expect_has(msg, "the model config needs");
+  }
+}
+
+}  // namespace
+}  // namespace stretch
