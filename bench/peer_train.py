@@ -141,10 +141,18 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--attn", choices=("bmm", "split"), default="split",
+    ap.add_argument("--attn", choices=("bmm", "split"), default=None,
                     help="bmm: torch.baddbmm/softmax/bmm as in tools/torch_gpt.py; split: the same ops with the "
-                         "B*NH batch split across single-threaded pinned workers (faster on PyTorch 1.13)")
+                         "B*NH batch split across single-threaded pinned workers (faster on PyTorch 1.13). "
+                         "Default: split on PyTorch 1.x, bmm on 2.x, where torch.set_num_threads is process-wide "
+                         "(a worker's set_num_threads(1) would leave the whole model on one thread)")
     args = ap.parse_args()
+    torch_major = int(torch.__version__.split(".")[0])
+    if args.attn is None:
+        args.attn = "split" if torch_major < 2 else "bmm"
+    if args.attn == "split" and torch_major >= 2:
+        sys.exit("peer_train.py: --attn split needs PyTorch 1.x (per-thread set_num_threads); this is " +
+                 torch.__version__ + ", use --attn bmm")
 
     torch.set_num_threads(args.threads)
     if args.attn == "split":
