@@ -31,7 +31,8 @@
 //   dQ_i += scale dS K_j, dK_j += scale dS^T Q_i, dV_j += P^T dO_i, bias gradient += dS (learned biases)
 // with the same register tiles as the forward (dS^T and P^T transposed into scratch for the key-row sums). dK, dV
 // accumulate in per-task (T, hd) buffers and dQ in a (kBlockQ, hd) block, all added to dqkv at the end, so work
-// memory per thread is O(T * hd + kBlockQ * kBlockK): linear in T. Cost: 5 products of the causal triangle
+// memory per thread is O(T * hd + kBlockQ * kBlockK): linear in T. Key blocks are gathered from the strided qkv
+// and transposed once per call (forward) or per task (backward), not once per query block that reads them. Cost: 5 products of the causal triangle
 // (2 in the forward), i.e. about 2.5x the forward's.
 //
 // Determinism: every query row (forward) and every (b, h) (backward) is computed by one task, over the same blocks
@@ -192,18 +193,30 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
   const std::int64_t ntasks = nbh * nqb;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
 
+  // Every key block of every (b, h), packed once: keys transposed (hd, BK) and values as rows (BK, hdp), zero
+  // padded. A key block is read by every query block at or after it (nqb / 2 of them on average), which would
+  // otherwise each gather and transpose it again from the strided qkv. 2 T C values in all: linear in T.
+  const int nkb = (T + BK - 1) / BK;
+  const std::size_t kblock = static_cast<std::size_t>(hd) * BK, vblock = static_cast<std::size_t>(BK) * hdp;
+  auto kpack = td::aligned_zeros<F>(static_cast<std::size_t>(nbh * nkb) * kblock);
+  auto vpack = td::aligned_zeros<F>(static_cast<std::size_t>(nbh * nkb) * vblock);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t t = 0; t < nbh * nkb; t++) {
+    const std::int64_t bh = t / nkb;
+    const int j0 = static_cast<int>(t % nkb) * BK;
+    const F* kb = qkv + (bh / NH) * T * C3 + (bh % NH) * hd + C + j0 * C3;
+    td::load_transposed(kpack.get() + static_cast<std::size_t>(t) * kblock, kb, C3, std::min(BK, T - j0), hd);
+    td::load_rows(vpack.get() + static_cast<std::size_t>(t) * vblock, kb + C, C3, std::min(BK, T - j0), hd, hdp);
+  }
+
 #pragma omp parallel
   {
     auto qt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hd);   // query rows (BQ, hd)
-    auto kt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(hd) * BK);   // keys transposed (hd, BK)
-    auto vb_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BK) * hdp);  // values (BK, hdp)
     auto s_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * BK);    // scores, then probabilities
     auto o_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);   // output accumulators
     auto m_buf = td::aligned_zeros<F>(BQ);
     auto l_buf = td::aligned_zeros<F>(BQ);
     F* __restrict__ qt = qt_buf.get();
-    F* __restrict__ kt = kt_buf.get();
-    F* __restrict__ vbuf = vb_buf.get();
     F* __restrict__ sb = s_buf.get();
     F* __restrict__ ob = o_buf.get();
     F* __restrict__ mrow = m_buf.get();
@@ -217,8 +230,6 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
       const int b = static_cast<int>(bh / NH);
       const int h = static_cast<int>(bh % NH);
       const F* qbase = qkv + static_cast<std::int64_t>(b) * T * C3 + static_cast<std::int64_t>(h) * hd;
-      const F* kbase = qbase + C;
-      const F* vbase = qbase + 2 * static_cast<std::int64_t>(C);
       const int* pb = pos + static_cast<std::int64_t>(b) * T;
       F* obase = out + static_cast<std::int64_t>(b) * T * C + static_cast<std::int64_t>(h) * hd;
 
@@ -236,9 +247,10 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
 
       for (int j0 = lo_of(i0) / BK * BK; j0 < iend; j0 += BK) {
         const int nk = std::min(BK, iend - j0);
-        // this block's keys, transposed, and values (zero padded)
-        td::load_transposed(kt, kbase + j0 * C3, C3, nk, hd);
-        td::load_rows(vbuf, vbase + j0 * C3, C3, nk, hd, hdp);
+        // this block's keys, transposed, and values (packed above)
+        const std::size_t kbi = static_cast<std::size_t>(bh * nkb + j0 / BK);
+        const F* __restrict__ kt = kpack.get() + kbi * kblock;
+        const F* __restrict__ vbuf = vpack.get() + kbi * vblock;
         // S = Q K^T, skipping register tiles whose keys are all after all their rows or all before their windows
         for (int r0 = 0; r0 < nqp; r0 += R) {
           const int ilast = i0 + r0 + R - 1;
@@ -350,9 +362,13 @@ void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out
     auto q_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);    // Q_i rows (BQ, hdp)
     auto do_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);   // dO_i rows (BQ, hdp)
     auto dq_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);   // dQ_i accumulator
-    auto kt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(hd) * BK);    // K_j transposed (hd, BK)
-    auto vt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(hd) * BK);    // V_j transposed (hd, BK)
-    auto kr_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BK) * hdp);   // K_j rows (BK, hdp)
+    // every key block j of the task's (b, h), packed once per task (each is read by every query block at or
+    // after it): K_j transposed (hd, BK), V_j transposed (hd, BK), K_j rows (BK, hdp); 3 T hd values per thread
+    const int nkb = (T + BK - 1) / BK;
+    const std::size_t tblock = static_cast<std::size_t>(hd) * BK, rblock = static_cast<std::size_t>(BK) * hdp;
+    auto ktp_buf = td::aligned_zeros<F>(static_cast<std::size_t>(nkb) * tblock);
+    auto vtp_buf = td::aligned_zeros<F>(static_cast<std::size_t>(nkb) * tblock);
+    auto krp_buf = td::aligned_zeros<F>(static_cast<std::size_t>(nkb) * rblock);
     auto p_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * BK);     // P (BQ, BK)
     auto ds_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * BK);    // dP, then scale * dS
     auto pt_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BK) * BQ);    // P^T (BK, BQ)
@@ -363,9 +379,9 @@ void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out
     F* __restrict__ qr = q_buf.get();
     F* __restrict__ dor = do_buf.get();
     F* __restrict__ dqb = dq_buf.get();
-    F* __restrict__ kt = kt_buf.get();
-    F* __restrict__ vt = vt_buf.get();
-    F* __restrict__ kr = kr_buf.get();
+    F* __restrict__ ktp = ktp_buf.get();
+    F* __restrict__ vtp = vtp_buf.get();
+    F* __restrict__ krp = krp_buf.get();
     F* __restrict__ pb_ = p_buf.get();
     F* __restrict__ dsb = ds_buf.get();
     F* __restrict__ pt = pt_buf.get();
@@ -387,6 +403,12 @@ void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out
       const F* lbh = lse + bh * T;
       std::fill(dk, dk + Tp * hdp, F(0));
       std::fill(dv, dv + Tp * hdp, F(0));
+      for (int kb = 0; kb < nkb; kb++) {
+        const int j0 = kb * BK, nk = std::min(BK, T - j0);
+        td::load_transposed(ktp + kb * tblock, kbase + j0 * C3, C3, nk, hd);
+        td::load_transposed(vtp + kb * tblock, vbase + j0 * C3, C3, nk, hd);
+        td::load_rows(krp + kb * rblock, kbase + j0 * C3, C3, nk, hd, hdp);
+      }
 
       for (int qb = 0; qb < nqb; qb++) {
         const int i0 = qb * BQ;
@@ -409,9 +431,9 @@ void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out
         for (int j0 = lo_of(i0) / BK * BK; j0 < iend; j0 += BK) {
           const int nk = std::min(BK, iend - j0);
           const int nkp = (nk + R - 1) / R * R;
-          td::load_transposed(kt, kbase + j0 * C3, C3, nk, hd);
-          td::load_transposed(vt, vbase + j0 * C3, C3, nk, hd);
-          td::load_rows(kr, kbase + j0 * C3, C3, nk, hd, hdp);
+          const F* __restrict__ kt = ktp + (j0 / BK) * tblock;  // packed at the start of the task
+          const F* __restrict__ vt = vtp + (j0 / BK) * tblock;
+          const F* __restrict__ kr = krp + (j0 / BK) * rblock;
           // S = Q K^T and dP = dO V^T on the register tiles that hold visible scores
           for (int r0 = 0; r0 < nqp; r0 += R) {
             const int ilast = i0 + r0 + R - 1;
