@@ -212,5 +212,56 @@ TEST(EvalProtocols, LossByPositionBucketsAverageToTheMean) {
   EXPECT_NEAR(total / n, r.mean_nll(), 1e-9);
 }
 
+// Distributed evaluation (EvalSettings shard / shards): the shards' sums add up to one process's, for both
+// protocols and with a max_tokens cut that falls inside a batch, so every shard stops at the same batch.
+TEST(EvalProtocols, ShardsAddUpToTheWhole) {
+  ModelConfig c;
+  c.vocab_size = 30;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.mlp_hidden = 16;
+  c.block_size = 16;
+  c.position = PositionMethod::alibi;
+  Transformer g(c);
+  g.init_weights(5);
+  std::vector<std::int32_t> tokens(16 * 23 + 5);
+  for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 7 + i / 3) % 30);
+  for (auto protocol : {EvalProtocol::nonoverlapping, EvalProtocol::sliding}) {
+    for (long max_tokens : {0L, 100L}) {
+      EvalSettings s;
+      s.protocol = protocol;
+      s.batch_tokens = 3 * 16;  // 3 windows per batch: 8 batches nonoverlapping, some of them other shards'
+      s.max_tokens = max_tokens;
+      const LengthResult whole = evaluate_length(g, tokens, 16, s);
+      for (int shards : {2, 3, 5}) {
+        double nll = 0.0, sq = 0.0;
+        long n = 0;
+        for (int k = 0; k < shards; k++) {
+          s.shard = k;
+          s.shards = shards;
+          const LengthResult part = evaluate_length(g, tokens, 16, s);
+          nll += part.sum_nll;
+          sq += part.sum_sq;
+          n += part.tokens;
+        }
+        s.shard = 0;
+        s.shards = 1;
+        EXPECT_EQ(n, whole.tokens) << shards << " shards, max_tokens " << max_tokens;
+        EXPECT_NEAR(nll, whole.sum_nll, 1e-9 * whole.sum_nll) << shards << " shards";
+        EXPECT_NEAR(sq, whole.sum_sq, 1e-9 * whole.sum_sq) << shards << " shards";
+      }
+      if (max_tokens > 0) {
+        EXPECT_GE(whole.tokens, max_tokens);
+        EXPECT_LT(whole.tokens, max_tokens + 3 * 16);  // stopped after the batch that reached it
+      }
+    }
+  }
+  EvalSettings bad;
+  bad.shard = 2;
+  bad.shards = 2;
+  EXPECT_THROW(evaluate_length(g, tokens, 16, bad), UsageError);
+}
+
 }  // namespace
 }  // namespace stretch
