@@ -17,6 +17,7 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "core/shape.hpp"
 #include "core/fs.hpp"
 
 static_assert(std::endian::native == std::endian::little, "GGUF I/O assumes a little-endian host");
@@ -69,12 +70,6 @@ std::uint64_t min_value_bytes(GgufValueType t) {
       return 12;
   }
   return 1;
-}
-
-std::string shape_str(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 // Bytes of `numel` values of a supported type whose row length is ne0 (false when the type is unsupported or a

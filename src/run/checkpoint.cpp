@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/shape.hpp"
 #include "core/fs.hpp"
 #include "io/safetensors.hpp"
 #include "model/params.hpp"
@@ -160,15 +161,9 @@ void check_tensors(const SafetensorsReader& r, const fs::path& path, const std::
     if (!r.has(prefix + s.name))
       throw InputError(path.string() + ": missing tensor '" + prefix + s.name + "' required by the model config");
     const TensorEntry& e = r.entry(prefix + s.name);
-    if (e.shape != s.shape) {
-      auto str = [](const std::vector<std::int64_t>& v) {
-        std::string o = "[";
-        for (std::size_t i = 0; i < v.size(); i++) o += (i ? ", " : "") + std::to_string(v[i]);
-        return o + "]";
-      };
-      throw InputError(path.string() + ": tensor '" + e.name + "' has shape " + str(e.shape) +
-                       ", but the model config needs " + str(s.shape));
-    }
+    if (e.shape != s.shape)
+      throw InputError(path.string() + ": tensor '" + e.name + "' has shape " + shape_str(e.shape) +
+                       ", but the model config needs " + shape_str(s.shape));
     expected.push_back(prefix + s.name);
   }
   for (auto& t : r.tensors())
