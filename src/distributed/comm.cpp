@@ -2,7 +2,6 @@
 #include "distributed/comm.hpp"
 
 #include <cstdlib>
-#include <memory>
 
 #include "core/error.hpp"
 

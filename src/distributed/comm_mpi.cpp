@@ -3,7 +3,7 @@
 #ifdef STRETCH_HAVE_MPI
 #include <mpi.h>
 
-#include <climits>
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/error.hpp"
