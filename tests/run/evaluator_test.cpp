@@ -11,6 +11,18 @@
 namespace stretch {
 namespace {
 
+// One block of width 8, 2 heads, MLP 16, trained length 16, vocabulary 30: small enough to evaluate exhaustively.
+ModelConfig one_layer_config() {
+  ModelConfig c;
+  c.vocab_size = 30;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.mlp_hidden = 16;
+  c.block_size = 16;
+  return c;
+}
+
 // Targets scored by a plan, as absolute token indices (a window position j predicts x[start + j + 1]).
 std::vector<long> scored_targets(const std::vector<Window>& plan) {
   std::vector<long> t;
@@ -66,13 +78,8 @@ TEST(EvalPlan, BadLengthsAndShortTextsAreRefusedWithCounts) {
 // A model whose logits are all zero predicts the uniform distribution: every token costs ln V exactly, so
 // each protocol's total is (tokens scored) x ln V, computable by hand.
 TEST(EvalProtocols, TotalsOfAUniformModelAreHandComputable) {
-  ModelConfig c;
+  ModelConfig c = one_layer_config();
   c.vocab_size = 50;
-  c.n_layer = 1;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.mlp_hidden = 16;
-  c.block_size = 16;
   Transformer g(c);  // all parameters zero: LayerNorm weights 0 -> logits 0
   std::vector<std::int32_t> tokens(301);
   for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 7) % 50);
@@ -188,13 +195,7 @@ TEST(EvalProtocols, LearnedPositionsPastTheTableNeedClamping) {
 }
 
 TEST(EvalProtocols, LossByPositionBucketsAverageToTheMean) {
-  ModelConfig c;
-  c.vocab_size = 30;
-  c.n_layer = 1;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.mlp_hidden = 16;
-  c.block_size = 16;
+  ModelConfig c = one_layer_config();
   Transformer g(c);
   g.init_weights(2);
   std::vector<std::int32_t> tokens(16 * 10 + 1);
@@ -215,13 +216,7 @@ TEST(EvalProtocols, LossByPositionBucketsAverageToTheMean) {
 // Distributed evaluation (EvalSettings shard / shards): the shards' sums add up to one process's, for both
 // protocols and with a max_tokens cut that falls inside a batch, so every shard stops at the same batch.
 TEST(EvalProtocols, ShardsAddUpToTheWhole) {
-  ModelConfig c;
-  c.vocab_size = 30;
-  c.n_layer = 1;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.mlp_hidden = 16;
-  c.block_size = 16;
+  ModelConfig c = one_layer_config();
   c.position = PositionMethod::alibi;
   Transformer g(c);
   g.init_weights(5);
