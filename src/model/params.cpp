@@ -46,9 +46,12 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
   const float std_proj = 0.02f / std::sqrt(2.0f * static_cast<float>(c.n_layer));
   std::vector<ParamSpec> s;
   const Names top = names(c, 0);
+  // Token embeddings enter as embed_scale * wte: at scale S != 1 they are drawn with std 1/S (unit variance after
+  // the scale). The position table is drawn like wte but enters unscaled, so it is 1/S of the tokens, as in
+  // fairseq (tokens * sqrt(d), learned positions ~ N(0, 1/d)); at S = 1 both are GPT-2's 0.02.
   const float std_wte = c.embed_scale == 1.0f ? std_w : 1.0f / c.embed_scale;
   s.push_back({top.wte, {V, C}, ParamKind::embedding, std_wte});
-  if (c.position == PositionMethod::learned) s.push_back({"wpe", {c.block_size, C}, ParamKind::position, std_w});
+  if (c.position == PositionMethod::learned) s.push_back({"wpe", {c.block_size, C}, ParamKind::position, std_wte});
   if (c.position == PositionMethod::t5) s.push_back({"t5_bias", {kT5Buckets, c.n_head}, ParamKind::position, 0.0f});
   for (int l = 0; l < c.n_layer; l++) {
     const Names n = names(c, l);

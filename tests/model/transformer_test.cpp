@@ -50,6 +50,36 @@ TEST(Transformer, TokenOutsideTheVocabularyIsAnError) {
   EXPECT_THROW(g.forward(tok.data(), nullptr, nullptr, 1, 3), InputError);
 }
 
+// Under --embed-scale S the tokens enter as S * wte with wte ~ N(0, 1/S^2); a learned position table is drawn
+// the same way and enters unscaled (fairseq: tokens * sqrt(d), positions ~ N(0, 1/d)); at S = 1 both are 0.02.
+TEST(Transformer, EmbeddingAndPositionTablesAreDrawnWithStdOneOverTheEmbedScale) {
+  for (const float scale : {1.0f, 16.0f}) {
+    ModelConfig c = tiny(PositionMethod::learned);
+    c.vocab_size = 256;
+    c.block_size = 256;
+    c.n_embd = 64;
+    c.mlp_hidden = 128;
+    c.embed_scale = scale;
+    Transformer g(c);
+    g.init_weights(7);
+    const float expected = scale == 1.0f ? 0.02f : 1.0f / scale;
+    for (const char* name : {"wte", "wpe"}) {
+      const auto it = std::find_if(g.specs().begin(), g.specs().end(), [&](const ParamSpec& p) { return p.name == name; });
+      ASSERT_NE(it, g.specs().end()) << name;
+      double sum = 0, sq = 0;
+      const float* w = g.params().data() + it->offset;
+      for (std::size_t i = 0; i < it->numel(); i++) {
+        sum += w[i];
+        sq += static_cast<double>(w[i]) * w[i];
+      }
+      const double n = static_cast<double>(it->numel()), mean = sum / n;
+      const double sd = std::sqrt(sq / n - mean * mean);
+      // 16,384 draws: the sample std is within 2% of the true one with overwhelming probability
+      EXPECT_NEAR(sd, expected, 0.02 * expected) << name << " at embed_scale " << scale;
+    }
+  }
+}
+
 class EveryMethod : public ::testing::TestWithParam<PositionMethod> {};
 
 TEST_P(EveryMethod, CausalAndBatchIndependent) {
