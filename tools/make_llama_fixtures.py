@@ -60,7 +60,8 @@ BASE = dict(vocab_size=61, n_layer=2, n_head=6, n_embd=24, mlp_hidden=40, block_
 B, T = 2, 40
 SEED = 4321
 VARIANTS = {"llama_gqa": dict(n_kv_head=2, tie_embeddings=False),
-            "llama_mha_tied": dict(n_kv_head=6, tie_embeddings=True)}
+            "llama_mha_tied": dict(n_kv_head=6, tie_embeddings=True),
+            "llama_qkv_bias": dict(n_kv_head=2, tie_embeddings=False, qkv_bias=True)}
 
 PROMPT_LEN, GREEDY_LEN, SCALE, YARN_TRAIN_LEN = 64, 32, 4.0, 512
 
@@ -69,7 +70,8 @@ def config_json(cfg: LlamaConfig) -> str:
     return json.dumps({"arch": "llama", "vocab_size": cfg.vocab_size, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
                        "n_kv_head": cfg.n_kv_head, "n_embd": cfg.n_embd, "mlp_hidden": cfg.mlp_hidden,
                        "block_size": cfg.block_size, "position": "rope", "bias": False,
-                       "tie_embeddings": cfg.tie_embeddings, "rope_base": cfg.rope_base, "norm_eps": cfg.norm_eps},
+                       "tie_embeddings": cfg.tie_embeddings, "rope_base": cfg.rope_base, "norm_eps": cfg.norm_eps,
+                       **({"qkv_bias": True} if cfg.qkv_bias else {})},
                       sort_keys=True)
 
 
@@ -242,14 +244,18 @@ def naive_forward(model: Llama, tokens, pos, inv_freq=None, a=1.0):
         pre = f"layers.{l}."
         wqkv = P[pre + "attention.wqkv.weight"]
         wq, wk, wv = wqkv[:C], wqkv[C:C + KVD], wqkv[C + KVD:]
+        bqkv = P.get(pre + "attention.wqkv.bias", torch.zeros(C + 2 * KVD, dtype=torch.float64))
+        bq, bk, bv = bqkv[:C], bqkv[C:C + KVD], bqkv[C + KVD:]
         h = rms(x, P[pre + "attention_norm.weight"])
         o = torch.zeros(Bn, Tn, C, dtype=torch.float64)
         for b in range(Bn):
             for hh in range(NH):
                 j_kv = hh // G
-                qs = [rot(h[b, t] @ wq[hh * hd:(hh + 1) * hd].T, int(pos[b, t])) for t in range(Tn)]
-                ks = [rot(h[b, t] @ wk[j_kv * hd:(j_kv + 1) * hd].T, int(pos[b, t])) for t in range(Tn)]
-                vs = [h[b, t] @ wv[j_kv * hd:(j_kv + 1) * hd].T for t in range(Tn)]
+                qs = [rot(h[b, t] @ wq[hh * hd:(hh + 1) * hd].T + bq[hh * hd:(hh + 1) * hd], int(pos[b, t]))
+                      for t in range(Tn)]
+                ks = [rot(h[b, t] @ wk[j_kv * hd:(j_kv + 1) * hd].T + bk[j_kv * hd:(j_kv + 1) * hd], int(pos[b, t]))
+                      for t in range(Tn)]
+                vs = [h[b, t] @ wv[j_kv * hd:(j_kv + 1) * hd].T + bv[j_kv * hd:(j_kv + 1) * hd] for t in range(Tn)]
                 for i in range(Tn):
                     s = [float(qs[i] @ ks[j]) / math.sqrt(hd) for j in range(i + 1)]
                     mx = max(s)
@@ -321,13 +327,14 @@ def main():
     ap.add_argument("--bin", default=DEFAULT_BIN, help="llama2.c stories260K.bin")
     ap.add_argument("--only", choices=("parity", "llama2c"))
     ap.add_argument("--check", action="store_true", help="run the naive-loop and gradcheck self-tests")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), help="parity variants to write (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.check and not self_check():
         sys.exit("self-check FAILED")
     if args.only in (None, "parity"):
         os.makedirs(PARITY_DIR, exist_ok=True)
-        for v in VARIANTS:
+        for v in args.variants:
             tensors, meta = parity_fixture(v)
             path = os.path.join(PARITY_DIR, f"{v}.safetensors")
             write_checked(path, tensors, meta)

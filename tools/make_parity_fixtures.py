@@ -93,7 +93,11 @@ def method_config(method: str) -> GPTConfig:
 
 
 # fixture name -> (position method, config overrides); the plain methods keep their seeds (SEED + index)
-VARIANTS = {"sinusoidal_scaled": ("sinusoidal", {"embed_scale": math.sqrt(BASE["n_embd"])})}
+VARIANTS = {"sinusoidal_scaled": ("sinusoidal", {"embed_scale": math.sqrt(BASE["n_embd"])}),
+            # BLOOM's block: biases, tanh GELU, a LayerNorm on the embeddings (6 heads: the non-power-of-two slopes)
+            "alibi_bloom": ("alibi", {"embed_norm": True}),
+            # MPT's block: no biases anywhere, exact GELU; another maximum bias for the slopes
+            "alibi_mpt": ("alibi", {"bias": False, "activation": "gelu", "alibi_max_bias": 12.0})}
 FIXTURES = list(POSITIONS) + list(VARIANTS)
 
 
@@ -111,7 +115,7 @@ def randomize(model: GPT, gen: torch.Generator):
     for name, p in model.named_parameters():
         if name == "t5_bias":
             v = 0.5 * torch.randn(p.shape, generator=gen)
-        elif name.endswith((".ln_1.weight", ".ln_2.weight")) or name == "ln_f.weight":
+        elif name.endswith((".ln_1.weight", ".ln_2.weight")) or name in ("ln_f.weight", "ln_emb.weight"):
             v = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
         elif name.endswith(".bias"):
             v = 0.1 * torch.randn(p.shape, generator=gen)
@@ -175,6 +179,9 @@ def fixture(method: str):
     conf.pop("dropout")
     if conf["embed_scale"] == 1.0:
         conf.pop("embed_scale")           # the plain fixtures predate the option and stay byte-identical
+    for key, default in (("activation", "gelu_tanh"), ("embed_norm", False), ("alibi_max_bias", 8.0)):
+        if conf[key] == default:
+            conf.pop(key)                 # (likewise)
     conf.update(B=B, T=T, lr=LR, beta1=BETA1, beta2=BETA2, eps=EPS, weight_decay=WD)
     meta = {"config": json.dumps(conf, sort_keys=True), "generator": "tools/make_parity_fixtures.py"}
     return tensors, meta
@@ -190,7 +197,7 @@ def naive_forward(model: GPT, tokens, pos):
     C, NH = cfg.n_embd, cfg.n_head
     hd = C // NH
     Bn, Tn = tokens.shape
-    slopes = alibi_slopes(NH)
+    slopes = alibi_slopes(NH, cfg.alibi_max_bias)
 
     def ln(x, pre):
         mu = x.mean(-1, keepdim=True)
@@ -213,6 +220,8 @@ def naive_forward(model: GPT, tokens, pos):
                     i2 = c - (c % 2)
                     a = p / 10000.0 ** (i2 / C)
                     x[b, t, c] += math.sin(a) if c % 2 == 0 else math.cos(a)
+    if cfg.embed_norm:
+        x = ln(x, "ln_emb")
     for l in range(cfg.n_layer):
         pre = f"h.{l}"
         qkv = lin(ln(x, pre + ".ln_1"), pre + ".attn.c_attn")
@@ -246,7 +255,10 @@ def naive_forward(model: GPT, tokens, pos):
                     o[b, i, h * hd:(h + 1) * hd] = sum((e[j] / Z) * v[j] for j in range(i + 1))
         x = x + lin(o, pre + ".attn.c_proj")
         u = lin(ln(x, pre + ".ln_2"), pre + ".mlp.c_fc")
-        g = 0.5 * u * (1 + torch.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))
+        if cfg.activation == "gelu":
+            g = 0.5 * u * (1 + torch.erf(u / math.sqrt(2)))
+        else:
+            g = 0.5 * u * (1 + torch.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))
         x = x + lin(g, pre + ".mlp.c_proj")
     y = ln(x, "ln_f")
     w = P["wte"] if cfg.tie_embeddings else P["lm_head.weight"]
@@ -294,12 +306,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=OUT_DIR)
     ap.add_argument("--check", action="store_true", help="run the naive-loop and gradcheck self-tests")
+    ap.add_argument("--only", nargs="*", default=None, help="write only these fixtures (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.check and not self_check():
         sys.exit("self-check FAILED")
     os.makedirs(args.out, exist_ok=True)
-    for m in FIXTURES:
+    for m in FIXTURES if args.only is None else args.only:
         tensors, meta = fixture(m)
         path = os.path.join(args.out, f"{m}.safetensors")
         write_safetensors(path, tensors, meta)

@@ -43,6 +43,9 @@ class GPTConfig:
     rope_base: float = 10000.0
     dropout: float = 0.0
     embed_scale: float = 1.0       # x = embed_scale * wte[tokens] (+ positions)
+    activation: str = "gelu_tanh"  # MLP nonlinearity: gelu_tanh (GPT-2, BLOOM) or gelu (exact erf form, MPT)
+    embed_norm: bool = False       # LayerNorm ln_emb over the summed embeddings (BLOOM's word_embeddings_layernorm)
+    alibi_max_bias: float = 8.0    # ALiBi slopes 2^(-b (h+1) / n) for n a power of two
 
     def to_dict(self):
         return asdict(self)
@@ -51,12 +54,12 @@ class GPTConfig:
 # ----------------------------------------------------------------------------------------------------------
 # position helpers (all in float64 / exact integer math)
 
-def alibi_slopes(n_head: int) -> list:
+def alibi_slopes(n_head: int, max_bias: float = 8.0) -> list:
     """ALiBi slopes (Press et al.): for n a power of two, the geometric sequence whose first term and ratio are
     2^(-8/n). Otherwise take the slopes for p = 2^floor(log2 n) and append every other slope of the 2p
     sequence, the first n - p of them."""
     def pow2(n):
-        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+        return [2.0 ** (-max_bias * (i + 1) / n) for i in range(n)]
 
     p = 1 << (n_head.bit_length() - 1)          # largest power of two <= n_head
     if p == n_head:
@@ -165,9 +168,12 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=cfg.bias)
+        if cfg.activation not in ("gelu_tanh", "gelu"):
+            raise ValueError(f"activation must be gelu_tanh or gelu, got {cfg.activation!r}")
+        self.tanh = cfg.activation == "gelu_tanh"
 
     def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh" if self.tanh else "none"))
 
 
 class Block(nn.Module):
@@ -200,12 +206,14 @@ class GPT(nn.Module):
             self.wpe = nn.Parameter(torch.empty(cfg.block_size, C))
         if cfg.position == "t5":
             self.t5_bias = nn.Parameter(torch.zeros(T5_NUM_BUCKETS, cfg.n_head))
+        if cfg.embed_norm:
+            self.ln_emb = LayerNorm(C, cfg.bias)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = LayerNorm(C, cfg.bias)
         if not cfg.tie_embeddings:
             self.lm_head = nn.Linear(C, cfg.vocab_size, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
-        self.register_buffer("_alibi_slopes", torch.tensor(alibi_slopes(cfg.n_head), dtype=torch.float64),
+        self.register_buffer("_alibi_slopes", torch.tensor(alibi_slopes(cfg.n_head, cfg.alibi_max_bias), dtype=torch.float64),
                              persistent=False)
         self.init_weights()
 
@@ -216,7 +224,7 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name == "t5_bias" or name.endswith(".bias"):
                 p.zero_()
-            elif name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight":
+            elif name.endswith(("ln_1.weight", "ln_2.weight")) or name in ("ln_f.weight", "ln_emb.weight"):
                 p.fill_(1.0)
             elif name.endswith("attn.c_proj.weight") or name.endswith("mlp.c_proj.weight"):
                 p.normal_(0.0, resid_std, generator=generator)
@@ -269,6 +277,8 @@ class GPT(nn.Module):
             x = x + F.embedding(pos, self.wpe)
         elif cfg.position == "sinusoidal":
             x = x + sinusoidal_pe(pos, cfg.n_embd).to(dtype)
+        if cfg.embed_norm:
+            x = self.ln_emb(x)
         x = self.drop(x)
         rope = None
         if cfg.position == "rope":

@@ -51,6 +51,7 @@ class LlamaConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
+    qkv_bias: bool = False          # biases on q, k, v (Qwen2): layers.{l}.attention.wqkv.bias (C+2KVD)
 
     def __post_init__(self):
         if self.n_embd % self.n_head or self.n_head % self.n_kv_head or (self.n_embd // self.n_head) % 2:
@@ -139,7 +140,7 @@ class Attention(nn.Module):
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.cfg = cfg
-        self.wqkv = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * cfg.kv_dim, bias=False)
+        self.wqkv = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
         self.wo = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
     def forward(self, x, cos, sin, mask):

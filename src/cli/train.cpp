@@ -133,6 +133,7 @@ Runner add_train(CLI::App& app) {
   auto doc_sep = std::make_shared<std::string>();
   auto ctx = std::make_shared<ContextFlags>();
   auto embed_scale = std::make_shared<std::string>("1");
+  auto activation = std::make_shared<std::string>(std::string(to_string(o->model.activation)));
 
   add_job_options(app, *o, *doc_sep, *threads);
   app.add_option("--tokenizer", o->tokenizer, "byte | gpt2")->capture_default_str();
@@ -155,11 +156,22 @@ Runner add_train(CLI::App& app) {
                  "Token embeddings enter as S * wte[token]: 1 (GPT-2's init, wte ~ N(0, 0.02)) or a number or 'sqrt' "
                  "(sqrt(width): fairseq's unit-variance embeddings, wte ~ N(0, 1/S^2))")
       ->capture_default_str();
+  app.add_option("--activation", *activation,
+                 "MLP nonlinearity of gpt models: gelu_tanh (GPT-2's, BLOOM's tanh approximation) | gelu (exact erf "
+                 "form, MPT's)")
+      ->capture_default_str();
+  app.add_flag("--embed-norm", o->model.embed_norm,
+               "gpt only: a LayerNorm over the embeddings before the first block (BLOOM's)");
+  app.add_flag("--qkv-bias", o->model.qkv_bias, "llama only: biases on the q, k, v projections (Qwen2's)");
+  app.add_option("--alibi-max-bias", o->model.alibi_max_bias,
+                 "alibi only: the slopes' maximum bias b, m_h = 2^(-b (h+1) / heads) (the paper's, MPT's and BLOOM's 8)")
+      ->capture_default_str();
   add_context_flags(app, *ctx);
 
   return [=]() -> int {
     TrainOptions opt = *o;
     opt.model.arch = parse_arch(*arch, "--arch");
+    opt.model.activation = parse_activation(*activation, "--activation");
     opt.model.position = parse_position_method(*position, "--position");
     if (*mlp < 0) throw UsageError("--mlp: expected a positive integer, got " + std::to_string(*mlp));
     opt.model.mlp_hidden = *mlp > 0 ? *mlp : 4 * opt.model.n_embd;

@@ -1,4 +1,4 @@
-// GELU, tanh approximation (GPT-2's), llm.c style.
+// GELU, tanh approximation (GPT-2's), llm.c style; and the exact form (erf).
 //
 //   inp, out, dout, dinp  (n) elementwise
 //   gelu(u)  = 0.5 u (1 + tanh(k (u + 0.044715 u^3))),  k = sqrt(2/pi)
@@ -16,6 +16,10 @@ template <class F>
 constexpr F kSqrt2OverPi = F(0.79788456080286535587989211986876);
 template <class F>
 constexpr F kGeluCubic = F(0.044715);
+template <class F>
+constexpr F kInvSqrt2 = F(0.70710678118654752440084436210485);
+template <class F>
+constexpr F kInvSqrt2Pi = F(0.39894228040143267793994605993438);
 }  // namespace
 
 template <class F>
@@ -44,6 +48,35 @@ void gelu_backward(F* dinp, const F* inp, const F* dout, std::size_t n) {
     dinp[i] += local * dout[i];
   }
 }
+
+// The exact form: erf from the C library (no fast approximation), in F.
+template <class F>
+void gelu_erf_forward(F* out, const F* inp, std::size_t n) {
+  const long nn = static_cast<long>(n);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < nn; i++) {
+    const F u = inp[i];
+    out[i] = F(0.5) * u * (F(1) + std::erf(u * kInvSqrt2<F>));
+  }
+}
+
+// dinp += (Phi(u) + u phi(u)) * dout
+template <class F>
+void gelu_erf_backward(F* dinp, const F* inp, const F* dout, std::size_t n) {
+  const long nn = static_cast<long>(n);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < nn; i++) {
+    const F u = inp[i];
+    const F cdf = F(0.5) * (F(1) + std::erf(u * kInvSqrt2<F>));
+    const F pdf = kInvSqrt2Pi<F> * std::exp(F(-0.5) * u * u);
+    dinp[i] += (cdf + u * pdf) * dout[i];
+  }
+}
+
+template void gelu_erf_forward<float>(float*, const float*, std::size_t);
+template void gelu_erf_forward<double>(double*, const double*, std::size_t);
+template void gelu_erf_backward<float>(float*, const float*, const float*, std::size_t);
+template void gelu_erf_backward<double>(double*, const double*, const double*, std::size_t);
 
 template void gelu_forward<float>(float*, const float*, std::size_t);
 template void gelu_forward<double>(double*, const double*, std::size_t);

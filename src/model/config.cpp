@@ -12,6 +12,15 @@ Arch parse_arch(std::string_view name, std::string_view what) {
   throw UsageError(std::string(what) + ": unknown architecture '" + std::string(name) + "' (expected gpt or llama)");
 }
 
+std::string_view to_string(Activation a) { return a == Activation::gelu ? "gelu" : "gelu_tanh"; }
+
+Activation parse_activation(std::string_view name, std::string_view what) {
+  if (name == "gelu_tanh" || name == "gelu-tanh") return Activation::gelu_tanh;
+  if (name == "gelu") return Activation::gelu;
+  throw UsageError(std::string(what) + ": unknown activation '" + std::string(name) +
+                   "' (expected gelu_tanh, the tanh approximation, or gelu, the exact erf form)");
+}
+
 void ModelConfig::validate(const std::function<std::string(const std::string&)>& name) const {
   auto bad = [&](const std::string& field, const std::string& what) {
     throw ConfigError((name ? name(field) : field) + ": " + what);
@@ -36,7 +45,18 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
                          std::to_string(kv_heads()) + " key/value heads)");
   if (arch == Arch::gpt && kv_heads() != n_head)
     bad("n_kv_head", "grouped-query attention is a llama-architecture feature; gpt models need n_kv_head = n_head");
-  if (arch == Arch::llama && bias) bad("bias", "llama-architecture models have no biases (expected false)");
+  if (arch == Arch::llama && bias)
+    bad("bias", "llama-architecture models have no biases (expected false; q/k/v biases are qkv_bias)");
+  if (arch == Arch::llama && activation != Activation::gelu_tanh)
+    bad("activation", "llama-architecture models use SwiGLU; the GELU choice applies to gpt models");
+  if (arch == Arch::llama && embed_norm)
+    bad("embed_norm", "the embedding LayerNorm is a gpt-architecture feature (expected false)");
+  if (arch == Arch::gpt && qkv_bias)
+    bad("qkv_bias", "is for llama-architecture models; gpt models have all biases or none (field bias)");
+  if (position != PositionMethod::alibi && alibi_max_bias != 8.0)
+    bad("alibi_max_bias", "applies only to alibi models (position is " + std::string(to_string(position)) + ")");
+  if (!(alibi_max_bias > 0.0 && alibi_max_bias <= 1024.0))
+    bad("alibi_max_bias", "expected a value in (0, 1024], got " + std::to_string(alibi_max_bias));
   if (!(norm_eps > 0.0f && norm_eps < 1.0f)) bad("norm_eps", "expected a value in (0, 1), got " + std::to_string(norm_eps));
   range("attn_window", attn_window, 0, 1 << 30);
   if (!(embed_scale > 0.0f && embed_scale < 1e4f))
@@ -70,6 +90,10 @@ nlohmann::json ModelConfig::to_json() const {
           {"norm_eps", norm_eps}};
   if (kv_heads() != n_head) j["n_kv_head"] = kv_heads();
   if (embed_scale != 1.0f) j["embed_scale"] = embed_scale;
+  if (activation != Activation::gelu_tanh) j["activation"] = std::string(to_string(activation));
+  if (embed_norm) j["embed_norm"] = true;
+  if (qkv_bias) j["qkv_bias"] = true;
+  if (alibi_max_bias != 8.0) j["alibi_max_bias"] = alibi_max_bias;
   if (!rope_scaling.is_none()) j["rope_scaling"] = rope_scaling.to_json();
   if (attn_window > 0) j["attn_window"] = attn_window;
   if (logn != LognMode::off) j["logn"] = to_string(logn);
@@ -132,7 +156,18 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
     if (!j["embed_scale"].is_number()) throw InputError(source + ": field 'embed_scale' must be a number");
     c.embed_scale = j["embed_scale"].get<float>();
   }
+  get_bool("embed_norm", c.embed_norm);
+  get_bool("qkv_bias", c.qkv_bias);
+  if (j.contains("alibi_max_bias")) {
+    if (!j["alibi_max_bias"].is_number()) throw InputError(source + ": field 'alibi_max_bias' must be a number");
+    c.alibi_max_bias = j["alibi_max_bias"].get<double>();
+  }
   try {
+    if (j.contains("activation")) {
+      if (!j["activation"].is_string())
+        throw InputError(source + ": field 'activation' must be a string (gelu_tanh or gelu)");
+      c.activation = parse_activation(j["activation"].get<std::string>(), source + ": field 'activation'");
+    }
     if (j.contains("logn")) {
       if (!j["logn"].is_string()) throw InputError(source + ": field 'logn' must be a string (off, full or beyond)");
       c.logn = parse_logn_mode(j["logn"].get<std::string>(), source + ": field 'logn'");

@@ -23,6 +23,13 @@ std::string_view to_string(Arch a);
 // Throws UsageError naming `what` for an unknown name.
 Arch parse_arch(std::string_view name, std::string_view what = "--arch");
 
+// The gpt family's MLP nonlinearity (llama's is SwiGLU): the tanh approximation (GPT-2, BLOOM: "gelu_tanh") or the
+// exact erf form (MPT, PyTorch's nn.GELU(): "gelu"); kernels/gelu.hpp.
+enum class Activation { gelu_tanh, gelu };
+std::string_view to_string(Activation a);
+// Throws UsageError naming `what` for an unknown name.
+Activation parse_activation(std::string_view name, std::string_view what = "--activation");
+
 struct ModelConfig {
   Arch arch = Arch::gpt;
   int vocab_size = 256;
@@ -42,6 +49,11 @@ struct ModelConfig {
   // at N(0, 1/embed_scale^2), so sqrt(n_embd) is fairseq's / Vaswani et al.'s (unit-variance embeddings, on the
   // scale of sinusoidal position embeddings).
   float embed_scale = 1.0f;
+  Activation activation = Activation::gelu_tanh;  // gpt only
+  bool embed_norm = false;  // gpt only: a LayerNorm (weight, and bias when `bias`) over the summed embeddings
+                            // before the first block (BLOOM's word_embeddings_layernorm)
+  bool qkv_bias = false;    // llama only: biases on the q, k, v projections (Qwen2); gpt models use `bias`
+  double alibi_max_bias = 8.0;  // ALiBi's maximum bias b (position/alibi.hpp; 8 in the paper and MPT)
 
   // context handling (see above)
   RopeScaling rope_scaling;   // rope only; original_context 0 means block_size

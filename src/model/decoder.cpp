@@ -47,7 +47,7 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide) : m_(model), c_(model.
     factor = t.attention_factor;
   }
   scale_ = static_cast<float>(factor * factor / std::sqrt(static_cast<double>(hd)));
-  if (c_.position == PositionMethod::alibi) alibi_ = alibi_slopes(c_.n_head);
+  if (c_.position == PositionMethod::alibi) alibi_ = alibi_slopes(c_.n_head, c_.alibi_max_bias);
 }
 
 const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits) {
@@ -177,6 +177,10 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     for (std::size_t i = 0; i < nn * C; i++) x_[i] *= c_.embed_scale;
   if (c_.position == PositionMethod::learned) embedding_add_forward(x_.data(), pos.data(), pv.wpe, n, C);
   if (c_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(x_.data(), pos.data(), n, C);
+  if (c_.embed_norm) {
+    layernorm_forward(xn_.data(), mean_.data(), rstd_.data(), x_.data(), pv.ln_emb_w, pv.ln_emb_b, n, C, c_.norm_eps);
+    std::copy(xn_.data(), xn_.data() + nn * C, x_.data());
+  }
 
   // rope angles of the new positions, as position/rope.cpp computes them (double angle, rounded once)
   const int half = hd / 2;
@@ -246,6 +250,8 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     matmul_forward(fc_.data(), xn_.data(), w.fc_w, w.fc_b, n, C, FW);
     if (llama) {
       swiglu_forward(act_.data(), fc_.data(), nn, F);
+    } else if (c_.activation == Activation::gelu) {
+      gelu_erf_forward(act_.data(), fc_.data(), nn * F);
     } else {
       gelu_forward(act_.data(), fc_.data(), nn * F);
     }

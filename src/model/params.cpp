@@ -19,7 +19,7 @@ namespace {
 // Names of the tensors every family has, by family (docs/MODEL.md). LLaMA names follow Meta's checkpoints, with
 // q|k|v fused into wqkv and w1|w3 (gate|up) into w13.
 struct Names {
-  std::string wte, wpe, t5, ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b,
+  std::string wte, wpe, t5, ln_emb_w, ln_emb_b, ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b,
       lnf_w, lnf_b, lm_head;
 };
 
@@ -27,12 +27,13 @@ Names names(const ModelConfig& c, int l) {
   const std::string L = std::to_string(l);
   if (c.arch == Arch::llama) {
     const std::string p = "layers." + L + ".";
-    return {"tok_embeddings.weight", "wpe", "t5_bias", p + "attention_norm.weight", "", p + "attention.wqkv.weight", "",
+    return {"tok_embeddings.weight", "wpe", "t5_bias", "", "", p + "attention_norm.weight", "",
+            p + "attention.wqkv.weight", p + "attention.wqkv.bias",
             p + "attention.wo.weight", "", p + "ffn_norm.weight", "", p + "feed_forward.w13.weight", "",
             p + "feed_forward.w2.weight", "", "norm.weight", "", "output.weight"};
   }
   const std::string p = "h." + L + ".";
-  return {"wte", "wpe", "t5_bias", p + "ln_1.weight", p + "ln_1.bias", p + "attn.c_attn.weight", p + "attn.c_attn.bias",
+  return {"wte", "wpe", "t5_bias", "ln_emb.weight", "ln_emb.bias", p + "ln_1.weight", p + "ln_1.bias", p + "attn.c_attn.weight", p + "attn.c_attn.bias",
           p + "attn.c_proj.weight", p + "attn.c_proj.bias", p + "ln_2.weight", p + "ln_2.bias", p + "mlp.c_fc.weight",
           p + "mlp.c_fc.bias", p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", "ln_f.weight", "ln_f.bias",
           "lm_head.weight"};
@@ -53,12 +54,16 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
   s.push_back({top.wte, {V, C}, ParamKind::embedding, std_wte});
   if (c.position == PositionMethod::learned) s.push_back({"wpe", {c.block_size, C}, ParamKind::position, std_wte});
   if (c.position == PositionMethod::t5) s.push_back({"t5_bias", {kT5Buckets, c.n_head}, ParamKind::position, 0.0f});
+  if (c.embed_norm) {
+    s.push_back({top.ln_emb_w, {C}, ParamKind::norm, 0});
+    if (c.bias) s.push_back({top.ln_emb_b, {C}, ParamKind::bias, 0});
+  }
   for (int l = 0; l < c.n_layer; l++) {
     const Names n = names(c, l);
     s.push_back({n.ln1_w, {C}, ParamKind::norm, 0});
     if (c.bias) s.push_back({n.ln1_b, {C}, ParamKind::bias, 0});
     s.push_back({n.qkv_w, {QKV, C}, ParamKind::matrix, std_w});
-    if (c.bias) s.push_back({n.qkv_b, {QKV}, ParamKind::bias, 0});
+    if (c.bias || c.qkv_bias) s.push_back({n.qkv_b, {QKV}, ParamKind::bias, 0});
     s.push_back({n.proj_w, {C, C}, ParamKind::matrix, std_proj});
     if (c.bias) s.push_back({n.proj_b, {C}, ParamKind::bias, 0});
     s.push_back({n.ln2_w, {C}, ParamKind::norm, 0});
@@ -96,6 +101,8 @@ ParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& sp
   v.wte = get(top.wte);
   v.wpe = get("wpe");
   v.t5_bias = get("t5_bias");
+  v.ln_emb_w = top.ln_emb_w.empty() ? nullptr : get(top.ln_emb_w);
+  v.ln_emb_b = top.ln_emb_b.empty() ? nullptr : get(top.ln_emb_b);
   for (int l = 0; l < c.n_layer; l++) {
     const Names n = names(c, l);
     v.layers.push_back({get(n.ln1_w), get(n.ln1_b), get(n.qkv_w), get(n.qkv_b), get(n.proj_w), get(n.proj_b),

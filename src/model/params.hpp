@@ -29,7 +29,7 @@ std::size_t slab_size(const std::vector<ParamSpec>& specs);
 
 struct LayerView {
   float *ln1_w, *ln1_b;          // (C)
-  float *qkv_w, *qkv_b;          // (3C, C), (3C)
+  float *qkv_w, *qkv_b;          // (QKV, C), (QKV); qkv_b: gpt with bias, llama with qkv_bias
   float *attproj_w, *attproj_b;  // (C, C), (C)
   float *ln2_w, *ln2_b;          // (C)
   float *fc_w, *fc_b;            // (F, C), (F)
@@ -41,6 +41,7 @@ struct ParamView {
   float* wte = nullptr;      // (V, C)
   float* wpe = nullptr;      // (block_size, C) learned only
   float* t5_bias = nullptr;  // (32, NH) t5 only
+  float *ln_emb_w = nullptr, *ln_emb_b = nullptr;  // (C) embed_norm only
   std::vector<LayerView> layers;
   float *lnf_w = nullptr, *lnf_b = nullptr;  // (C)
   float* lm_head = nullptr;                  // (V, C) untied; equals wte when tied

@@ -59,7 +59,8 @@ Transformer::Transformer(const ModelConfig& c) : cfg_(c) {
   specs_ = param_specs(cfg_);
   params_.resize(slab_size(specs_));
   grads_.resize(slab_size(specs_));
-  if (cfg_.position == PositionMethod::alibi) alibi_slopes_ = alibi_slopes(cfg_.n_head);
+  if (cfg_.position == PositionMethod::alibi)
+    alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias);
   update_rope(cfg_.rope_train_length());
 }
 
@@ -285,6 +286,14 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     for (std::size_t i = 0; i < static_cast<std::size_t>(BT) * C; i++) encoded_[i] *= cfg_.embed_scale;
   if (cfg_.position == PositionMethod::learned) embedding_add_forward(encoded_.data(), pos_.data(), pv.wpe, BT, C);
   if (cfg_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(encoded_.data(), pos_.data(), BT, C);
+  if (cfg_.embed_norm) {  // encoded = LayerNorm(the summed embeddings), which are kept for the backward pass
+    ensure(emb_raw_, BTn * C);
+    ensure(emb_mean_, BTn);
+    ensure(emb_rstd_, BTn);
+    std::copy(encoded_.data(), encoded_.data() + BTn * C, emb_raw_.data());
+    TIMED("fwd.norm", layernorm_forward(encoded_.data(), emb_mean_.data(), emb_rstd_.data(), emb_raw_.data(),
+                                        pv.ln_emb_w, pv.ln_emb_b, BT, C, cfg_.norm_eps));
+  }
   if (p_drop > 0.0f) {
     fill_mask(mask_emb_, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
     apply_mask(encoded_.data(), mask_emb_.data(), static_cast<std::size_t>(BT) * C);
@@ -329,6 +338,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     TIMED("fwd.matmul.fc", linear_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
     if (llama) {
       TIMED("fwd.swiglu", swiglu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT), F));
+    } else if (cfg_.activation == Activation::gelu) {
+      TIMED("fwd.gelu", gelu_erf_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
     } else {
       TIMED("fwd.gelu", gelu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
     }
@@ -421,6 +432,8 @@ void Transformer::backward() {
     dfch_.zero();
     if (llama) {
       TIMED("bwd.swiglu", swiglu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT), F));
+    } else if (cfg_.activation == Activation::gelu) {
+      TIMED("bwd.gelu", gelu_erf_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
     } else {
       TIMED("bwd.gelu", gelu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
     }
@@ -460,6 +473,13 @@ void Transformer::backward() {
                                     a.ln1_rstd.data(), BT));
   }
   const float* denc = masked(mask_emb_);
+  if (cfg_.embed_norm) {  // back through the embedding LayerNorm to the summed embeddings
+    ensure(demb_raw_, BTC);
+    std::fill(demb_raw_.data(), demb_raw_.data() + BTC, 0.0f);
+    TIMED("bwd.norm", layernorm_backward(demb_raw_.data(), gv.ln_emb_w, gv.ln_emb_b, denc, emb_raw_.data(), pv.ln_emb_w,
+                                         emb_mean_.data(), emb_rstd_.data(), BT, C));
+    denc = demb_raw_.data();
+  }
   if (cfg_.embed_scale != 1.0f) {  // d wte = embed_scale * d x (the position table, if any, is unscaled)
     ensure(dtmp_c_, BTC);
     for (std::size_t i = 0; i < BTC; i++) dtmp_c_[i] = cfg_.embed_scale * denc[i];

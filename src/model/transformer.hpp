@@ -122,6 +122,7 @@ class Transformer {
   float dropout_ = 0.0f;
   std::vector<std::int32_t> tokens_, pos_;
   Buffer<float> encoded_, mask_emb_;
+  Buffer<float> emb_raw_, emb_mean_, emb_rstd_, demb_raw_;  // embed_norm: the LayerNorm's input and statistics
   std::vector<LayerActs> acts_;  // per layer, kept for backward (training)
   LayerActs infer_;               // one layer's scratch, reused by every layer (inference: no probs stored)
   int infer_B_ = 0, infer_T_ = 0;

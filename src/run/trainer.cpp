@@ -95,7 +95,8 @@ void TrainOptions::validate() const {
         {"n_layer", "--layers"}, {"n_head", "--heads"},     {"n_embd", "--width"},   {"mlp_hidden", "--mlp"},
         {"block_size", "--length"}, {"dropout", "--dropout"}, {"rope_base", "--rope-base"},
         {"n_kv_head", "--kv-heads"}, {"attn_window", "--attn-window"}, {"rope_scaling", "--rope-scaling"},
-        {"bias", "--no-bias"}, {"embed_scale", "--embed-scale"}};
+        {"bias", "--no-bias"}, {"embed_scale", "--embed-scale"}, {"activation", "--activation"},
+        {"embed_norm", "--embed-norm"}, {"qkv_bias", "--qkv-bias"}, {"alibi_max_bias", "--alibi-max-bias"}};
     model.validate([](const std::string& f) {
       auto it = flags.find(f);
       return it == flags.end() ? f : it->second;

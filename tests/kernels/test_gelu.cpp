@@ -102,5 +102,71 @@ TEST(Gelu, BackwardAccumulatesAndIsDeterministic) {
   EXPECT_TRUE(bit_equal(y1, y2));
 }
 
+// The exact form against long double erf; torch's nn.GELU() at 1 is 0.8413447460685429 (= Phi(1)).
+TEST(GeluErf, ForwardMatchesFormula) {
+  auto x = bulk_points();
+  x.insert(x.end(), kTailPoints.begin(), kTailPoints.end());
+  std::vector<double> y(x.size());
+  gelu_erf_forward<double>(y.data(), x.data(), x.size());
+  for (std::size_t i = 0; i < x.size(); i++) {
+    const long double u = x[i];
+    const long double want = 0.5L * u * (1.0L + std::erf(u / std::sqrt(2.0L)));
+    EXPECT_NEAR(y[i], static_cast<double>(want), 1e-15 * (1 + std::fabs(x[i]))) << x[i];
+  }
+  const double one = 1.0;
+  double g1;
+  gelu_erf_forward<double>(&g1, &one, 1);
+  EXPECT_NEAR(g1, 0.8413447460685429, 1e-15);
+  // differs from the tanh approximation by about 1.5e-4 at 1: the two forms are not interchangeable
+  double t1;
+  gelu_forward<double>(&t1, &one, 1);
+  EXPECT_GT(std::fabs(g1 - t1), 1e-4);
+}
+
+TEST(GeluErf, Gradcheck) {
+  auto x = bulk_points();
+  Rng rng(35);
+  const auto w = random_normal(rng, x.size());
+  std::vector<double> y(x.size());
+  auto loss = [&] {
+    gelu_erf_forward<double>(y.data(), x.data(), x.size());
+    return weighted_sum(w, y.data());
+  };
+  std::vector<double> dx(x.size());
+  gelu_erf_backward<double>(dx.data(), x.data(), w.data(), x.size());
+  EXPECT_TRUE(gradcheck_ok(loss, {{"inp", x.data(), dx.data(), x.size()}}));
+}
+
+TEST(GeluErf, GradcheckTails) {
+  for (double x0 : kTailPoints) {
+    double x = x0, y = 0, dx = 0;
+    const double one = 1.0;
+    gelu_erf_backward<double>(&dx, &x, &one, 1);
+    EXPECT_TRUE(gradcheck_ok(
+        [&] {
+          gelu_erf_forward<double>(&y, &x, 1);
+          return y;
+        },
+        {{"x=" + std::to_string(x0), &x, &dx, 1}}));
+  }
+}
+
+TEST(GeluErf, FloatMatchesDoubleAndAccumulates) {
+  Rng rng(36);
+  const auto x = random_normal<float>(rng, 1001, 3.0), dout = random_normal<float>(rng, 1001);
+  const auto init = random_normal<float>(rng, 1001);
+  std::vector<float> y(x.size()), dx = init;
+  gelu_erf_forward<float>(y.data(), x.data(), x.size());
+  gelu_erf_backward<float>(dx.data(), x.data(), dout.data(), x.size());
+  const auto xd = cast_vec<double>(x), doutd = cast_vec<double>(dout);
+  std::vector<double> yd(x.size()), dxd = cast_vec<double>(init);
+  gelu_erf_forward<double>(yd.data(), xd.data(), x.size());
+  gelu_erf_backward<double>(dxd.data(), xd.data(), doutd.data(), x.size());
+  for (std::size_t i = 0; i < x.size(); i++) {
+    EXPECT_NEAR(y[i], yd[i], 1e-6 * (1 + std::fabs(yd[i])));
+    EXPECT_NEAR(dx[i], dxd[i], 1e-6 * (1 + std::fabs(dxd[i])));
+  }
+}
+
 }  // namespace
 }  // namespace stretch::test

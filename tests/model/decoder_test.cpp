@@ -24,6 +24,8 @@ struct Case {
   int window = 0;
   LognMode logn = LognMode::off;
   const char* scaling = "none";
+  bool embed_norm = false, exact_gelu = false, qkv_bias = false, bias = true;
+  int heads = 4;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -40,6 +42,11 @@ const Case kCases[] = {
     {"llama_rope_gqa_yarn_window", Arch::llama, PositionMethod::rope, 6, LognMode::beyond, "yarn:2"},
     {"llama_alibi_gqa", Arch::llama, PositionMethod::alibi},
     {"llama_t5_gqa", Arch::llama, PositionMethod::t5},
+    // BLOOM's block (embedding LayerNorm), MPT's (exact GELU, no biases; 8 heads), Qwen2's (q/k/v biases)
+    {"gpt_alibi_embed_norm", Arch::gpt, PositionMethod::alibi, 0, LognMode::off, "none", true},
+    {"gpt_alibi_exact_gelu_no_bias", Arch::gpt, PositionMethod::alibi, 0, LognMode::off, "none", false, true, false,
+     false, 8},
+    {"llama_rope_gqa_qkv_bias", Arch::llama, PositionMethod::rope, 0, LognMode::off, "none", false, false, true},
 };
 
 std::unique_ptr<Transformer> make(const Case& k) {
@@ -47,13 +54,16 @@ std::unique_ptr<Transformer> make(const Case& k) {
   c.arch = k.arch;
   c.vocab_size = 50;
   c.n_layer = 2;
-  c.n_head = 4;
+  c.n_head = k.heads;
   c.n_kv_head = k.arch == Arch::llama ? 2 : 0;
   c.n_embd = 32;
   c.mlp_hidden = 40;
   c.block_size = 32;
   c.position = k.position;
-  c.bias = k.arch == Arch::gpt;
+  c.bias = k.arch == Arch::gpt && k.bias;
+  c.embed_norm = k.embed_norm;
+  c.activation = k.exact_gelu ? Activation::gelu : Activation::gelu_tanh;
+  c.qkv_bias = k.qkv_bias;
   c.attn_window = k.window;
   c.logn = k.logn;
   c.rope_scaling = RopeScaling::parse(k.scaling, "test");

@@ -1,7 +1,8 @@
 // Whole-model parity with PyTorch: tools/make_parity_fixtures.py (Debian's python3-torch, float64) builds the
 // same GPT (docs/MODEL.md) for each position method, and tools/make_llama_fixtures.py the LLaMA family (grouped-
 // query and tied multi-head), from the same weights, tokens and positions and stores
-// logits, loss, every parameter gradient and the losses of 3 AdamW steps. Our fp32 model must agree within
+// logits, loss, every parameter gradient and the losses of 3 AdamW steps (alibi_bloom: biases, tanh GELU and the
+// embedding LayerNorm; alibi_mpt: no biases, exact GELU, maximum bias 12; llama_qkv_bias: Qwen2's q/k/v biases). Our fp32 model must agree within
 // 1e-4 relative. Regenerate the fixtures with: /usr/bin/python3 tools/make_parity_fixtures.py
 #include <gtest/gtest.h>
 
@@ -38,6 +39,10 @@ TEST_P(Parity, LogitsLossGradientsAndAdamWMatchPyTorch) {
   if (cj.contains("n_kv_head")) c.n_kv_head = cj["n_kv_head"];
   if (cj.contains("norm_eps")) c.norm_eps = cj["norm_eps"];
   if (cj.contains("embed_scale")) c.embed_scale = cj["embed_scale"];
+  if (cj.contains("activation")) c.activation = parse_activation(cj["activation"].get<std::string>());
+  if (cj.contains("embed_norm")) c.embed_norm = cj["embed_norm"];
+  if (cj.contains("alibi_max_bias")) c.alibi_max_bias = cj["alibi_max_bias"];
+  if (cj.contains("qkv_bias")) c.qkv_bias = cj["qkv_bias"];
   c.vocab_size = cj["vocab_size"];
   c.n_layer = cj["n_layer"];
   c.n_head = cj["n_head"];
@@ -108,8 +113,9 @@ TEST_P(Parity, LogitsLossGradientsAndAdamWMatchPyTorch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllPositionMethods, Parity,
-                         ::testing::Values("none", "alibi", "sinusoidal", "learned", "rope", "t5", "sinusoidal_scaled", "llama_gqa",
-                                           "llama_mha_tied"),
+                         ::testing::Values("none", "alibi", "sinusoidal", "learned", "rope", "t5", "sinusoidal_scaled",
+                                           "alibi_bloom", "alibi_mpt", "llama_gqa", "llama_mha_tied",
+                                           "llama_qkv_bias"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

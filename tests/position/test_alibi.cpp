@@ -62,6 +62,41 @@ TEST(AlibiSlopes, MatchGgmlClosedFormAndFairseqFor1To32) {
   }
 }
 
+// transformers' build_mpt_alibi_tensor slopes, transcribed in double: N = 2^ceil(log2 n), base = (1..N) * b / N,
+// slopes = 1 / 2^base, then concat(slopes[1::2], slopes[::2])[:n] when N != n.
+std::vector<double> mpt_slopes(int n, double b) {
+  const int N = 1 << static_cast<int>(std::ceil(std::log2(static_cast<double>(n))));
+  std::vector<double> s(static_cast<std::size_t>(N));
+  for (int k = 0; k < N; k++) s[k] = 1.0 / std::pow(2.0, (k + 1) * (b / N));
+  if (N == n) return s;
+  std::vector<double> r;
+  for (int k = 1; k < N; k += 2) r.push_back(s[k]);
+  for (int k = 0; k < N; k += 2) r.push_back(s[k]);
+  r.resize(static_cast<std::size_t>(n));
+  return r;
+}
+
+// The two published forms of the slopes are one sequence (the proof is in position/alibi.hpp): MPT's form, for any
+// maximum bias, equals ours for every head count.
+TEST(AlibiSlopes, MptFormIsThePaperRuleFor1To64AndOtherMaxBiases) {
+  for (double b : {8.0, 16.0, 4.5}) {
+    for (int n = 1; n <= 64; n++) {
+      const auto s = alibi_slopes(n, b);
+      const auto want = mpt_slopes(n, b);
+      ASSERT_EQ(static_cast<int>(s.size()), n);
+      for (int h = 0; h < n; h++) EXPECT_NEAR(s[h], want[h], 1e-7 * want[h]) << "n " << n << " h " << h << " b " << b;
+    }
+  }
+}
+
+TEST(AlibiSlopes, MaxBiasScalesTheExponents) {
+  const auto s = alibi_slopes(8, 16.0);
+  for (int h = 0; h < 8; h++) EXPECT_EQ(s[h], std::ldexp(1.0f, -2 * (h + 1))) << h;
+  EXPECT_THROW(alibi_slopes(8, 0.0), ConfigError);
+  EXPECT_THROW(alibi_slopes(8, -1.0), ConfigError);
+  EXPECT_THROW(alibi_slopes(8, std::nan("")), ConfigError);
+}
+
 TEST(AlibiSlopes, OneHeadAndInvalidCounts) {
   const auto s = alibi_slopes(1);
   ASSERT_EQ(s.size(), 1u);
