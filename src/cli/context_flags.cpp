@@ -8,8 +8,12 @@ namespace stretch::cli {
 
 void add_context_flags(CLI::App& app, ContextFlags& f) {
   app.add_option("--rope-scaling", f.rope_scaling,
-                 "RoPE scaling: none | linear:S | ntk:S | dynamic-ntk:S | yarn:S | yarn-paper:S "
-                 "(S = target / trained length; position/rope_scaling.hpp)");
+                 "RoPE scaling: none | linear:S | ntk:S | dynamic-ntk:S | yarn:S | yarn-paper:S | llama3:S | "
+                 "longrope:S (S = target / trained length), then ,key=value: orig=L (trained length); yarn: "
+                 "beta_fast=B, beta_slow=B, attention_factor=A, mscale=M,mscale_all_dim=M, truncate=0|1; llama3: "
+                 "low=LO, high=HI (default 1, 4); longrope: short=LIST, long=LIST (head_dim/2 numbers as "
+                 "x:y:... or @file.json), attention_factor=A. E.g. llama3:8,orig=8192,low=1,high=4 "
+                 "(position/rope_scaling.hpp)");
   app.add_option("--attn-window", f.attn_window, "Sliding-window attention: each query sees its N latest keys (0: all)");
   app.add_option("--logn", f.logn, "Log-n attention scaling: off | full | beyond (position/logn.hpp)");
   app.add_option("--positions", f.positions,

@@ -66,6 +66,13 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
   } catch (const ConfigError& e) {
     bad("rope_scaling", e.what());
   }
+  if (rope_scaling.type == RopeScalingType::longrope && position == PositionMethod::rope &&
+      (rope_scaling.short_factor.size() != static_cast<std::size_t>(head_dim() / 2) ||
+       rope_scaling.long_factor.size() != static_cast<std::size_t>(head_dim() / 2)))
+    bad("rope_scaling", "longrope needs head_dim / 2 = " + std::to_string(head_dim() / 2) +
+                            " factors in short_factor and long_factor (got " +
+                            std::to_string(rope_scaling.short_factor.size()) + " and " +
+                            std::to_string(rope_scaling.long_factor.size()) + ")");
   if (!rope_scaling.is_none() && position != PositionMethod::rope)
     bad("rope_scaling", "only applies to rope models (position is " + std::string(to_string(position)) + ")");
   if (position == PositionMethod::rope && head_dim() % 2 != 0)

@@ -12,7 +12,8 @@
 // equals a full forward with a sliding attention window of S (attn_window = S) over the whole sequence (the
 // cached keys of upper layers still carry what lower layers saw of older tokens, as in Mistral's rolling cache). Other methods (rope, sinusoidal, learned) would need
 // positions they never saw: ContextFull is thrown, naming --ctx and --rope-scaling.
-// Dynamic NTK scaling uses the frequencies for a sequence of `ctx` tokens throughout (keys are cached rotated).
+// Scalings that follow the sequence length (dynamic NTK, LongRoPE's switch to its long factors) use the frequencies
+// for a sequence of `ctx` tokens throughout (keys are cached rotated once).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "io/tokenizer_llama2c.hpp"
+#include "position/rope_scaling.hpp"
 #include "position/sinusoidal.hpp"
 
 namespace stretch {
@@ -14,6 +15,8 @@ namespace stretch {
 namespace {
 
 const std::string kArch = "llama";
+// Our own keys: the llama3 parameters beside llama.cpp's rope_freqs table, so an import gets llama3 back exactly.
+const std::string kStretchScaling = "stretch.rope.scaling.";
 std::string key(const char* suffix) { return kArch + "." + suffix; }
 std::string mpt(const char* suffix) { return std::string("mpt.") + suffix; }
 std::string blk(int l, const char* suffix, const char* what = "weight") {
@@ -140,6 +143,9 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
   w.set_u32(key("rope.dimension_count"), static_cast<std::uint32_t>(hd));
   double base = mc.rope_base;
   const RopeScaling& s = mc.rope_scaling;
+  const int L_train = mc.rope_train_length();
+  std::vector<float> freq_factors;  // rope_freqs.weight (llama3, longrope)
+  double attn_factor = 1.0;         // llama.rope.scaling.attn_factor
   switch (s.type) {
     case RopeScalingType::none:
       break;
@@ -148,23 +154,46 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
       break;
     case RopeScalingType::linear:
     case RopeScalingType::yarn:
-      if (s.type == RopeScalingType::yarn && s.attention_factor != 0.0)
+      if (s.type == RopeScalingType::yarn && !s.truncate)
         throw ConfigError("GGUF export: rope_scaling " + s.to_string() +
-                          ": a non-default yarn attention_factor is not supported (llama.cpp uses 0.1 ln s + 1)");
+                          ": yarn with truncate=0 is not supported (ggml always floors / ceils the correction range)");
       w.set_string(key("rope.scaling.type"), s.type == RopeScalingType::linear ? "linear" : "yarn");
       w.set_f32(key("rope.scaling.factor"), static_cast<float>(s.factor));
-      w.set_u32(key("rope.scaling.original_context_length"), static_cast<std::uint32_t>(mc.rope_train_length()));
+      w.set_u32(key("rope.scaling.original_context_length"), static_cast<std::uint32_t>(L_train));
       if (s.type == RopeScalingType::yarn) {
         w.set_f32(key("rope.scaling.yarn_beta_fast"), static_cast<float>(s.beta_fast));
         w.set_f32(key("rope.scaling.yarn_beta_slow"), static_cast<float>(s.beta_slow));
+        // ggml multiplies llama.cpp's attn_factor by its own 1 + 0.1 ln s: write ours over that
+        const double ours = rope_tables(s, hd, mc.rope_base, L_train, L_train).attention_factor;
+        const double ggml = s.factor <= 1.0 ? 1.0 : 1.0 + 0.1 * std::log(s.factor);
+        if (ours != ggml) attn_factor = ours / ggml;
       }
+      break;
+    case RopeScalingType::llama3: {
+      for (double f : rope_freq_divisors(s, hd, mc.rope_base, L_train, L_train))
+        freq_factors.push_back(static_cast<float>(f));
+      w.set_string(kStretchScaling + "type", "llama3");
+      w.set(kStretchScaling + "factor", GgufValue::f64(s.factor));
+      w.set(kStretchScaling + "low_freq_factor", GgufValue::f64(s.low_freq_factor));
+      w.set(kStretchScaling + "high_freq_factor", GgufValue::f64(s.high_freq_factor));
+      w.set_u32(kStretchScaling + "original_context_length", static_cast<std::uint32_t>(L_train));
+      break;
+    }
+    case RopeScalingType::longrope:
+      if (s.short_factor != s.long_factor)
+        throw ConfigError("GGUF export: rope_scaling longrope with short_factor != long_factor is not supported "
+                          "(llama.cpp's llama architecture has one rope_freqs table for every length)");
+      for (double f : rope_freq_divisors(s, hd, mc.rope_base, L_train, L_train))
+        freq_factors.push_back(static_cast<float>(f));
+      attn_factor = rope_tables(s, hd, mc.rope_base, L_train, L_train).attention_factor;
       break;
     case RopeScalingType::dynamic_ntk:
     case RopeScalingType::yarn_paper:
       throw ConfigError("GGUF export: rope_scaling " + s.to_string() +
-                        " is not supported (llama.cpp's llama architecture expresses none, linear, yarn, and ntk "
-                        "as a changed freq_base)");
+                        " is not supported (llama.cpp's llama architecture expresses none, linear, yarn, llama3 and "
+                        "longrope with one table as rope_freqs, and ntk as a changed freq_base)");
   }
+  if (attn_factor != 1.0) w.set_f32(key("rope.scaling.attn_factor"), static_cast<float>(attn_factor));
   w.set_f32(key("rope.freq_base"), static_cast<float>(base));
   w.set_f32(key("attention.layer_norm_rms_epsilon"), mc.norm_eps);
   write_tokenizer(w, tok, V);
@@ -175,6 +204,7 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
     out.mat(name, rows, cols, data);
   };
   auto vec = [&](const std::string& name, std::int64_t n, const float* data) { out.vec(name, n, data); };
+  if (!freq_factors.empty()) vec("rope_freqs.weight", hd / 2, freq_factors.data());
   mat("token_embd.weight", V, C, v.wte);
   for (int l = 0; l < mc.n_layer; l++) {
     const LayerView& L = v.layers[static_cast<std::size_t>(l)];
@@ -218,7 +248,7 @@ GgufWriter mpt_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t
   w.set_u32(mpt("attention.head_count"), static_cast<std::uint32_t>(mc.n_head));
   w.set_u32(mpt("attention.head_count_kv"), static_cast<std::uint32_t>(mc.n_head));
   w.set_f32(mpt("attention.layer_norm_epsilon"), mc.norm_eps);
-  if (pm == PositionMethod::alibi) w.set_f32(mpt("attention.max_alibi_bias"), 8.0f);
+  if (pm == PositionMethod::alibi) w.set_f32(mpt("attention.max_alibi_bias"), static_cast<float>(mc.alibi_max_bias));
   write_tokenizer(w, tok, V);
 
   ParamView v = bind_param_view(mc, m.specs(), const_cast<float*>(m.params().data()));
@@ -271,6 +301,12 @@ GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
   const ModelConfig& mc = m.config();
   if (mc.attn_window != 0) throw ConfigError("GGUF export: attn_window (sliding-window attention) is not supported");
   if (mc.logn != LognMode::off) throw ConfigError("GGUF export: logn attention is not supported");
+  if (mc.embed_norm)
+    throw ConfigError("GGUF export: the embedding LayerNorm (embed_norm) is not supported by the llama or mpt layouts");
+  if (mc.activation != Activation::gelu_tanh)
+    throw ConfigError("GGUF export: the exact GELU (activation gelu) is not supported: llama.cpp's mpt graph computes "
+                      "the tanh approximation");
+  if (mc.qkv_bias) throw ConfigError("GGUF export: q/k/v biases (qkv_bias) are not supported by the llama layout");
   if (type != ggml_type::F32 && type != ggml_type::F16 && type != ggml_type::BF16 && type != ggml_type::Q8_0)
     throw ConfigError("GGUF export: tensor type " + ggml_type_name(type) + " is not supported (F32, F16, BF16, Q8_0)");
   return mc.arch == Arch::llama ? llama_to_gguf(m, tok, type) : mpt_to_gguf(m, tok, type);
@@ -347,6 +383,90 @@ int vocab_rows(const GgufReader& r, int n_embd, const std::string& vocab_key) {
   return V;
 }
 
+// The RoPE scaling of a llama GGUF (see the header): llama.cpp's rope.scaling.* keys (linear, yarn with its
+// attn_factor), the rope_freqs.weight table (llama3 with our stretch.rope.scaling.* keys, else longrope with one
+// table) and what cannot be combined. `c` has head_dim, block_size and rope_base set.
+RopeScaling rope_scaling_from_gguf(const GgufReader& r, const ModelConfig& c) {
+  const std::string& src = r.source();
+  const int hd = c.head_dim();
+  auto orig_or_zero = [&](const std::string& k) {
+    const int orig = get_count(r, k);
+    return orig == c.block_size ? 0 : orig;
+  };
+  auto checked = [&](const RopeScaling& s, const std::string& what) {
+    try {
+      s.validate();
+    } catch (const ConfigError& e) {
+      throw InputError(src + ": " + what + ": " + e.what());
+    }
+    return s;
+  };
+  const std::string attn_key = key("rope.scaling.attn_factor");
+  const double attn = r.has(attn_key) ? r.get_float(attn_key) : 1.0;
+  if (!std::isfinite(attn) || !(attn > 0.0))
+    throw InputError(src + ": " + attn_key + " is " + std::to_string(attn) + " (expected a positive number)");
+  std::string st = r.has(key("rope.scaling.type")) ? r.get_string(key("rope.scaling.type")) : "none";
+  const std::string table_name = "rope_freqs.weight";
+  const bool table = r.has_tensor(table_name);
+  const bool ours = r.has(kStretchScaling + "type");
+  if (table || ours) {
+    if (st != "none")
+      throw InputError(src + ": " + table_name + " together with " + key("rope.scaling.type") + " \"" + st +
+                       "\" is not supported (a frequency table replaces the scaling type)");
+    if (!table) throw InputError(src + ": " + kStretchScaling + "type is set but the file has no " + table_name);
+    std::vector<float> t(static_cast<std::size_t>(hd / 2));
+    read_into(r, table_name, hd / 2, 0, t.data());
+    RopeScaling s;
+    if (ours) {
+      const std::string& ty = r.get_string(kStretchScaling + "type");
+      if (ty != "llama3")
+        throw InputError(src + ": " + kStretchScaling + "type is \"" + ty + "\" (expected \"llama3\")");
+      s.type = RopeScalingType::llama3;
+      s.factor = r.get_float(kStretchScaling + "factor");
+      s.low_freq_factor = r.get_float(kStretchScaling + "low_freq_factor");
+      s.high_freq_factor = r.get_float(kStretchScaling + "high_freq_factor");
+      s.original_context = orig_or_zero(kStretchScaling + "original_context_length");
+      checked(s, kStretchScaling + "*");
+      if (attn != 1.0)
+        throw InputError(src + ": " + attn_key + " " + std::to_string(attn) + " with llama3 scaling (which has none)");
+      const auto want = rope_freq_divisors(s, hd, c.rope_base, c.block_size, c.block_size);
+      for (std::size_t i = 0; i < want.size(); i++)
+        if (!(std::fabs(t[i] - want[i]) <= 1e-5 * want[i]))
+          throw InputError(src + ": " + table_name + "[" + std::to_string(i) + "] is " + std::to_string(t[i]) +
+                           " but " + kStretchScaling + "* (" + s.to_string() + ") gives " + std::to_string(want[i]));
+    } else {  // llama.cpp's own files (Llama 3.1): one table for every length
+      s.type = RopeScalingType::longrope;
+      s.short_factor.assign(t.begin(), t.end());
+      s.long_factor = s.short_factor;
+      if (attn != 1.0) s.attention_factor = attn;
+      checked(s, table_name);
+    }
+    return s;
+  }
+  RopeScaling s;
+  if (st == "linear") s.type = RopeScalingType::linear;
+  else if (st == "yarn") s.type = RopeScalingType::yarn;
+  else if (st != "none")
+    throw InputError(src + ": " + key("rope.scaling.type") + " is \"" + st + "\" (supported: none, linear, yarn)");
+  if (!s.is_none()) {
+    s.factor = r.get_float(key("rope.scaling.factor"));
+    if (r.has(key("rope.scaling.original_context_length")))
+      s.original_context = orig_or_zero(key("rope.scaling.original_context_length"));
+    if (s.type == RopeScalingType::yarn) {
+      if (r.has(key("rope.scaling.yarn_beta_fast"))) s.beta_fast = r.get_float(key("rope.scaling.yarn_beta_fast"));
+      if (r.has(key("rope.scaling.yarn_beta_slow"))) s.beta_slow = r.get_float(key("rope.scaling.yarn_beta_slow"));
+      // ggml's own 1 + 0.1 ln s times attn_factor
+      if (attn != 1.0 && std::isfinite(s.factor))
+        s.attention_factor = attn * (s.factor <= 1.0 ? 1.0 : 1.0 + 0.1 * std::log(s.factor));
+    }
+    checked(s, "rope scaling keys");
+  }
+  if (attn != 1.0 && s.type != RopeScalingType::yarn)
+    throw InputError(src + ": " + attn_key + " " + std::to_string(attn) + " with rope scaling type \"" + st +
+                     "\" is not supported (only yarn and a rope_freqs table take an attention factor)");
+  return s;
+}
+
 std::unique_ptr<Transformer> llama_model(const GgufReader& r) {
   const std::string& src = r.source();
   ModelConfig c;
@@ -371,31 +491,7 @@ std::unique_ptr<Transformer> llama_model(const GgufReader& r) {
                      std::to_string(c.head_dim()) + "; partial rotary is not supported)");
   c.vocab_size = vocab_rows(r, c.n_embd, key("vocab_size"));
   c.tie_embeddings = !r.has_tensor("output.weight");
-  if (r.has(key("rope.scaling.type"))) {
-    const std::string& st = r.get_string(key("rope.scaling.type"));
-    RopeScaling s;
-    if (st == "linear") s.type = RopeScalingType::linear;
-    else if (st == "yarn") s.type = RopeScalingType::yarn;
-    else if (st != "none")
-      throw InputError(src + ": " + key("rope.scaling.type") + " is \"" + st + "\" (supported: none, linear, yarn)");
-    if (!s.is_none()) {
-      s.factor = r.get_float(key("rope.scaling.factor"));
-      if (r.has(key("rope.scaling.original_context_length"))) {
-        const int orig = get_count(r, key("rope.scaling.original_context_length"));
-        s.original_context = orig == c.block_size ? 0 : orig;
-      }
-      if (s.type == RopeScalingType::yarn) {
-        if (r.has(key("rope.scaling.yarn_beta_fast"))) s.beta_fast = r.get_float(key("rope.scaling.yarn_beta_fast"));
-        if (r.has(key("rope.scaling.yarn_beta_slow"))) s.beta_slow = r.get_float(key("rope.scaling.yarn_beta_slow"));
-      }
-      try {
-        s.validate();
-      } catch (const ConfigError& e) {
-        throw InputError(src + ": rope scaling keys: " + e.what());
-      }
-      c.rope_scaling = s;
-    }
-  }
+  c.rope_scaling = rope_scaling_from_gguf(r, c);
   std::unique_ptr<Transformer> model = make_model(c, r);
   Transformer& m = *model;
   ParamView v = bind_param_view(c, m.specs(), m.params().data());
@@ -439,13 +535,14 @@ std::unique_ptr<Transformer> mpt_model(const GgufReader& r) {
   c.norm_eps = static_cast<float>(r.get_float(mpt("attention.layer_norm_epsilon")));
   const double max_bias = r.has(mpt("attention.max_alibi_bias")) ? r.get_float(mpt("attention.max_alibi_bias")) : 0.0;
   const bool table = r.has_tensor("position_embd.weight");
-  if (max_bias != 0.0 && max_bias != 8.0)
+  if (max_bias < 0.0 || !std::isfinite(max_bias) || max_bias > 1024.0)
     throw InputError(src + ": " + mpt("attention.max_alibi_bias") + " is " + std::to_string(max_bias) +
-                     " (supported: 0 or 8, ALiBi's slopes)");
+                     " (expected 0, no ALiBi, or the slopes' maximum bias in (0, 1024])");
   if (max_bias != 0.0 && table)
     throw InputError(src + ": has both ALiBi (" + mpt("attention.max_alibi_bias") +
                      ") and position_embd.weight (supported: one or the other)");
   c.position = max_bias != 0.0 ? PositionMethod::alibi : table ? PositionMethod::learned : PositionMethod::none;
+  if (c.position == PositionMethod::alibi) c.alibi_max_bias = max_bias;
   if (c.n_embd % c.n_head != 0)
     throw InputError(src + ": " + mpt("embedding_length") + " " + std::to_string(c.n_embd) +
                      " is not a multiple of " + mpt("attention.head_count") + " " + std::to_string(c.n_head));

@@ -21,6 +21,7 @@
 //   blk.N.ffn_down.weight      <- layers.N.feed_forward.w2.weight                        (C, F)
 //   output_norm.weight         <- norm.weight                                            (C)       always F32
 //   output.weight              <- output.weight, only when untied (absent: tied to token_embd)  (V, C)
+//   rope_freqs.weight          <- rope scaling llama3 / longrope only: theta_i / theta'_i (below)  (hd/2)  F32
 // 1-D tensors are always F32 (llama.cpp expects that); 2-D weights are stored in the requested type. Q8_0 needs
 // the row length (the last dimension) to be a multiple of 32: a weight whose row length is not (e.g. ffn_down of
 // stories260K, F = 172) is stored as F16 instead, as llama.cpp's quantizer falls back for such tensors.
@@ -36,16 +37,31 @@
 //   llama.feed_forward_length (F), llama.attention.head_count, llama.attention.head_count_kv,
 //   llama.rope.dimension_count (head_dim), llama.rope.freq_base (f32), llama.attention.layer_norm_rms_epsilon
 //   (f32); all counts u32.
-//   RoPE scaling, when the model has one:
-//     linear -> llama.rope.scaling.type "linear", llama.rope.scaling.factor (f32, s; llama.cpp uses 1/s as
-//               freq_scale), llama.rope.scaling.original_context_length (u32, L_train)
-//     yarn   -> the same with type "yarn", plus llama.rope.scaling.yarn_beta_fast / yarn_beta_slow (f32; llama.cpp's
-//               defaults are 32 and 1, ours too). llama.cpp's YaRN attention factor is
-//               attn_factor * (1 + 0.1 ln s) = ours with attention_factor 0 (the default); a non-default
-//               attention_factor is refused (ConfigError).
-//     ntk    -> no scaling keys: the NTK-aware base change is static, so llama.rope.freq_base is written as
-//               base * s^(d/(d-2)) (identical frequencies; importing gives rope_base changed and no scaling).
-//     dynamic-ntk, yarn-paper: ConfigError (llama.cpp cannot express them).
+//   RoPE scaling, when the model has one (L = rope_train_length(): original_context, else block_size):
+//     linear   -> llama.rope.scaling.type "linear", llama.rope.scaling.factor (f32, s; llama.cpp uses 1/s as
+//                 freq_scale), llama.rope.scaling.original_context_length (u32, L)
+//     yarn     -> the same with type "yarn", plus llama.rope.scaling.yarn_beta_fast / yarn_beta_slow (f32; llama.cpp's
+//                 defaults are 32 and 1, ours too). ggml multiplies cos and sin by attn_factor * (1 + 0.1 ln s), so
+//                 a non-default attention factor a (attention_factor, or mscale / mscale_all_dim) is written as
+//                 llama.rope.scaling.attn_factor = a / (1 + 0.1 ln s) (f32; absent for the default) and read back
+//                 as attention_factor = attn_factor * (1 + 0.1 ln s). truncate=0 is refused (ggml always floors /
+//                 ceils the correction range).
+//     llama3   -> llama.cpp's rope_freqs.weight tensor (F32, head_dim/2: the divisor of each pair's angle,
+//                 theta_i / theta'_i, what llama.cpp's converter writes for Llama 3.1; llama.cpp's graph divides
+//                 theta by it) and no llama.rope.scaling.type, plus our keys stretch.rope.scaling.type "llama3",
+//                 stretch.rope.scaling.factor / low_freq_factor / high_freq_factor (f64) and
+//                 stretch.rope.scaling.original_context_length (u32, L), so the import gets llama3 back exactly
+//                 (and checks the table against them within 1e-5).
+//     longrope -> only when short_factor == long_factor: rope_freqs.weight = the factors, and its attention factor
+//                 (if not 1) as llama.rope.scaling.attn_factor (llama.cpp applies it as is without yarn). A file
+//                 with rope_freqs.weight and no stretch.* keys (llama.cpp's own Llama 3.1 files) imports as
+//                 longrope:1 with short_factor = long_factor = the table and attention factor attn_factor (1 when
+//                 absent): the same frequencies at every length, up to the table's f32 rounding.
+//     ntk      -> no scaling keys: the NTK-aware base change is static, so llama.rope.freq_base is written as
+//                 base * s^(d/(d-2)) (identical frequencies; importing gives rope_base changed and no scaling).
+//     dynamic-ntk, yarn-paper, longrope with short_factor != long_factor: ConfigError (llama.cpp's llama
+//                 architecture cannot express them). Import refuses rope_freqs.weight together with a
+//                 llama.rope.scaling.type other than none, and attn_factor != 1 with linear or no scaling.
 //   Also refused: attention windows, log-n attention, embed_scale != 1 (none has a llama-architecture key).
 //   Tokenizer (llama2c tokenizers only; others: ConfigError): tokenizer.ggml.model "llama",
 //   tokenizer.ggml.tokens (" " turned back into SentencePiece's "▁" U+2581; llama2.c's "\n<s>\n" / "\n</s>\n" for
@@ -73,13 +89,14 @@
 // embedding is then s * w exactly as ours computes it, and the logits use the unscaled w, so the logits are
 // identical. (Import then gives an untied model with embed_scale 1 and the same logits.) A sinusoidal model
 // becomes a position table of L rows (llama.cpp cannot go past L with it; imported it is a learned model).
-// ALiBi: mpt.attention.max_alibi_bias 8 gives ggml's slopes 2^(-8(h+1)/H) (H a power of two; otherwise the
-// interleaved sequence), the same as position/alibi.hpp; llama.cpp adds -slope * |i - j| to the scores.
-// GELU: both the tanh approximation (ggml's CPU GELU reads a float16 table: not bit-identical there).
+// ALiBi: mpt.attention.max_alibi_bias b (our alibi_max_bias) gives ggml's slopes 2^(-b(h+1)/H) (H a power of two;
+// otherwise the interleaved sequence), the same as position/alibi.hpp; llama.cpp adds -slope * |i - j| to the scores.
+// GELU: both the tanh approximation (ggml's CPU GELU reads a float16 table: not bit-identical there); a model with
+// the exact GELU, an embedding LayerNorm or q/k/v biases is refused (no layout here holds them).
 // Metadata: general.architecture "mpt", mpt.context_length (L), mpt.embedding_length, mpt.block_count,
 // mpt.feed_forward_length, mpt.attention.head_count, mpt.attention.head_count_kv (= head_count),
-// mpt.attention.layer_norm_epsilon (f32), mpt.attention.max_alibi_bias (f32 8, alibi only).
-// Import refuses what our GPT cannot compute: max_alibi_bias other than 0 or 8, mpt.attention.clamp_kqv, q/k
+// mpt.attention.layer_norm_epsilon (f32), mpt.attention.max_alibi_bias (f32 b, alibi only).
+// Import refuses what our GPT cannot compute: a negative max_alibi_bias, mpt.attention.clamp_kqv, q/k
 // LayerNorms (attn_q_norm), activation scales (ffn_act), grouped-query heads. Missing biases import as zeros.
 //
 // ---- tokenizers (any architecture) ----

@@ -269,8 +269,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
                         " positions (a learned table has no entry beyond its training length)");
   }
 
-  if (cfg_.position == PositionMethod::rope && cfg_.rope_scaling.type == RopeScalingType::dynamic_ntk)
-    update_rope(*std::max_element(pos_.begin(), pos_.end()) + 1);  // dynamic NTK follows the current length
+  if (cfg_.position == PositionMethod::rope && cfg_.rope_scaling.depends_on_length())
+    update_rope(*std::max_element(pos_.begin(), pos_.end()) + 1);  // dynamic NTK, LongRoPE: the current length
   ParamView pv = bind_param_view(cfg_, specs_, params_.data());
   if (precision_ == Precision::bf16) {  // this forward's (and its backward's) bf16 weights
     if (params_bf16_.size() != params_.size()) params_bf16_.resize(params_.size());

@@ -20,6 +20,8 @@
 #include "model/params.hpp"
 #include "model/gguf_convert.hpp"
 #include "model/llama2c_convert.hpp"
+#include "position/rope.hpp"
+#include "position/rope_scaling.hpp"
 #include "test_util.hpp"
 
 namespace stretch {
@@ -270,6 +272,159 @@ TEST(GgufConvert, NtkBecomesAChangedFreqBase) {
     EXPECT_NEAR(g.model->rope_frequencies()[i], m.rope_frequencies()[i], 1e-6 * m.rope_frequencies()[i]) << i;
 }
 
+// ---- RoPE scalings through GGUF ----
+
+// The tables a model's config gives at length T (what Transformer::update_rope computes).
+RopeTables config_tables(const ModelConfig& c, int T) {
+  return rope_tables(c.rope_scaling, c.head_dim(), c.rope_base, c.rope_train_length(), T);
+}
+
+// Every table of `b` within `rel` of `a`'s, at lengths around the trained and original lengths.
+void expect_same_tables(const ModelConfig& a, const ModelConfig& b, double rel) {
+  for (int T : {1, 16, 32, 33, 64, 65, 256}) {
+    SCOPED_TRACE("T=" + std::to_string(T));
+    const auto x = config_tables(a, T), y = config_tables(b, T);
+    ASSERT_EQ(x.inv_freq.size(), y.inv_freq.size());
+    for (std::size_t i = 0; i < x.inv_freq.size(); i++)
+      EXPECT_NEAR(y.inv_freq[i], x.inv_freq[i], rel * x.inv_freq[i]) << "pair " << i;
+    EXPECT_NEAR(y.attention_factor, x.attention_factor, rel * x.attention_factor);
+  }
+}
+
+// Rebuilds the file of `w` without the metadata keys starting with `drop_prefix`, with `set` applied to the
+// metadata, and with tensor `table` (if given) replaced by `table_values`.
+std::string rebuilt(const GgufWriter& w, const std::string& drop_prefix, const std::vector<GgufKV>& set = {},
+                    const std::string& table = "", const std::vector<float>& table_values = {}) {
+  const GgufReader r = GgufReader::parse(w.serialize(), "src.gguf");
+  GgufWriter out;
+  for (const GgufKV& kv : w.metadata())
+    if (drop_prefix.empty() || kv.key.rfind(drop_prefix, 0) != 0) out.set(kv.key, kv.value);
+  for (const GgufKV& kv : set) out.set(kv.key, kv.value);
+  for (const GgufTensorInfo& t : r.tensors()) {
+    const auto x = t.name == table ? table_values : r.read_f32(t.name);
+    out.add_tensor(t.name, t.shape_rowmajor, ggml_type::F32, x.data());
+  }
+  return out.serialize();
+}
+
+TEST(GgufConvert, RopeScalingsRoundTripWithTheirFrequencies) {
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  // head_dim 16 (8 pairs), block_size 64
+  const std::string S = "1:1.25:1.5:2:2.5:3:3.5:4";
+  const std::vector<std::string> specs = {
+      "none", "linear:4", "linear:2,orig=32", "yarn:4", "yarn:4,orig=32,beta_fast=16,beta_slow=2",
+      "yarn:4,attention_factor=1.3", "yarn:8,orig=16,mscale=1,mscale_all_dim=0.8", "ntk:4",
+      "llama3:8,orig=16", "llama3:4,low=2,high=8", "llama3:4,low=2,high=2",
+      "longrope:4,orig=32,short=" + S + ",long=" + S,
+      "longrope:1,short=" + S + ",long=" + S + ",attention_factor=1.2"};
+  for (const std::string& spec : specs) {
+    SCOPED_TRACE(spec);
+    ModelConfig c = small_config();
+    c.rope_scaling = RopeScaling::parse(spec, "test");
+    Transformer m(c);
+    m.init_weights(3);
+    const GgufWriter w = model_to_gguf(m, *tok);
+    const GgufReader r = GgufReader::parse(w.serialize(), "rope.gguf");
+    GgufModel g = model_from_gguf(r);
+    const ModelConfig& b = g.model->config();
+    expect_same_tables(c, b, 1e-6);
+    const RopeScalingType t = c.rope_scaling.type;
+    // exact where every parameter has its own key (factors 2, 4, 8 and the betas are exact in f32)
+    if (t == RopeScalingType::none || t == RopeScalingType::linear || t == RopeScalingType::llama3 ||
+        (t == RopeScalingType::yarn && c.rope_scaling.attention_factor == 0 && c.rope_scaling.mscale == 0)) {
+      EXPECT_EQ(b.rope_scaling, c.rope_scaling) << b.rope_scaling.to_string();
+      EXPECT_EQ(b.rope_base, c.rope_base);
+    }
+    // the written keys: llama.cpp's attn_factor is ours over ggml's 1 + 0.1 ln s (yarn) or ours (a table)
+    const double ours = config_tables(c, 64).attention_factor;
+    if (t == RopeScalingType::yarn && (c.rope_scaling.attention_factor != 0 || c.rope_scaling.mscale != 0)) {
+      EXPECT_NEAR(r.get_f32("llama.rope.scaling.attn_factor"), ours / (1 + 0.1 * std::log(c.rope_scaling.factor)),
+                  1e-7);
+      EXPECT_EQ(b.rope_scaling.type, RopeScalingType::yarn);
+    } else if (t == RopeScalingType::longrope && ours != 1.0) {
+      EXPECT_NEAR(r.get_f32("llama.rope.scaling.attn_factor"), ours, 1e-7);
+    } else {
+      EXPECT_FALSE(r.has("llama.rope.scaling.attn_factor"));
+    }
+    // llama3 and longrope are llama.cpp's rope_freqs table: the divisor of each pair's angle
+    EXPECT_EQ(r.has_tensor("rope_freqs.weight"), t == RopeScalingType::llama3 || t == RopeScalingType::longrope);
+    if (r.has_tensor("rope_freqs.weight")) {
+      const auto f = r.read_f32("rope_freqs.weight");
+      const auto ref = rope_inv_freq(16, c.rope_base), scaled = config_tables(c, 64).inv_freq;
+      ASSERT_EQ(f.size(), 8u);
+      for (std::size_t i = 0; i < f.size(); i++) EXPECT_NEAR(f[i], ref[i] / scaled[i], 1e-6 * f[i]) << i;
+      EXPECT_EQ(r.has("stretch.rope.scaling.type"), t == RopeScalingType::llama3);
+      EXPECT_FALSE(r.has("llama.rope.scaling.type"));
+    }
+  }
+}
+
+TEST(GgufConvert, LlamaCppRopeFreqsImportAsLongropeWithTheSameFrequencies) {
+  // llama.cpp's converter writes Llama 3.1's rope_freqs table without our keys: it imports as longrope with one
+  // table for every length and attention factor 1, and gives llama3's frequencies
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  for (const std::string spec : {"llama3:8,orig=16", "llama3:4,low=2,high=8", "llama3:32,orig=32,low=1,high=4"}) {
+    SCOPED_TRACE(spec);
+    ModelConfig c = small_config();
+    c.rope_scaling = RopeScaling::parse(spec, "test");
+    Transformer m(c);
+    m.init_weights(3);
+    const GgufWriter w = model_to_gguf(m, *tok);
+    GgufModel g = model_from_gguf(GgufReader::parse(rebuilt(w, "stretch."), "llama31.gguf"));
+    const RopeScaling& s = g.model->config().rope_scaling;
+    EXPECT_EQ(s.type, RopeScalingType::longrope);
+    EXPECT_EQ(s.short_factor, s.long_factor);
+    EXPECT_EQ(s.factor, 1.0);
+    EXPECT_EQ(s.attention_factor, 0.0);
+    expect_same_tables(c, g.model->config(), 2e-7);  // the f32 table's rounding: within about 1 ulp
+    EXPECT_EQ(logits(*g.model).size(), logits(m).size());
+  }
+}
+
+TEST(GgufConvert, RopeScalingRefusals) {
+  TempDir dir;
+  auto tok = load_llama2c_tokenizer(write_tiny_tokenizer(dir), kVocab);
+  auto model_with = [&](const std::string& spec) {
+    ModelConfig c = small_config();
+    c.rope_scaling = RopeScaling::parse(spec, "test");
+    return Transformer(c);
+  };
+  expect_error<ConfigError>([&] { model_to_gguf(model_with("yarn:4,truncate=0"), *tok); }, "truncate=0");
+  expect_error<ConfigError>([&] { model_to_gguf(model_with("yarn-paper:4"), *tok); }, "yarn-paper");
+  expect_error<ConfigError>(
+      [&] { model_to_gguf(model_with("longrope:4,short=1:1:1:1:1:1:1:1,long=1:2:2:2:2:2:2:2"), *tok); },
+      "longrope with short_factor != long_factor");
+
+  const GgufWriter l3 = model_to_gguf(model_with("llama3:8,orig=16"), *tok);
+  auto import = [](const std::string& bytes) { return model_from_gguf(GgufReader::parse(bytes, "x.gguf")); };
+  expect_error<InputError>(
+      [&] { import(rebuilt(l3, "", {{"stretch.rope.scaling.type", GgufValue::string("yarn")}})); },
+      "stretch.rope.scaling.type is \"yarn\"");
+  expect_error<InputError>(
+      [&] { import(rebuilt(l3, "", {{"llama.rope.scaling.type", GgufValue::string("yarn")}})); },
+      "rope_freqs.weight together with llama.rope.scaling.type \"yarn\"");
+  expect_error<InputError>(
+      [&] { import(rebuilt(l3, "", {{"stretch.rope.scaling.factor", GgufValue::f64(4.0)}})); },
+      "but stretch.rope.scaling.* (llama3:4");
+  expect_error<InputError>(
+      [&] { import(rebuilt(l3, "", {{"llama.rope.scaling.attn_factor", GgufValue::f32(1.2f)}})); },
+      "with llama3 scaling");
+  expect_error<InputError>(
+      [&] { import(rebuilt(l3, "", {}, "rope_freqs.weight", {1, 1, 1, 1, 1, 1, 0, 1})); }, "rope_freqs.weight");
+  expect_error<InputError>(
+      [&] { import(rebuilt(l3, "stretch.", {}, "rope_freqs.weight", {1, 1, 1, 1, 1, 1, -2, 1})); },
+      "rope_freqs.weight");
+  const GgufWriter lin = model_to_gguf(model_with("linear:4"), *tok);
+  expect_error<InputError>(
+      [&] { import(rebuilt(lin, "", {{"llama.rope.scaling.attn_factor", GgufValue::f32(1.2f)}})); },
+      "llama.rope.scaling.attn_factor 1.2");
+  expect_error<InputError>(
+      [&] { import(rebuilt(lin, "", {{"stretch.rope.scaling.type", GgufValue::string("llama3")}})); },
+      "rope_freqs.weight together with llama.rope.scaling.type \"linear\"");
+}
+
 // Rebuilds a writer from `w` with one change: the metadata key `drop_key` or tensor `drop_tensor` left out, or
 // tensor `reshape` written with its two dimensions swapped.
 std::string edited(const GgufWriter& w, const GgufReader& r, const std::string& drop_key,
@@ -341,6 +496,35 @@ std::vector<float> gpt_logits(Transformer& m, int T) {
   m.forward(tokens.data(), nullptr, nullptr, 1, T, fo);
   const float* p = m.logits();
   return std::vector<float>(p, p + static_cast<std::size_t>(T) * static_cast<std::size_t>(m.config().vocab_size));
+}
+
+// llama.cpp's MPT reads mpt.attention.max_alibi_bias and ggml derives the slopes from it by our formula: any
+// maximum bias goes through and comes back.
+TEST(GgufConvert, AlibiMaxBiasRoundTrips) {
+  auto byte = make_byte_tokenizer();
+  ModelConfig c = gpt_config(PositionMethod::alibi, true, true, 1.0f);
+  c.alibi_max_bias = 12.0;
+  auto m = gpt_model(c);
+  const GgufReader r = GgufReader::parse(model_to_gguf(*m, *byte).serialize(), "mpt.gguf");
+  EXPECT_EQ(r.get_float("mpt.attention.max_alibi_bias"), 12.0);
+  GgufModel back = model_from_gguf(r);
+  EXPECT_EQ(back.model->config().alibi_max_bias, 12.0);
+  EXPECT_EQ(gpt_logits(*back.model, 20), gpt_logits(*m, 20));
+}
+
+TEST(GgufConvert, RefusesTheExactGeluTheEmbeddingNormAndQkvBiasesByName) {
+  auto byte = make_byte_tokenizer();
+  ModelConfig c = gpt_config(PositionMethod::alibi, true, true, 1.0f);
+  c.activation = Activation::gelu;
+  EXPECT_THROW(model_to_gguf(*gpt_model(c), *byte), ConfigError);
+  c.activation = Activation::gelu_tanh;
+  c.embed_norm = true;
+  try {
+    model_to_gguf(*gpt_model(c), *byte);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("embed_norm"), std::string::npos) << e.what();
+  }
 }
 
 TEST(GgufConvert, GptAlibiIsMptWithEveryBiasBitIdentical) {
@@ -520,7 +704,7 @@ TEST(GgufConvert, RejectsMptFeaturesItCannotCompute) {
     for (const GgufTensorInfo& t : r.tensors()) out.add_tensor(t.name, t.shape_rowmajor, ggml_type::F32, r.read_f32(t.name).data());
     return GgufReader::parse(out.serialize(), "x.gguf");
   };
-  expect_error<InputError>([&] { model_from_gguf(with("mpt.attention.max_alibi_bias", GgufValue::f32(4.0f))); },
+  expect_error<InputError>([&] { model_from_gguf(with("mpt.attention.max_alibi_bias", GgufValue::f32(-4.0f))); },
                            "max_alibi_bias");
   expect_error<InputError>([&] { model_from_gguf(with("mpt.attention.clamp_kqv", GgufValue::f32(8.0f))); },
                            "clamp_kqv");
