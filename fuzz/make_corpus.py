@@ -182,6 +182,98 @@ def tokenizer_gpt2_seeds():
         put("tokenizer_gpt2", name + ".bin", gpt2_pair(encoder, merges))
 
 
+# ------------------------------------------------------------------------------ Hugging Face tokenizer.json
+def hf_pair(tokenizer, config=None):
+    tok = json.dumps(tokenizer, ensure_ascii=False).encode()
+    cfg = json.dumps(config, ensure_ascii=False).encode() if config is not None else b""
+    return struct.pack("<I", len(tok)) + tok + cfg
+
+
+def hf_added(content, id_, **kw):
+    d = dict(id=id_, content=content, single_word=False, lstrip=False, rstrip=False, normalized=False, special=True)
+    d.update(kw)
+    return d
+
+
+def hf_bpe(vocab, merges, **kw):
+    d = dict(type="BPE", dropout=None, unk_token=None, continuing_subword_prefix=None, end_of_word_suffix=None,
+             fuse_unk=False, byte_fallback=False, ignore_merges=False, vocab=vocab, merges=merges)
+    d.update(kw)
+    return d
+
+
+def hf_tokenizer(model, added=(), normalizer=None, pre=None, post=None, decoder=None):
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": list(added), "normalizer": normalizer,
+            "pre_tokenizer": pre, "post_processor": post, "decoder": decoder, "model": model}
+
+
+def tokenizer_hf_seeds():
+    """Small tokenizer.json files in the forms of GPT-2, LLaMA 3, LLaMA 2 and a mix of the other components."""
+    alphabet = [bytes_to_unicode()[b] for b in range(256)]
+    byte_vocab = {c: i for i, c in enumerate(alphabet)}
+    merges = [["\u0120", "t"], ["h", "e"], ["\u0120t", "he"], ["i", "n"]]
+    vocab = dict(byte_vocab)
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    n = len(vocab)
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    put("tokenizer_hf", "gpt2.bin", hf_pair(
+        hf_tokenizer(hf_bpe(vocab, [a + " " + b for a, b in merges]), [hf_added("<|endoftext|>", n)], pre=byte_level,
+                     decoder={"type": "ByteLevel"}),
+        {"eos_token": "<|endoftext|>", "add_bos_token": False}))
+    llama3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+              r"\s*[\r\n]+|\s+(?!\S)|\s+")
+    template = lambda name, id_: {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": name, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {name: {"id": name, "ids": [id_], "tokens": [name]}}}
+    put("tokenizer_hf", "llama3.bin", hf_pair(
+        hf_tokenizer(hf_bpe(vocab, merges, ignore_merges=True),
+                     [hf_added("<|begin_of_text|>", n), hf_added("<|eot_id|>", n + 1)],
+                     pre={"type": "Sequence", "pretokenizers": [
+                         {"type": "Split", "pattern": {"Regex": llama3}, "behavior": "Isolated", "invert": False},
+                         dict(byte_level, use_regex=False)]},
+                     post={"type": "Sequence", "processors": [{"type": "ByteLevel"}, template("<|begin_of_text|>", n)]},
+                     decoder={"type": "ByteLevel"}),
+        {"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}))
+    sp = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        sp["<0x%02X>" % b] = 3 + b
+    for piece in ["\u2581", "a", "b", "c", "\u2581a", "ab", "\u2581ab", "\u00e9"]:
+        sp[piece] = len(sp)
+    put("tokenizer_hf", "llama2.bin", hf_pair(
+        hf_tokenizer(hf_bpe(sp, ["a b", "\u2581 a", "\u2581 ab", "\u2581a b"], unk_token="<unk>", fuse_unk=True,
+                            byte_fallback=True),
+                     [hf_added("<unk>", 0), hf_added("<s>", 1), hf_added("</s>", 2)],
+                     normalizer={"type": "Sequence", "normalizers": [
+                         {"type": "Prepend", "prepend": "\u2581"},
+                         {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+                     post=template("<s>", 1),
+                     decoder={"type": "Sequence", "decoders": [
+                         {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"},
+                         {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}),
+        {"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>"}))
+    put("tokenizer_hf", "mixed.bin", hf_pair(
+        hf_tokenizer(hf_bpe(sp, [["a", "b"], ["\u2581", "a"]], unk_token="<unk>"),
+                     [hf_added("<unk>", 0), hf_added("<s>", 1), hf_added("</s>", 2),
+                      hf_added("<mask>", len(sp), lstrip=True, rstrip=True),
+                      hf_added("Ab", len(sp) + 1, single_word=True, normalized=True, special=False)],
+                     normalizer={"type": "Sequence", "normalizers": [
+                         {"type": "NFKC"}, {"type": "Lowercase"},
+                         {"type": "Replace", "pattern": {"Regex": "\\s{2,}"}, "content": " "}, {"type": "NFD"}]},
+                     pre={"type": "Sequence", "pretokenizers": [
+                         {"type": "Digits", "individual_digits": True},
+                         {"type": "Split", "pattern": {"Regex": "[aeiou]+"}, "behavior": "Contiguous", "invert": True},
+                         {"type": "Split", "pattern": {"String": "-"}, "behavior": "MergedWithPrevious", "invert": False},
+                         {"type": "Split", "pattern": {"Regex": "x*"}, "behavior": "MergedWithNext", "invert": False},
+                         {"type": "Split", "pattern": {"String": "."}, "behavior": "Removed", "invert": False},
+                         {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}]},
+                     post={"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1]},
+                     decoder={"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True}),
+        {"eos_token": "</s>"}))
+
+
 # ------------------------------------------------------------------------------------------- R database
 def xdr(version=2):
     out = b"X\n" + struct.pack(">iii", version, 0x040300, 0x020300)
@@ -292,6 +384,7 @@ def main():
     llama2c_seeds()
     tokenizer_llama2c_seeds()
     tokenizer_gpt2_seeds()
+    tokenizer_hf_seeds()
     rdata_seeds()
     cli_seeds()
     put("gguf", "small.gguf", read(os.path.join(ROOT, "tests", "fixtures", "gguf", "small.gguf")))

@@ -3,7 +3,7 @@
 # missing; sudo is used when not root). Usage: scripts/install-deps.sh [extra packages...]
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config libdnnl-dev libomp-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-      libbenchmark-dev zlib1g-dev libicu-dev libxxhash-dev libsentencepiece-dev gnuplot-nox time
+      libbenchmark-dev zlib1g-dev libicu-dev libxxhash-dev libsentencepiece-dev libpcre2-dev gnuplot-nox time
       libopenmpi-dev openmpi-bin  # data-parallel training (mpirun -np N stretch train)
       ocl-icd-opencl-dev  # oneDNN's CMake config looks for OpenCL; apt only recommends it
       clang libclang-rt-14-dev "$@")  # clang + libFuzzer: scripts/fuzz.sh

@@ -1,7 +1,9 @@
-// tokenizer_from_json: rebuilds a tokenizer from its describe() JSON (as stored in a checkpoint).
+// tokenizer_from_json: rebuilds a tokenizer from its describe() JSON (as stored in a checkpoint): byte, gpt2, llama2c,
+// sentencepiece, hf (io/tokenizer_hf.hpp: {"type": "hf", "dir", "hash"}).
 #include <string>
 
 #include "core/error.hpp"
+#include "io/tokenizer_hf.hpp"
 #include "io/tokenizer_llama2c.hpp"
 #include "io/tokenizer.hpp"
 
@@ -13,11 +15,29 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& j, const st
   };
   if (!j.is_object()) throw InputError(source + ": tokenizer: expected a JSON object with a \"type\" field");
   auto t = j.find("type");
-  const std::string types = "\"byte\", \"gpt2\", \"llama2c\" or \"sentencepiece\"";
+  const std::string types = "\"byte\", \"gpt2\", \"llama2c\", \"sentencepiece\" or \"hf\"";
   if (t == j.end() || !t->is_string()) throw bad("type", "missing (expected " + types + ")");
   const std::string type = t->get<std::string>();
   if (type == "byte") return make_byte_tokenizer();
   if (type == "llama2c") return llama2c_tokenizer_from_json(j, source);
+  if (type == "hf") {
+    auto d = j.find("dir");
+    if (d == j.end() || !d->is_string() || d->get<std::string>().empty())
+      throw bad("dir", "missing (expected the folder holding the Hugging Face tokenizer.json)");
+    const std::filesystem::path dir = d->get<std::string>();
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec))
+      throw bad("dir", "folder " + dir.string() + " not found (the tokenizer folder must stay where it was when "
+                       "the checkpoint was written)");
+    auto h = j.find("hash");
+    if (h == j.end() || !h->is_string()) throw bad("hash", "missing (expected the hash of tokenizer.json and "
+                                                          "tokenizer_config.json)");
+    auto tok = load_hf_tokenizer(dir);
+    if (tok->identity() != "hf:" + h->get<std::string>())
+      throw bad("hash", "the files in " + dir.string() + " hash to " + tok->describe()["hash"].get<std::string>() +
+                            ", but the description says " + h->get<std::string>() + " (the tokenizer files changed)");
+    return tok;
+  }
   if (type == "sentencepiece") {
     auto m = j.find("model");
     if (m == j.end() || !m->is_string() || m->get<std::string>().empty())

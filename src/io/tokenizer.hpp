@@ -5,6 +5,8 @@
 //         's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ with Unicode classes from ICU
 //   sentencepiece  a SentencePiece .model through libsentencepiece (io/tokenizer_sentencepiece.cpp); identity
 //         "sentencepiece:" + 16 hex digits of XXH3-128 of the file, describe() {"type", "model": path, "hash"}
+//   hf    a Hugging Face tokenizer folder (tokenizer.json + tokenizer_config.json) through PCRE2 and ICU
+//         (io/tokenizer_hf.hpp); describe() {"type": "hf", "dir": path, "hash"}
 // A tokenizer describes itself as JSON ({"type": "byte"} or {"type": "gpt2", "encoder": path, "vocab": path,
 // "hash": hex}) so a checkpoint can name the tokenizer it was trained with, and `identity()` is a short string
 // that changes whenever the mapping could change (used to key token caches and to compare tokenizers):
