@@ -1,5 +1,13 @@
 // An aligned, zero-initialised float (or other trivially copyable) buffer: the storage of every slab.
+//
+// Buffers of 32 MiB and more are anonymous mappings (mmap), which the kernel hands out zero-filled: their pages
+// become resident only when first written, so a slab that is allocated but not yet used (a model's gradients
+// while it is imported or evaluated) costs no memory. Below that size, aligned_alloc + memset. (32 MiB is glibc's
+// largest mmap threshold: larger allocations were fresh mappings already, faulted in by the memset; now they are
+// faulted in by their first use instead.)
 #pragma once
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -26,18 +34,23 @@ class Buffer {
     std::swap(n_, o.n_);
     return *this;
   }
-  ~Buffer() { std::free(p_); }
+  ~Buffer() { deallocate(); }
 
   // Resizes to n elements, all zero (contents are not preserved).
   void resize(std::size_t n) {
-    std::free(p_);
-    p_ = nullptr;
-    n_ = n;
+    deallocate();
     if (n == 0) return;
-    std::size_t bytes = (n * sizeof(T) + kAlign - 1) / kAlign * kAlign;
-    p_ = static_cast<T*>(std::aligned_alloc(kAlign, bytes));
-    if (!p_) throw std::bad_alloc();
-    std::memset(static_cast<void*>(p_), 0, bytes);
+    const std::size_t bytes = alloc_bytes(n);
+    if (bytes >= kMapBytes) {
+      void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      p_ = static_cast<T*>(p);  // page-aligned, zero-filled by the kernel
+    } else {
+      p_ = static_cast<T*>(std::aligned_alloc(kAlign, bytes));
+      if (!p_) throw std::bad_alloc();
+      std::memset(static_cast<void*>(p_), 0, bytes);
+    }
+    n_ = n;
   }
   void zero() { if (n_) std::memset(static_cast<void*>(p_), 0, n_ * sizeof(T)); }
 
@@ -49,7 +62,22 @@ class Buffer {
   std::span<T> span() { return {p_, n_}; }
   std::span<const T> span() const { return {p_, n_}; }
 
+  static constexpr std::size_t kMapBytes = std::size_t{32} << 20;
+
  private:
+  static std::size_t alloc_bytes(std::size_t n) { return (n * sizeof(T) + kAlign - 1) / kAlign * kAlign; }
+  void deallocate() noexcept {
+    if (p_) {
+      const std::size_t bytes = alloc_bytes(n_);
+      if (bytes >= kMapBytes)
+        ::munmap(p_, bytes);
+      else
+        std::free(p_);
+    }
+    p_ = nullptr;
+    n_ = 0;
+  }
+
   T* p_ = nullptr;
   std::size_t n_ = 0;
 };

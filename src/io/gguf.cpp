@@ -1,9 +1,10 @@
 // GGUF reader and writer (see gguf.hpp for the layout).
 //
-// Reader: the whole file is held in memory and walked with a bounds-checked cursor; every count is checked against
-// the bytes left (each item needs a known minimum size) before anything is allocated, every size is computed with
-// overflow checks, and all tensor ranges are validated (inside the file, aligned, disjoint) at parse time, so a
-// truncated or corrupt file fails in parse() with an InputError naming the source and byte offset, never later.
+// Reader: the file is mapped (core/mapped_file.hpp; or held, from parse()) and walked with a bounds-checked cursor;
+// every count is checked against the bytes left (each item needs a known minimum size) before anything is
+// allocated, every size is computed with overflow checks, and all tensor ranges are validated (inside the file,
+// aligned, disjoint) at parse time, so a truncated or corrupt file fails in parse() with an InputError naming the
+// source and byte offset, never later.
 // Writer: metadata in insertion order, tensor infos in insertion order, zero padding to the alignment, then each
 // tensor's data padded to the alignment (as gguf-py's GGUFWriter lays files out).
 #include "io/gguf.hpp"
@@ -17,8 +18,9 @@
 #include <numeric>
 
 #include "core/error.hpp"
-#include "core/shape.hpp"
 #include "core/fs.hpp"
+#include "core/numeric.hpp"
+#include "core/shape.hpp"
 
 static_assert(std::endian::native == std::endian::little, "GGUF I/O assumes a little-endian host");
 
@@ -118,7 +120,7 @@ void put_string(std::string& out, const std::string& s) {
 // Bounds-checked reading position over the file's bytes.
 class Cursor {
  public:
-  Cursor(const std::string& bytes, const std::string& source) : b_(bytes), source_(source) {}
+  Cursor(std::string_view bytes, const std::string& source) : b_(bytes), source_(source) {}
 
   [[noreturn]] void fail(const std::string& what) const { throw InputError(source_ + ": " + what); }
   std::size_t pos() const { return pos_; }
@@ -144,7 +146,7 @@ class Cursor {
     if (n > left())
       fail(what + ": string length " + str(n) + " at offset " + str(at) + " runs past the end of the file (" +
            str(left()) + " bytes left after the length field)." + kTruncatedHint);
-    std::string s = b_.substr(pos_, static_cast<std::size_t>(n));
+    std::string s(b_.substr(pos_, static_cast<std::size_t>(n)));
     pos_ += static_cast<std::size_t>(n);
     return s;
   }
@@ -157,7 +159,7 @@ class Cursor {
   }
 
  private:
-  const std::string& b_;
+  std::string_view b_;
   const std::string& source_;
   std::size_t pos_ = 0;
 };
@@ -319,44 +321,6 @@ std::uint64_t GgufTensorInfo::numel() const {
 
 // ---------------------------------------------------------------------------------------------------- conversions
 
-float gguf_f16_to_f32(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1fu;
-  const std::uint32_t man = h & 0x3ffu;
-  if (exp == 0) {
-    const float f = std::ldexp(static_cast<float>(man), -24);  // zero or subnormal: man * 2^-24
-    return sign ? -f : f;
-  }
-  if (exp == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (man << 13));  // inf / nan
-  return std::bit_cast<float>(sign | ((exp + 112) << 23) | (man << 13));          // rebias 15 -> 127
-}
-
-std::uint16_t gguf_f32_to_f16(float f) {
-  std::uint32_t x = std::bit_cast<std::uint32_t>(f);
-  const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
-  x &= 0x7fffffffu;
-  if (x > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u | ((x >> 13) & 0x3ffu));  // quiet NaN
-  if (x >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // >= 65520 rounds to inf (and inf)
-  if (x < 0x38800000u) {
-    // Below 2^-14: a half subnormal, man * 2^-24. Adding 0.5 (whose ulp is 2^-24) rounds |f| to a multiple of
-    // 2^-24 to nearest even in hardware; the low mantissa bits are then the half's bits (0x400 = smallest normal).
-    const float t = std::bit_cast<float>(x) + 0.5f;
-    return static_cast<std::uint16_t>(sign | (std::bit_cast<std::uint32_t>(t) - 0x3f000000u));
-  }
-  const std::uint32_t odd = (x >> 13) & 1u;
-  x += 0xc8000000u + 0xfffu + odd;  // rebias 127 -> 15 (minus 112 << 23) and round to nearest even
-  return static_cast<std::uint16_t>(sign | (x >> 13));
-}
-
-float gguf_bf16_to_f32(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
-
-std::uint16_t gguf_f32_to_bf16(float f) {
-  const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((x >> 16) | 0x40u);  // quiet NaN
-  const std::uint64_t r = (static_cast<std::uint64_t>(x) + 0x7fffu + ((x >> 16) & 1u)) >> 16;
-  return static_cast<std::uint16_t>(r);
-}
-
 void gguf_quantize_q8_0(const float* x, std::size_t n, char* out) {
   for (std::size_t b = 0; b < n / kQ8_0BlockValues; ++b) {
     const float* v = x + b * kQ8_0BlockValues;
@@ -365,7 +329,7 @@ void gguf_quantize_q8_0(const float* x, std::size_t n, char* out) {
     for (std::int64_t i = 0; i < kQ8_0BlockValues; ++i) amax = std::max(amax, std::fabs(v[i]));
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const std::uint16_t dh = gguf_f32_to_f16(d);
+    const f16_t dh = float_to_half(d);
     std::memcpy(o, &dh, 2);
     for (std::int64_t i = 0; i < kQ8_0BlockValues; ++i) {
       const float q = std::round(v[i] * id);  // half away from zero, |q| <= 127
@@ -554,11 +518,18 @@ bool operator==(const GgufValue& a, const GgufValue& b) {
 
 // ---------------------------------------------------------------------------------------------------- reader
 
-GgufReader GgufReader::open(const std::filesystem::path& path) { return parse(read_file(path), path.string()); }
+GgufReader GgufReader::open(const std::filesystem::path& path) {
+  return parse_file(MappedFile::open(path), path.string());
+}
 
 GgufReader GgufReader::parse(std::string bytes, std::string source) {
+  return parse_file(MappedFile::hold(std::move(bytes)), std::move(source));
+}
+
+GgufReader GgufReader::parse_file(MappedFile file, std::string source) {
   GgufReader r;
   r.source_ = std::move(source);
+  const std::string_view bytes = file.bytes();
   Cursor c(bytes, r.source_);
   if (bytes.size() < 4)
     c.fail("file is " + str(bytes.size()) + " bytes, too short for a GGUF file (expected the 4-byte magic 'GGUF', " +
@@ -679,7 +650,7 @@ GgufReader GgufReader::parse(std::string bytes, std::string source) {
       c.fail("tensors '" + p.name + "' [" + str(p.offset) + ", " + str(p.offset + p.bytes) + ") and '" + q.name +
              "' [" + str(q.offset) + ", " + str(q.offset + q.bytes) + ") overlap in the data section");
   }
-  r.bytes_ = std::move(bytes);
+  r.file_ = std::move(file);
   return r;
 }
 
@@ -796,8 +767,12 @@ const GgufTensorInfo& GgufReader::tensor(const std::string& name) const {
 
 std::string_view GgufReader::raw(const std::string& name) const {
   const auto& t = tensor(name);
-  return std::string_view(bytes_).substr(static_cast<std::size_t>(data_start_ + t.offset),
-                                         static_cast<std::size_t>(t.bytes));
+  return file_.bytes().substr(static_cast<std::size_t>(data_start_ + t.offset), static_cast<std::size_t>(t.bytes));
+}
+
+void GgufReader::release(const std::string& name) const {
+  const auto& t = tensor(name);
+  file_.release(static_cast<std::size_t>(data_start_ + t.offset), static_cast<std::size_t>(t.bytes));
 }
 
 std::vector<float> GgufReader::read_f32(const std::string& name) const {
@@ -811,15 +786,15 @@ std::vector<float> GgufReader::read_f32(const std::string& name) const {
       std::memcpy(out.data(), p, n * 4);
       break;
     case ggml_type::F16:
-      for (std::size_t i = 0; i < n; ++i) out[i] = gguf_f16_to_f32(load<std::uint16_t>(p + 2 * i));
+      half_to_float(p, n, out.data());
       break;
     case ggml_type::BF16:
-      for (std::size_t i = 0; i < n; ++i) out[i] = gguf_bf16_to_f32(load<std::uint16_t>(p + 2 * i));
+      bf16_to_float(p, n, out.data());
       break;
     case ggml_type::Q8_0:
       for (std::size_t blk = 0; blk < n / kQ8_0BlockValues; ++blk) {
         const char* q = p + blk * kQ8_0BlockBytes;
-        const float d = gguf_f16_to_f32(load<std::uint16_t>(q));
+        const float d = half_to_float(load<f16_t>(q));
         for (std::int64_t i = 0; i < kQ8_0BlockValues; ++i)
           out[blk * kQ8_0BlockValues + static_cast<std::size_t>(i)] =
               d * static_cast<float>(static_cast<std::int8_t>(q[2 + i]));
@@ -886,7 +861,7 @@ void GgufWriter::add_tensor(const std::string& name, const std::vector<std::int6
     case ggml_type::BF16:
       b.resize(n * 2);
       for (std::size_t i = 0; i < n; ++i) {
-        const std::uint16_t h = type == ggml_type::F16 ? gguf_f32_to_f16(data[i]) : gguf_f32_to_bf16(data[i]);
+        const std::uint16_t h = type == ggml_type::F16 ? float_to_half(data[i]) : float_to_bf16(data[i]);
         std::memcpy(b.data() + 2 * i, &h, 2);
       }
       break;

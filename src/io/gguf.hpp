@@ -18,7 +18,8 @@
 // Shapes: GGUF's ne is reversed with respect to PyTorch (row-major) shapes: a PyTorch (out, in) weight has
 // ne = [in, out]. GgufTensorInfo carries both.
 //
-// The reader holds the whole file and checks every count, length, offset and size against the bytes actually
+// The reader maps the file (core/mapped_file.hpp: only the pages read become resident; release(name) drops a
+// tensor's pages after its conversion) and checks every count, length, offset and size against the bytes actually
 // present (with overflow checks) before anything is used; a malformed file is an InputError naming the source, the
 // byte offset and what was expected. Version 2 files (same little-endian layout) are accepted too; big-endian
 // files are rejected.
@@ -30,6 +31,8 @@
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "core/mapped_file.hpp"
 
 namespace stretch {
 
@@ -135,9 +138,9 @@ struct GgufTensorInfo {
 
 class GgufReader {
  public:
-  // Reads and validates the whole file (throws InputError naming it).
+  // Maps the file and validates it whole (throws InputError naming it).
   static GgufReader open(const std::filesystem::path& path);
-  // Parses from memory; `source` names the origin in error messages.
+  // Parses from memory (the reader keeps `bytes`); `source` names the origin in error messages.
   static GgufReader parse(std::string bytes, std::string source);
 
   const std::string& source() const { return source_; }
@@ -181,10 +184,14 @@ class GgufReader {
   std::vector<float> read_f32(const std::string& name) const;
   // The tensor's stored bytes (valid while the reader lives).
   std::string_view raw(const std::string& name) const;
+  // Drops the tensor's bytes from this process's resident memory (whole pages; they stay readable, re-read from
+  // the file). For a loader, after the tensor's last read.
+  void release(const std::string& name) const;
 
  private:
+  static GgufReader parse_file(MappedFile file, std::string source);
   std::string source_;
-  std::string bytes_;
+  MappedFile file_;
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = kGgufDefaultAlignment;
   std::uint64_t data_start_ = 0;
@@ -211,7 +218,8 @@ class GgufWriter {
   const std::vector<GgufKV>& metadata() const { return metadata_; }
 
   // Adds a tensor of row-major (PyTorch) shape `shape` (1 to 4 positive dimensions) stored as `type` (F32, F16,
-  // BF16 or Q8_0), converting from the fp32 `data`: F16 and BF16 round to nearest even; Q8_0 per block of 32 takes
+  // BF16 or Q8_0), converting from the fp32 `data`: F16 and BF16 round to nearest even (core/numeric.hpp, where BF16
+  // flushes fp32 subnormals to zero); Q8_0 per block of 32 takes
   // d = max|x| / 127 (fp32), q = round-half-away(x * (1/d)), and stores d as f16 (ggml's reference quantizer).
   // Q8_0 needs the last dimension a multiple of 32. ConfigError on a bad name (empty, duplicate), shape or type.
   void add_tensor(const std::string& name, const std::vector<std::int64_t>& shape, std::uint32_t type,
@@ -237,12 +245,8 @@ class GgufWriter {
   std::uint64_t alignment_ = kGgufDefaultAlignment;
 };
 
-// Element conversions used by the reader and writer (exposed for tests and for other formats).
-float gguf_f16_to_f32(std::uint16_t h);
-std::uint16_t gguf_f32_to_f16(float f);  // round to nearest even; overflow to inf; NaN stays NaN
-float gguf_bf16_to_f32(std::uint16_t h);
-std::uint16_t gguf_f32_to_bf16(float f);  // round to nearest even; NaN stays (quiet) NaN
-// Encodes n values (n a multiple of 32) as Q8_0 blocks into out (n / 32 * 34 bytes).
+// F16 and BF16 elements are converted by core/numeric.hpp (half_to_float, float_to_half, bf16_to_float,
+// float_to_bf16). Encodes n values (n a multiple of 32) as Q8_0 blocks into out (n / 32 * 34 bytes).
 void gguf_quantize_q8_0(const float* x, std::size_t n, char* out);
 
 }  // namespace stretch

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/mapped_file.hpp"
 
 namespace stretch {
 
@@ -56,6 +57,9 @@ Counts counts_of(const Llama2cConfig& c) {
   return k;
 }
 
+// Parses `bytes`; when they are `mapped`'s, each tensor's pages are released once copied.
+Llama2cWeights parse(std::string_view bytes, const std::string& source, const MappedFile* mapped);
+
 }  // namespace
 
 std::uint64_t llama2c_file_bytes(const Llama2cConfig& c) {
@@ -63,6 +67,18 @@ std::uint64_t llama2c_file_bytes(const Llama2cConfig& c) {
 }
 
 Llama2cWeights parse_llama2c(const std::string& bytes, const std::string& source) {
+  return parse(bytes, source, nullptr);
+}
+
+// The file is mapped, each tensor's pages released once copied: reading peaks at about the weights' size.
+Llama2cWeights read_llama2c(const std::filesystem::path& path) {
+  const MappedFile file = MappedFile::open(path);
+  return parse(file.bytes(), path.string(), &file);
+}
+
+namespace {
+
+Llama2cWeights parse(std::string_view bytes, const std::string& source, const MappedFile* mapped) {
   auto fail = [&](const std::string& what) { throw InputError(source + ": " + what); };
   if (bytes.size() < kLlama2cHeaderBytes)
     fail("not a llama2.c checkpoint: file is " + std::to_string(bytes.size()) + " bytes, shorter than the " +
@@ -138,6 +154,7 @@ Llama2cWeights parse_llama2c(const std::string& bytes, const std::string& source
         std::memcpy(&f, &u, 4);
       }
     }
+    if (mapped) mapped->release(pos, static_cast<std::size_t>(n) * sizeof(float));
     pos += static_cast<std::size_t>(n) * sizeof(float);
   };
   take(w.tok_embeddings, k.tok);
@@ -156,8 +173,7 @@ Llama2cWeights parse_llama2c(const std::string& bytes, const std::string& source
   return w;
 }
 
-Llama2cWeights read_llama2c(const std::filesystem::path& path) { return parse_llama2c(read_file(path), path.string()); }
-
+}  // namespace
 }  // namespace stretch
 
 namespace stretch {

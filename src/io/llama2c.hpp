@@ -66,7 +66,8 @@ inline constexpr std::size_t kLlama2cHeaderBytes = 28;
 // Exact file size (bytes) of a legacy checkpoint with this (already validated) config, header included.
 std::uint64_t llama2c_file_bytes(const Llama2cConfig& c);
 
-// Reads and validates the whole file (throws InputError naming it).
+// Maps and validates the whole file (throws InputError naming it); each tensor's pages are dropped from memory
+// once copied (core/mapped_file.hpp), so reading peaks at about the weights' size, not weights + file.
 Llama2cWeights read_llama2c(const std::filesystem::path& path);
 // Parses from memory; `source` names the origin in error messages.
 Llama2cWeights parse_llama2c(const std::string& bytes, const std::string& source);

@@ -1,11 +1,11 @@
 // safetensors reader and writer (see safetensors.hpp).
 //
-// Reader: the whole file is held in memory; every length and offset in the header is checked against the bytes
-// actually present before any tensor is touched, so a truncated or corrupt file fails at open() with an
-// InputError naming the file, never later with a crash.
+// Reader: the file is mapped (or, from parse(), held in memory); every length and offset in the header is checked
+// against the bytes actually present before any tensor is touched, so a truncated or corrupt file fails at open()
+// with an InputError naming the file, never later with a crash.
 // Writer: "__metadata__" first (when not empty), then the tensors in insertion order; the data buffer is packed
 // with no holes (as the Python loader requires), and the header JSON is padded with spaces so that the data
-// buffer starts at a multiple of 8 bytes.
+// buffer starts at a multiple of 8 bytes. serialize() and write() send the same bytes (stream()).
 #include "io/safetensors.hpp"
 
 #include <algorithm>
@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/numeric.hpp"
 #include "core/shape.hpp"
-#include "core/fs.hpp"
 
 static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
 
@@ -70,28 +70,6 @@ bool checked_numel(const std::vector<std::int64_t>& shape, std::uint64_t* out) {
   return true;
 }
 
-float half_to_float(std::uint16_t h) {
-  std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  std::uint32_t exp = (h >> 10) & 0x1fu;
-  std::uint32_t man = h & 0x3ffu;
-  std::uint32_t bits;
-  if (exp == 0) {
-    if (man == 0) {
-      bits = sign;  // +-0
-    } else {      // subnormal: value = man * 2^-24
-      float f = std::ldexp(static_cast<float>(man), -24);
-      return sign ? -f : f;
-    }
-  } else if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (man << 13);  // inf / nan (payload kept)
-  } else {
-    bits = sign | ((exp + 112) << 23) | (man << 13);  // rebias 15 -> 127
-  }
-  return std::bit_cast<float>(bits);
-}
-
-float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
-
 template <class T>
 T load(const char* p) {
   T v;
@@ -137,13 +115,18 @@ std::int64_t TensorEntry::numel() const {
 // ---------------------------------------------------------------------------------------------------- reader
 
 SafetensorsReader SafetensorsReader::open(const std::filesystem::path& path) {
-  return parse(read_file(path), path.string());
+  return parse_file(MappedFile::open(path), path.string());
 }
 
 SafetensorsReader SafetensorsReader::parse(std::string bytes, const std::string& source) {
+  return parse_file(MappedFile::hold(std::move(bytes)), source);
+}
+
+SafetensorsReader SafetensorsReader::parse_file(MappedFile file, const std::string& source) {
   auto fail = [&](const std::string& what) -> void { throw InputError(source + ": " + what); };
   SafetensorsReader r;
   r.source_ = source;
+  const std::string_view bytes = file.bytes();
   const std::size_t size = bytes.size();
   if (size < 8)
     fail("file is " + std::to_string(size) +
@@ -230,7 +213,7 @@ SafetensorsReader SafetensorsReader::parse(std::string bytes, const std::string&
            ") overlap (expected disjoint data_offsets)");
     prev = &e;
   }
-  r.bytes_ = std::move(bytes);
+  r.file_ = std::move(file);
   r.data_start_ = data_start;
   return r;
 }
@@ -250,8 +233,16 @@ const TensorEntry& SafetensorsReader::entry(const std::string& name) const {
 }
 
 namespace {
-void convert_to_float(const std::string& source, const TensorEntry& e, const char* p, float* dst) {
-  const std::size_t n = static_cast<std::size_t>(e.numel());
+constexpr std::size_t kReleaseBlock = std::size_t{8} << 20;  // source bytes converted between two releases
+
+void require_float(const std::string& source, const TensorEntry& e) {
+  if (e.dtype != DType::F32 && e.dtype != DType::F64 && e.dtype != DType::F16 && e.dtype != DType::BF16)
+    throw InputError(source + ": tensor '" + e.name + "' has dtype " + dtype_name(e.dtype) +
+                     ", expected a float dtype (F32, F64, F16 or BF16)");
+}
+
+// Converts n elements of e's float dtype from p (require_float first).
+void convert_to_float(const TensorEntry& e, const char* p, std::size_t n, float* dst) {
   switch (e.dtype) {
     case DType::F32:
       if (n) std::memcpy(dst, p, n * 4);
@@ -260,14 +251,13 @@ void convert_to_float(const std::string& source, const TensorEntry& e, const cha
       for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load<double>(p + 8 * i));
       return;
     case DType::F16:
-      for (std::size_t i = 0; i < n; ++i) dst[i] = half_to_float(load<std::uint16_t>(p + 2 * i));
+      half_to_float(p, n, dst);
       return;
     case DType::BF16:
-      for (std::size_t i = 0; i < n; ++i) dst[i] = bf16_to_float(load<std::uint16_t>(p + 2 * i));
+      bf16_to_float(p, n, dst);
       return;
     default:
-      throw InputError(source + ": tensor '" + e.name + "' has dtype " + dtype_name(e.dtype) +
-                       ", expected a float dtype (F32, F64, F16 or BF16)");
+      return;
   }
 }
 }  // namespace
@@ -275,14 +265,15 @@ void convert_to_float(const std::string& source, const TensorEntry& e, const cha
 std::vector<float> SafetensorsReader::read_f32(const std::string& name) const {
   const auto& e = entry(name);
   std::vector<float> out(static_cast<std::size_t>(e.numel()));
-  convert_to_float(source_, e, bytes_.data() + data_start_ + e.begin, out.data());
+  require_float(source_, e);
+  convert_to_float(e, data(e), out.size(), out.data());
   return out;
 }
 
 std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
   const auto& e = entry(name);
   const std::size_t n = static_cast<std::size_t>(e.numel());
-  const char* p = bytes_.data() + data_start_ + e.begin;
+  const char* p = data(e);
   std::vector<double> out(n);
   if (e.dtype == DType::F64) {
     if (n) std::memcpy(out.data(), p, n * 8);
@@ -297,7 +288,7 @@ std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
 std::vector<std::int32_t> SafetensorsReader::read_i32(const std::string& name) const {
   const auto& e = entry(name);
   const std::size_t n = static_cast<std::size_t>(e.numel());
-  const char* p = bytes_.data() + data_start_ + e.begin;
+  const char* p = data(e);
   std::vector<std::int32_t> out(n);
   if (e.dtype == DType::I32) {
     if (n) std::memcpy(out.data(), p, n * 4);
@@ -315,17 +306,44 @@ std::vector<std::int32_t> SafetensorsReader::read_i32(const std::string& name) c
   return out;
 }
 
-void SafetensorsReader::read_into(const std::string& name, const std::vector<std::int64_t>& shape, float* dst) const {
+void SafetensorsReader::read_into(const std::string& name, const std::vector<std::int64_t>& shape, float* dst,
+                                  SourcePages pages) const {
   const auto& e = entry(name);
   if (e.shape != shape)
     throw InputError(source_ + ": tensor '" + name + "' has shape " + shape_str(e.shape) + ", expected " +
                      shape_str(shape));
-  convert_to_float(source_, e, bytes_.data() + data_start_ + e.begin, dst);
+  require_float(source_, e);
+  const std::size_t n = static_cast<std::size_t>(e.numel());
+  if (pages == SourcePages::keep) {
+    convert_to_float(e, data(e), n, dst);
+    return;
+  }
+  // in blocks, each block's whole pages released once converted: at most one block of the file is resident
+  const std::size_t esize = dtype_size(e.dtype), block = kReleaseBlock / esize, page = MappedFile::page_size();
+  const std::size_t begin = data_start_ + e.begin;
+  std::size_t released = begin;
+  for (std::size_t done = 0; done < n;) {
+    const std::size_t k = std::min(block, n - done);
+    convert_to_float(e, data(e) + done * esize, k, dst + done);
+    done += k;
+    const std::size_t end = begin + done * esize;
+    const std::size_t upto = done == n ? end : end / page * page;  // a page still being read stays
+    if (upto > released) {
+      file_.release(released, upto - released);
+      released = upto;
+    }
+  }
+}
+
+void SafetensorsReader::release(const std::string& name) const {
+  const auto& e = entry(name);
+  file_.release(data_start_ + e.begin, e.end - e.begin);
 }
 
 // ---------------------------------------------------------------------------------------------------- writer
 
-void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<std::int64_t> shape, const void* data) {
+void SafetensorsWriter::add_item(const std::string& name, DType dtype, std::vector<std::int64_t> shape,
+                                 Source source, const void* data) {
   if (name.empty()) throw ConfigError("safetensors: empty tensor name");
   if (name == "__metadata__") throw ConfigError("safetensors: '__metadata__' is reserved and cannot name a tensor");
   for (const auto& it : items_)
@@ -335,13 +353,33 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<st
     throw ConfigError("safetensors: tensor '" + name + "' has an invalid shape " + shape_str(shape) +
                       " (expected non-negative dimensions)");
   const std::size_t bytes = static_cast<std::size_t>(numel) * dtype_size(dtype);
-  if (bytes && !data) throw ConfigError("safetensors: tensor '" + name + "' has no data");
-  Item item{name, dtype, std::move(shape), std::string(bytes, '\0')};
-  if (bytes) std::memcpy(item.bytes.data(), data, bytes);
+  if (bytes && !data && source != Source::zeros) throw ConfigError("safetensors: tensor '" + name + "' has no data");
+  Item item;
+  item.name = name;
+  item.dtype = dtype;
+  item.shape = std::move(shape);
+  item.bytes = bytes;
+  item.source = source;
+  if (source == Source::ref) item.ref = data;
+  if (source == Source::copy && bytes) item.copy.assign(static_cast<const char*>(data), bytes);
   items_.push_back(std::move(item));
 }
 
-std::string SafetensorsWriter::serialize() const {
+void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<std::int64_t> shape, const void* data) {
+  add_item(name, dtype, std::move(shape), Source::copy, data);
+}
+
+void SafetensorsWriter::add_ref(const std::string& name, DType dtype, std::vector<std::int64_t> shape,
+                                const void* data) {
+  add_item(name, dtype, std::move(shape), Source::ref, data);
+}
+
+void SafetensorsWriter::add_zeros(const std::string& name, DType dtype, std::vector<std::int64_t> shape) {
+  add_item(name, dtype, std::move(shape), Source::zeros, nullptr);
+}
+
+// The 8-byte little-endian length, then the JSON header padded with spaces to a multiple of 8 bytes.
+std::string SafetensorsWriter::header() const {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata_.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -353,9 +391,9 @@ std::string SafetensorsWriter::serialize() const {
     nlohmann::ordered_json e = nlohmann::ordered_json::object();
     e["dtype"] = dtype_name(it.dtype);
     e["shape"] = it.shape;
-    e["data_offsets"] = {offset, offset + it.bytes.size()};
+    e["data_offsets"] = {offset, offset + it.bytes};
     header[it.name] = std::move(e);
-    offset += it.bytes.size();
+    offset += it.bytes;
   }
   std::string json;
   try {
@@ -365,14 +403,44 @@ std::string SafetensorsWriter::serialize() const {
   }
   json.append((8 - json.size() % 8) % 8, ' ');
   std::string out;
-  out.reserve(8 + json.size() + offset);
-  std::uint64_t n = json.size();
+  out.reserve(8 + json.size());
+  const std::uint64_t n = json.size();
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
   out += json;
-  for (const auto& it : items_) out += it.bytes;
   return out;
 }
 
-void SafetensorsWriter::write(const std::filesystem::path& path) const { write_file_atomic(path, serialize()); }
+void SafetensorsWriter::stream(const ByteSink& sink) const {
+  const std::string head = header();
+  sink(head.data(), head.size());
+  static constexpr char kZeros[1 << 16] = {};
+  for (const auto& it : items_) {
+    switch (it.source) {
+      case Source::copy:
+        if (it.bytes) sink(it.copy.data(), it.bytes);
+        break;
+      case Source::ref:
+        if (it.bytes) sink(it.ref, it.bytes);
+        break;
+      case Source::zeros:
+        for (std::size_t left = it.bytes; left > 0;) {
+          const std::size_t k = std::min(left, sizeof kZeros);
+          sink(kZeros, k);
+          left -= k;
+        }
+        break;
+    }
+  }
+}
+
+std::string SafetensorsWriter::serialize() const {
+  std::string out;
+  stream([&](const void* data, std::size_t n) { out.append(static_cast<const char*>(data), n); });
+  return out;
+}
+
+void SafetensorsWriter::write(const std::filesystem::path& path) const {
+  write_file_atomic_streamed(path, [&](const ByteSink& sink) { stream(sink); });
+}
 
 }  // namespace stretch

@@ -4,13 +4,24 @@
 //
 // The reader checks every length against the bytes actually present and throws InputError naming the file and
 // what is wrong (header length past the end, bad JSON, unknown dtype, offsets out of range or overlapping,
-// shape product disagreeing with the byte count).
+// shape product disagreeing with the byte count). open() maps the file (core/mapped_file.hpp) instead of reading
+// it: only the pages a conversion touches become resident, and release(name) drops a tensor's pages again, so
+// converting a file tensor by tensor into float buffers peaks at about the size of those buffers.
+//
+// The writer streams: write() sends the header, then each tensor's bytes straight from where they are, through
+// core/fs.hpp's atomic streamed write; no copy of the file is built in memory. A tensor is added as a copy (add),
+// by reference (add_ref: the caller keeps the memory alive and unchanged until the last write), or as zeros of a
+// shape (add_zeros: no buffer at all).
 #pragma once
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "core/fs.hpp"
+#include "core/mapped_file.hpp"
 
 namespace stretch {
 
@@ -26,11 +37,14 @@ struct TensorEntry {
   std::int64_t numel() const;
 };
 
+// What read_into does with the tensor's source pages once converted.
+enum class SourcePages { keep, release };
+
 class SafetensorsReader {
  public:
-  // Reads and validates the whole file (throws InputError).
+  // Maps the file and validates its header and every tensor's range (throws InputError naming the file).
   static SafetensorsReader open(const std::filesystem::path& path);
-  // Parses from memory; `source` names the origin in error messages.
+  // Parses from memory (the reader keeps `bytes`); `source` names the origin in error messages.
   static SafetensorsReader parse(std::string bytes, const std::string& source);
 
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -41,14 +55,22 @@ class SafetensorsReader {
   std::vector<float> read_f32(const std::string& name) const;
   std::vector<double> read_f64(const std::string& name) const;   // F32 or F64
   std::vector<std::int32_t> read_i32(const std::string& name) const;  // I32 or I64 (range-checked)
-  // Copies a float tensor into `dst` after checking its shape equals `shape` (InputError naming the tensor,
-  // the expected and the found shape otherwise).
-  void read_into(const std::string& name, const std::vector<std::int64_t>& shape, float* dst) const;
+  // Converts a float tensor into `dst` after checking its shape equals `shape` (InputError naming the tensor,
+  // the expected and the found shape otherwise). SourcePages::release drops the tensor's pages from memory as the
+  // conversion proceeds (blocks of 8 MiB, see release()), so a loader's peak holds at most one block of the file
+  // beyond its destinations, however large the tensor.
+  void read_into(const std::string& name, const std::vector<std::int64_t>& shape, float* dst,
+                 SourcePages pages = SourcePages::keep) const;
+  // Drops the tensor's bytes from this process's resident memory (core/mapped_file.hpp release: whole pages only;
+  // nothing for a parsed buffer). The tensor stays readable (re-read from the file).
+  void release(const std::string& name) const;
   const std::string& source() const { return source_; }
 
  private:
+  static SafetensorsReader parse_file(MappedFile file, const std::string& source);
+  const char* data(const TensorEntry& e) const { return file_.bytes().data() + data_start_ + e.begin; }
   std::string source_;
-  std::string bytes_;
+  MappedFile file_;
   std::size_t data_start_ = 0;
   std::map<std::string, std::string> metadata_;
   std::vector<TensorEntry> tensors_;
@@ -57,22 +79,40 @@ class SafetensorsReader {
 class SafetensorsWriter {
  public:
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
-  // Copies the data. Names must be unique (ConfigError otherwise).
+  // Copies the data. Names must be unique (ConfigError otherwise); a tensor of zero elements may pass null.
   void add(const std::string& name, DType dtype, std::vector<std::int64_t> shape, const void* data);
   void add_f32(const std::string& name, std::vector<std::int64_t> shape, const float* data) {
     add(name, DType::F32, std::move(shape), data);
   }
+  // Keeps a pointer, no copy: `data` must stay valid and unchanged until the last write() / serialize().
+  void add_ref(const std::string& name, DType dtype, std::vector<std::int64_t> shape, const void* data);
+  void add_f32_ref(const std::string& name, std::vector<std::int64_t> shape, const float* data) {
+    add_ref(name, DType::F32, std::move(shape), data);
+  }
+  // A tensor of `shape` whose bytes are all zero (0.0 for the float dtypes), written without any buffer.
+  void add_zeros(const std::string& name, DType dtype, std::vector<std::int64_t> shape);
+
+  // The file's bytes in one string (small files and tests; write() never builds it).
   std::string serialize() const;
-  // Atomic write (temporary file, fsync, rename); IoError on failure.
+  // Sends the file's bytes to `sink` in order: the 8-byte length and header, then each tensor's data.
+  void stream(const ByteSink& sink) const;
+  // Atomic streamed write (temporary file, fsync, rename); IoError naming the file on failure.
   void write(const std::filesystem::path& path) const;
 
  private:
+  enum class Source { copy, ref, zeros };
   struct Item {
     std::string name;
     DType dtype;
     std::vector<std::int64_t> shape;
-    std::string bytes;
+    std::size_t bytes = 0;
+    Source source = Source::copy;
+    const void* ref = nullptr;  // Source::ref
+    std::string copy;           // Source::copy
   };
+  void add_item(const std::string& name, DType dtype, std::vector<std::int64_t> shape, Source source,
+                const void* data);
+  std::string header() const;
   std::map<std::string, std::string> metadata_;
   std::vector<Item> items_;
 };

@@ -131,6 +131,9 @@ void remove_checkpoint_debris(const fs::path& run_dir) {
 
 namespace {
 
+constexpr const char* kMomentsKey = "moments";
+constexpr const char* kMomentsZero = "zero";
+
 // NumericError naming the first tensor of `slab` (laid out as model.specs()) holding NaN or Inf.
 void require_finite(const Transformer& model, const Buffer<float>& slab, const std::string& prefix,
                     const std::string& what) {
@@ -143,12 +146,27 @@ void require_finite(const Transformer& model, const Buffer<float>& slab, const s
   }
 }
 
-void write_tensors(const fs::path& path, const Transformer& model, const Buffer<float>& slab, const std::string& prefix,
-                   const json& config) {
+// The weights, streamed from the slab (no copy).
+void write_model(const fs::path& path, const Transformer& model, const json& config) {
   SafetensorsWriter w;
   w.set_metadata("format", "pt");
   w.set_metadata("stretch_config", config.dump());
-  for (auto& s : model.specs()) w.add_f32(prefix + s.name, s.shape, slab.data() + s.offset);
+  for (auto& s : model.specs()) w.add_f32_ref(s.name, s.shape, model.params().data() + s.offset);
+  w.write(path);
+}
+
+// The AdamW moments "m.<name>", "v.<name>" streamed from their slabs, or (m and v null: all zero) no tensors and
+// the metadata {"moments": "zero"}.
+void write_optimizer(const fs::path& path, const Transformer& model, const Buffer<float>* m, const Buffer<float>* v) {
+  SafetensorsWriter w;
+  if (!m) {
+    w.set_metadata(kMomentsKey, kMomentsZero);
+  } else {
+    for (auto& s : model.specs()) {
+      w.add_f32_ref("m." + s.name, s.shape, m->data() + s.offset);
+      w.add_f32_ref("v." + s.name, s.shape, v->data() + s.offset);
+    }
+  }
   w.write(path);
 }
 
@@ -171,13 +189,18 @@ void check_tensors(const SafetensorsReader& r, const fs::path& path, const std::
       throw InputError(path.string() + ": unexpected tensor '" + t.name + "' (not part of the model config)");
 }
 
-}  // namespace
-
-void save_checkpoint(const fs::path& run_dir, const Transformer& model, const json& tokenizer, int train_length,
-                     const TrainState& state, const Buffer<float>& m, const Buffer<float>& v, int keep) {
+// m and v: both slabs laid out as model.params(), or both null (all-zero moments).
+void save(const fs::path& run_dir, const Transformer& model, const json& tokenizer, int train_length,
+          const TrainState& state, const Buffer<float>* m, const Buffer<float>* v, int keep) {
   require_finite(model, model.params(), "", "weights");
-  require_finite(model, m, "m.", "optimizer moments");
-  require_finite(model, v, "v.", "optimizer moments");
+  if (m) {
+    if (m->size() != model.params().size() || v->size() != model.params().size())
+      throw ConfigError("save_checkpoint: the optimizer moments hold " + std::to_string(m->size()) + " and " +
+                        std::to_string(v->size()) + " values, expected " + std::to_string(model.params().size()) +
+                        " (one per parameter)");
+    require_finite(model, *m, "m.", "optimizer moments");
+    require_finite(model, *v, "v.", "optimizer moments");
+  }
   const fs::path root = run_dir / "checkpoints";
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -197,13 +220,8 @@ void save_checkpoint(const fs::path& run_dir, const Transformer& model, const js
                    {"tokenizer", tokenizer},
                    {"train_length", train_length}};
     write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
-    write_tensors(tmp / "model.safetensors", model, model.params(), "", config["model"]);
-    SafetensorsWriter ow;
-    for (auto& s : model.specs()) {
-      ow.add_f32("m." + s.name, s.shape, m.data() + s.offset);
-      ow.add_f32("v." + s.name, s.shape, v.data() + s.offset);
-    }
-    ow.write(tmp / "optimizer.safetensors");
+    write_model(tmp / "model.safetensors", model, config["model"]);
+    write_optimizer(tmp / "optimizer.safetensors", model, m, v);
     auto hex = [](std::uint64_t x) {
       char b[20];
       std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(x));
@@ -255,6 +273,18 @@ void save_checkpoint(const fs::path& run_dir, const Transformer& model, const js
     if (steps[i].filename() != name) remove_folder_atomically(root, steps[i]);
 }
 
+}  // namespace
+
+void save_checkpoint(const fs::path& run_dir, const Transformer& model, const json& tokenizer, int train_length,
+                     const TrainState& state, const Buffer<float>& m, const Buffer<float>& v, int keep) {
+  save(run_dir, model, tokenizer, train_length, state, &m, &v, keep);
+}
+
+void save_checkpoint(const fs::path& run_dir, const Transformer& model, const json& tokenizer, int train_length,
+                     const TrainState& state, int keep) {
+  save(run_dir, model, tokenizer, train_length, state, nullptr, nullptr, keep);
+}
+
 fs::path resolve_checkpoint(const fs::path& p) {
   std::error_code ec;
   if (!fs::exists(p, ec)) throw InputError(p.string() + ": no such checkpoint or run directory");
@@ -301,7 +331,9 @@ std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta) {
   SafetensorsReader r = SafetensorsReader::open(path);
   check_tensors(r, path, param_specs(meta.model), "");  // before the model's buffers are allocated from the config
   auto model = std::make_unique<Transformer>(meta.model);
-  for (auto& s : model->specs()) r.read_into(s.name, s.shape, model->params().data() + s.offset);
+  // the file's pages leave memory as the slab fills: the load peaks at about the weights
+  for (auto& s : model->specs())
+    r.read_into(s.name, s.shape, model->params().data() + s.offset, SourcePages::release);
   return model;
 }
 
@@ -324,12 +356,22 @@ void load_train_state(const CheckpointMeta& meta, const Transformer& model, Trai
   } catch (const std::logic_error& e) {  // stoull
     throw InputError(sp.string() + ": malformed field 'data_rng': " + e.what());
   }
-  m.resize(model.params().size());
+  const fs::path op = meta.dir / "optimizer.safetensors";
+  SafetensorsReader r = SafetensorsReader::open(op);
+  m.resize(model.params().size());  // zeros
   v.resize(model.params().size());
-  SafetensorsReader r = SafetensorsReader::open(meta.dir / "optimizer.safetensors");
+  if (auto it = r.metadata().find(kMomentsKey); it != r.metadata().end()) {
+    if (it->second != kMomentsZero)
+      throw InputError(op.string() + ": metadata '" + kMomentsKey + "' is \"" + it->second + "\" (expected \"" +
+                       kMomentsZero + "\", moments all zero, or no such entry and the tensors m.*, v.*)");
+    if (!r.tensors().empty())
+      throw InputError(op.string() + ": metadata says the moments are all zero, but the file holds " +
+                       std::to_string(r.tensors().size()) + " tensors (first '" + r.tensors().front().name + "')");
+    return;  // all zero: m and v stay as resized
+  }
   for (auto& s : model.specs()) {
-    r.read_into("m." + s.name, s.shape, m.data() + s.offset);
-    r.read_into("v." + s.name, s.shape, v.data() + s.offset);
+    r.read_into("m." + s.name, s.shape, m.data() + s.offset, SourcePages::release);
+    r.read_into("v." + s.name, s.shape, v.data() + s.offset, SourcePages::release);
   }
 }
 

@@ -6,7 +6,8 @@
 //       config.json                    {"format": "stretch-checkpoint", "version": 1, "model": {...},
 //                                       "tokenizer": {...}, "train_length": L}
 //       model.safetensors              the weights (names in docs/MODEL.md), loadable by safetensors/PyTorch
-//       optimizer.safetensors          AdamW moments "m.<name>", "v.<name>"
+//       optimizer.safetensors          AdamW moments "m.<name>", "v.<name>"; or, when they are all zero (an
+//                                      imported or fresh model), no tensors and the metadata {"moments": "zero"}
 //       state.json                     step, tokens seen, data RNG state, elapsed time, the training options
 //   checkpoints/latest                 the name of the newest complete checkpoint (for people and scripts)
 // A checkpoint is written into a temporary folder checkpoints/.tmp-step-N-<pid> (every file written to its own
@@ -48,10 +49,15 @@ struct CheckpointMeta {
   std::filesystem::path dir;  // the checkpoint folder itself
 };
 
-// Writes a new checkpoint under run_dir/checkpoints (see above); IoError on failure, previous one kept.
+// Writes a new checkpoint under run_dir/checkpoints (see above); IoError on failure, previous one kept. The
+// weights and the moments m, v (laid out as model.params()) are streamed from their slabs, never copied.
 void save_checkpoint(const std::filesystem::path& run_dir, const Transformer& model, const nlohmann::json& tokenizer,
                      int train_length, const TrainState& state, const Buffer<float>& m, const Buffer<float>& v,
                      int keep = 2);
+// The same for AdamW moments that are all zero (an imported or fresh model), without any moment buffer: the
+// optimizer.safetensors written holds no tensors and the metadata {"moments": "zero"}.
+void save_checkpoint(const std::filesystem::path& run_dir, const Transformer& model, const nlohmann::json& tokenizer,
+                     int train_length, const TrainState& state, int keep = 2);
 
 // A run directory (its newest complete checkpoint, by step number) or a checkpoint folder -> the checkpoint
 // folder. InputError saying what was expected when it is neither.
@@ -77,10 +83,12 @@ void remove_checkpoint_debris(const std::filesystem::path& run_dir);
 // Reads config.json (InputError naming the file and field on any problem).
 CheckpointMeta read_checkpoint_meta(const std::filesystem::path& run_or_checkpoint);
 
-// Builds the model and loads its weights, checking every tensor's name and shape against the config.
+// Builds the model and loads its weights, checking every tensor's name and shape against the config. The file is
+// mapped and each tensor's pages released once converted, so the file adds only about one tensor to the peak.
 std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta);
 
-// Loads state.json and optimizer.safetensors into state, m and v (sized like model.params()).
+// Loads state.json and optimizer.safetensors into state, m and v (sized like model.params(); zeros for a file
+// marked {"moments": "zero"}). InputError naming the file and the tensor when a moment is missing.
 void load_train_state(const CheckpointMeta& meta, const Transformer& model, TrainState& state, Buffer<float>& m,
                       Buffer<float>& v);
 

@@ -13,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/numeric.hpp"
 #include "io/gguf.hpp"
 #include "io/io_test_util.hpp"
 
@@ -209,47 +210,6 @@ TEST(GgufMetadata, TypedGettersNameKeyAndTypes) {
   EXPECT_FALSE(r.has_tensor("nope"));
 }
 
-TEST(GgufConvert, HalfAndBfloatRoundToNearestEven) {
-  // f16: ties go to the even mantissa; 65520 is the first value that rounds to inf.
-  EXPECT_EQ(gguf_f32_to_f16(1.0f), 0x3C00);
-  EXPECT_EQ(gguf_f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie, even stays
-  EXPECT_EQ(gguf_f32_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie, rounds up to even
-  EXPECT_EQ(gguf_f32_to_f16(1.0f + std::ldexp(1.1f, -11)), 0x3C01);
-  EXPECT_EQ(gguf_f32_to_f16(65504.0f), 0x7BFF);
-  EXPECT_EQ(gguf_f32_to_f16(65519.0f), 0x7BFF);
-  EXPECT_EQ(gguf_f32_to_f16(65520.0f), 0x7C00);
-  EXPECT_EQ(gguf_f32_to_f16(-1e9f), 0xFC00);
-  EXPECT_EQ(gguf_f32_to_f16(std::numeric_limits<float>::infinity()), 0x7C00);
-  EXPECT_EQ(gguf_f32_to_f16(-0.0f), 0x8000);
-  EXPECT_EQ(gguf_f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);       // smallest subnormal
-  EXPECT_EQ(gguf_f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);       // tie to even (0)
-  EXPECT_EQ(gguf_f32_to_f16(std::ldexp(3.0f, -25)), 0x0002);       // tie to even (2)
-  EXPECT_EQ(gguf_f32_to_f16(std::ldexp(1.0f, -14)), 0x0400);       // smallest normal
-  EXPECT_EQ(gguf_f32_to_f16(std::ldexp(1023.5f, -24)), 0x0400);    // subnormal rounding up into the normals
-  EXPECT_EQ(gguf_f32_to_f16(0.1f), 0x2E66);                         // 0.0999755859375
-  const std::uint16_t nan = gguf_f32_to_f16(std::numeric_limits<float>::quiet_NaN());
-  EXPECT_EQ(nan & 0x7C00, 0x7C00);
-  EXPECT_NE(nan & 0x03FF, 0);
-  EXPECT_TRUE(std::isnan(gguf_f16_to_f32(nan)));
-  // Every half converts to float and back unchanged (NaNs stay NaN).
-  for (std::uint32_t h = 0; h < 0x10000; ++h) {
-    const float f = gguf_f16_to_f32(static_cast<std::uint16_t>(h));
-    if (std::isnan(f)) {
-      EXPECT_TRUE(std::isnan(gguf_f16_to_f32(gguf_f32_to_f16(f))));
-    } else {
-      ASSERT_EQ(gguf_f32_to_f16(f), h) << h;
-    }
-  }
-  // bf16
-  EXPECT_EQ(gguf_f32_to_bf16(1.0f), 0x3F80);
-  EXPECT_EQ(gguf_f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);      // tie, even stays
-  EXPECT_EQ(gguf_f32_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);  // tie, rounds up to even
-  EXPECT_EQ(gguf_bf16_to_f32(gguf_f32_to_bf16(3.14159265f)), 3.140625f);
-  EXPECT_EQ(gguf_f32_to_bf16(-std::numeric_limits<float>::infinity()), 0xFF80);
-  EXPECT_TRUE(std::isnan(gguf_bf16_to_f32(gguf_f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
-  EXPECT_EQ(gguf_f32_to_bf16(std::numeric_limits<float>::max()), 0x7F80);  // rounds to inf
-}
-
 TEST(GgufTensors, RoundTripEachType) {
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 2.0f);
@@ -291,8 +251,8 @@ TEST(GgufTensors, RoundTripEachType) {
       EXPECT_LE(std::fabs(f16[i] - v), std::ldexp(1.0f, -25)) << i;
     }
     EXPECT_LE(std::fabs(bf[i] - v), std::fabs(v) * std::ldexp(1.0f, -8) + 1e-38f) << i;  // + bf16 underflow
-    EXPECT_EQ(f16[i], gguf_f16_to_f32(gguf_f32_to_f16(v)));
-    EXPECT_EQ(bf[i], gguf_bf16_to_f32(gguf_f32_to_bf16(v)));
+    EXPECT_EQ(f16[i], half_to_float(float_to_half(v)));  // the conversions themselves: tests/core/test_numeric.cpp
+    EXPECT_EQ(bf[i], bf16_to_float(float_to_bf16(v)));
   }
   const auto q8 = r.read_f32("q8");
   for (std::size_t b = 0; b < 6; ++b) {
@@ -420,7 +380,7 @@ TEST(GgufLayout, WrittenFileMatchesTheSpecByteByByte) {
   EXPECT_EQ(std::memcmp(f.data() + data, a.data(), 60), 0);
   EXPECT_EQ(f.substr(data + 60, 4), std::string(4, '\0'));
   EXPECT_EQ(at<std::uint16_t>(f, data + 64 + 2 * 3), 0x4200);  // f16 of 3.0
-  EXPECT_EQ(at<std::uint16_t>(f, data + 96), gguf_f32_to_f16(20.0f / 127.0f));  // Q8_0 block 0: d = 20/127
+  EXPECT_EQ(at<std::uint16_t>(f, data + 96), float_to_half(20.0f / 127.0f));  // Q8_0 block 0: d = 20/127
 
   const auto r = GgufReader::parse(f, "mem");
   EXPECT_EQ(r.data_offset(), data);

@@ -240,6 +240,98 @@ TEST(Safetensors, RejectsBrokenFiles) {
       make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})", f32x2), "ok"));
 }
 
+// The writer's bytes against a file Python's safetensors wrote (tests/io/data/python_written.safetensors: metadata
+// first, tensors in data order, compact JSON padded with spaces): the same tensors and metadata, added in that
+// order by copy, by reference or (the all-zero "empty") as zeros, come out byte for byte the same, from write()
+// (streamed to disk) and from serialize().
+TEST(Safetensors, WriterReproducesAPythonWrittenFileByteForByte) {
+  const auto path = testing::test_data_dir() / "python_written.safetensors";
+  const std::string python = read_file(path);
+  const auto r = SafetensorsReader::parse(python, "python");
+  TempDir dir;
+  for (int mode = 0; mode < 3; ++mode) {
+    SafetensorsWriter w;
+    for (const auto& [k, v] : r.metadata()) w.set_metadata(k, v);
+    for (const auto& e : r.tensors()) {
+      const char* data = python.data() + data_start(python) + e.begin;
+      if (mode == 0) w.add(e.name, e.dtype, e.shape, data);
+      if (mode == 1) w.add_ref(e.name, e.dtype, e.shape, data);
+      if (mode == 2 && e.begin == e.end) w.add_zeros(e.name, e.dtype, e.shape);
+      if (mode == 2 && e.begin != e.end) w.add_ref(e.name, e.dtype, e.shape, data);
+    }
+    EXPECT_EQ(w.serialize(), python) << "mode " << mode;
+    w.write(dir / "again.safetensors");
+    EXPECT_EQ(read_file(dir / "again.safetensors"), python) << "mode " << mode;
+  }
+}
+
+// add_zeros writes the bytes of a zero-filled buffer (larger than the writer's 64 KiB block of zeros, and an odd
+// size), add_ref the referenced bytes as they are at write time, add a copy taken when added.
+TEST(Safetensors, ZerosReferencesAndCopiesWriteTheSameBytes) {
+  const std::vector<std::int64_t> shape{3, 70001};  // 840,012 bytes of F32
+  const std::vector<float> zeros(3 * 70001, 0.0f);
+  std::vector<float> x(3 * 70001);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i) * 0.5f - 7.0f;
+  SafetensorsWriter a, b;
+  a.set_metadata("k", "v");
+  b.set_metadata("k", "v");
+  a.add_f32("z", shape, zeros.data());
+  a.add("h", DType::BF16, {5}, x.data());
+  a.add_f32("x", shape, x.data());
+  b.add_zeros("z", DType::F32, shape);
+  b.add_ref("h", DType::BF16, {5}, x.data());
+  b.add_f32_ref("x", shape, x.data());
+  EXPECT_EQ(a.serialize(), b.serialize());
+  TempDir dir;
+  b.write(dir / "b.safetensors");
+  EXPECT_EQ(read_file(dir / "b.safetensors"), a.serialize());
+  const auto r = SafetensorsReader::open(dir / "b.safetensors");
+  EXPECT_EQ(r.read_f32("z"), zeros);
+  EXPECT_EQ(r.read_f32("x"), x);
+  x[0] = 123.0f;  // a reference sees the change, a copy does not
+  EXPECT_EQ(SafetensorsReader::parse(b.serialize(), "b").read_f32("x")[0], 123.0f);
+  EXPECT_EQ(SafetensorsReader::parse(a.serialize(), "a").read_f32("x")[0], -7.0f);
+  EXPECT_THROW(b.add_ref("n", DType::F32, {2}, nullptr), ConfigError);  // no data for a non-empty tensor
+  EXPECT_THROW(b.add_zeros("z", DType::F32, {1}), ConfigError);        // duplicate name
+}
+
+// A write that fails (here: the folder does not exist) throws IoError naming the file and leaves nothing behind.
+TEST(Safetensors, FailedStreamedWriteNamesTheFile) {
+  TempDir dir;
+  SafetensorsWriter w;
+  w.add_zeros("z", DType::F32, {1000});
+  try {
+    w.write(dir / "missing" / "out.safetensors");
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("out.safetensors"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+}
+
+// release() drops a tensor's pages; the tensor stays readable (faulted in again from the file).
+TEST(Safetensors, ReleasedTensorsStayReadable) {
+  TempDir dir;
+  std::vector<float> x(300000);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
+  SafetensorsWriter w;
+  w.add_f32_ref("a", {300000}, x.data());
+  w.add_f32_ref("b", {3}, x.data());
+  w.write(dir / "t.safetensors");
+  const auto r = SafetensorsReader::open(dir / "t.safetensors");
+  std::vector<float> dst(300000);
+  r.read_into("a", {300000}, dst.data());
+  r.release("a");
+  r.release("b");
+  EXPECT_EQ(dst, x);
+  EXPECT_EQ(r.read_f32("a"), x);
+  EXPECT_EQ(r.read_f32("b"), (std::vector<float>{0, 1, 2}));
+  EXPECT_THROW(r.release("nope"), InputError);
+  const auto parsed = SafetensorsReader::parse(read_file(dir / "t.safetensors"), "mem");
+  parsed.release("a");  // a parsed buffer: nothing to drop
+  EXPECT_EQ(parsed.read_f32("a"), x);
+}
+
 TEST(Safetensors, OpenNamesMissingFile) {
   TempDir dir;
   try {
@@ -254,6 +346,12 @@ TEST(Safetensors, OpenNamesMissingFile) {
     FAIL() << "expected InputError";
   } catch (const InputError& e) {
     EXPECT_EQ(std::string(e.what()).rfind(p.string(), 0), 0u) << e.what();
+  }
+  try {
+    SafetensorsReader::open(dir.path());
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
   }
 }
 
