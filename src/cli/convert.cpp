@@ -5,12 +5,15 @@
 //                  (gpt2-style BPE) or the byte tokenizer (a gpt2-style vocabulary of the 256 bytes, no merges))
 //   export llama2c CHECKPOINT --out MODEL.bin
 //   export gguf CHECKPOINT --out MODEL.gguf [--type f32|f16|bf16|q8_0]
+//   import hf DIR [--tokenizer TOKDIR] --out RUN_DIR   and   export hf CHECKPOINT --out DIR [--as ...] [--dtype ...]
+//                  [--shard-size ...]: Hugging Face folders (cli/convert_hf.cpp, docs/HF.md)
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/convert_hf.hpp"
 #include "core/error.hpp"
 #include "io/gguf.hpp"
 #include "io/llama2c.hpp"
@@ -26,12 +29,13 @@ namespace fs = std::filesystem;
 
 namespace {
 struct ConvertCli {
-  std::string format, type = "f32";
+  std::string format, type = "f32", as = "auto", dtype = "f32", shard_size = "0";
   fs::path input, tokenizer, out;
 };
 
 void check_format(const std::string& f) {
-  if (f != "llama2c" && f != "gguf") throw UsageError("format: expected 'llama2c' or 'gguf', got '" + f + "'");
+  if (f != "llama2c" && f != "gguf" && f != "hf")
+    throw UsageError("format: expected 'llama2c', 'gguf' or 'hf', got '" + f + "'");
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer_file(const fs::path& path, int vocab_size, const fs::path& model) {
@@ -112,20 +116,27 @@ std::uint32_t parse_ggml_type(const std::string& t) {
 
 Runner add_import(CLI::App& app) {
   auto o = std::make_shared<ConvertCli>();
-  app.add_option("format", o->format, "Input format: llama2c | gguf")->required();
-  app.add_option("model", o->input, "The model file (llama2c: a .bin checkpoint; gguf: a llama- or mpt-architecture .gguf)")
+  app.add_option("format", o->format, "Input format: llama2c | gguf | hf (a Hugging Face folder)")->required();
+  app.add_option("model", o->input,
+                 "The model (llama2c: a .bin checkpoint; gguf: a llama- or mpt-architecture .gguf; hf: a folder with "
+                 "config.json, the safetensors weights and tokenizer.json)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   app.add_option("--tokenizer", o->tokenizer,
                  "Its tokenizer: llama2.c tokenizer.bin or a SentencePiece .model (needed for llama2c; a GGUF "
-                 "carries its own)")
-      ->check(CLI::ExistingFile);
+                 "carries its own); hf: a folder with tokenizer.json when the model folder has none")
+      ->check(CLI::ExistingPath);
   app.add_option("--out", o->out, "Run directory to create (holds checkpoints/step-00000000)")->required();
   return [o]() -> int {
     check_format(o->format);
     std::error_code ec;
     if (fs::exists(o->out / "checkpoints", ec))
       throw UsageError("--out: " + o->out.string() + " already holds a run (checkpoints/); choose another folder");
+    if (o->format == "hf") return import_hf(o->input, o->tokenizer, o->out);
+    if (fs::is_directory(o->input, ec))
+      throw UsageError("model: " + o->input.string() + " is a folder; " + o->format + " models are files");
+    if (!o->tokenizer.empty() && fs::is_directory(o->tokenizer, ec))
+      throw UsageError("--tokenizer: " + o->tokenizer.string() + " is a folder; expected a tokenizer file");
     if (o->format == "gguf") {
       GgufModel g = model_from_gguf(GgufReader::open(o->input));
       const int V = g.model->config().vocab_size;
@@ -152,8 +163,7 @@ Runner add_import(CLI::App& app) {
       }
       TrainState st;
       st.options = {{"imported_from", fs::absolute(o->input).string()}, {"format", "gguf"}};
-      Buffer<float> m(g.model->params().size()), v(g.model->params().size());
-      save_checkpoint(o->out, *g.model, tok->describe(), g.model->config().block_size, st, m, v, 1);
+      save_checkpoint(o->out, *g.model, tok->describe(), g.model->config().block_size, st, 1);  // zero moments
       const ModelConfig& c = g.model->config();
       std::printf("imported %s: %s (%s), %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d (%s), "
                   "context %d%s\ncheckpoint: %s\n",
@@ -170,8 +180,7 @@ Runner add_import(CLI::App& app) {
     if (ec) throw IoError(o->out.string() + ": cannot create the run directory: " + ec.message());
     TrainState st;
     st.options = {{"imported_from", fs::absolute(o->input).string()}, {"format", "llama2c"}};
-    Buffer<float> m(model->params().size()), v(model->params().size());
-    save_checkpoint(o->out, *model, tok->describe(), w.config.seq_len, st, m, v, 1);
+    save_checkpoint(o->out, *model, tok->describe(), w.config.seq_len, st, 1);  // zero moments
     std::printf("imported %s: llama, %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d, trained "
                 "length %d, %s classifier\ncheckpoint: %s\n",
                 o->input.c_str(), model->num_parameters(), w.config.n_layers, w.config.dim, w.config.n_heads,
@@ -183,13 +192,22 @@ Runner add_import(CLI::App& app) {
 
 Runner add_export(CLI::App& app) {
   auto o = std::make_shared<ConvertCli>();
-  app.add_option("format", o->format, "Output format: llama2c | gguf (llama.cpp)")->required();
+  app.add_option("format", o->format, "Output format: llama2c | gguf (llama.cpp) | hf (a Hugging Face folder)")
+      ->required();
   app.add_option("checkpoint", o->input, "Run directory or checkpoint folder")->required();
-  app.add_option("--out", o->out, "The file to write (atomically)")->required();
+  app.add_option("--out", o->out, "The file to write (atomically); hf: the folder to create")->required();
   app.add_option("--type", o->type, "gguf: type of the matrices, f32 | f16 | bf16 | q8_0 (norms stay f32)")
+      ->capture_default_str();
+  app.add_option("--as", o->as,
+                 "hf: the transformers class, auto | llama | mistral | qwen2 | gpt2 | mpt | bloom (auto: the one that "
+                 "computes this model exactly)")
+      ->capture_default_str();
+  app.add_option("--dtype", o->dtype, "hf: weights dtype, f32 | f16 | bf16")->capture_default_str();
+  app.add_option("--shard-size", o->shard_size, "hf: largest shard, e.g. 2GB (0: one model.safetensors)")
       ->capture_default_str();
   return [o]() -> int {
     check_format(o->format);
+    if (o->format == "hf") return export_hf(o->input, o->out, o->as, o->dtype, o->shard_size);
     CheckpointMeta meta = read_checkpoint_meta(o->input);
     auto model = load_model(meta);
     if (o->format == "gguf") {

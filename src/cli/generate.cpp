@@ -56,10 +56,10 @@ Runner add_generate(CLI::App& app) {
     auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
     auto model = load_model(meta);
     auto run = [&](const std::string& prompt) {
-      std::fputs(prompt.c_str(), stdout);
+      std::fwrite(prompt.data(), 1, prompt.size(), stdout);  // every byte, NUL included (fputs stops at one)
       std::fflush(stdout);
       GenerateStats st = generate(*model, *tok, prompt, o->opt, [](const std::string& piece) {
-        std::fputs(piece.c_str(), stdout);
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
       });
       std::fputs("\n", stdout);
