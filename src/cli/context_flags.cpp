@@ -1,6 +1,7 @@
 #include "cli/context_flags.hpp"
 
 #include <CLI/CLI.hpp>
+#include <sstream>
 
 #include "core/error.hpp"
 
@@ -27,6 +28,49 @@ void override_context(const ContextFlags& f, ModelConfig& c, const std::string& 
   } catch (const ConfigError& e) {
     throw UsageError(source + ": " + e.what());
   }
+}
+
+std::vector<int> parse_lengths(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t used = 0;
+    long v = 0;
+    try {
+      v = std::stol(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || item.empty())
+      throw UsageError("--lengths: '" + item + "' is not an integer (expected a list like 256,512,1024)");
+    if (v < 1 || v > (1L << 22))
+      throw UsageError("--lengths: " + item + " is out of range (expected lengths in [1, 4194304])");
+    out.push_back(static_cast<int>(v));
+  }
+  if (out.empty()) throw UsageError("--lengths: expected a list like 256,512,1024");
+  return out;
+}
+
+int parse_up_to(const std::string& s) {
+  std::string n = s;
+  if (!n.empty() && (n.back() == 'x' || n.back() == 'X')) n.pop_back();
+  std::size_t used = 0;
+  long v = 0;
+  try {
+    v = std::stol(n, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (n.empty() || used != n.size() || v < 1 || v > 4096)
+    throw UsageError("--up-to: expected a multiple of the training length like 16x, got '" + s + "'");
+  return static_cast<int>(v);
+}
+
+std::vector<int> up_to_lengths(int train_length, int up_to) {
+  std::vector<int> out;
+  for (int m = 1; m <= up_to; m *= 2) out.push_back(train_length * m);
+  return out;
 }
 
 std::string unescape(const std::string& s) {

@@ -3,6 +3,7 @@
 // (or the checkpoint) has.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "model/config.hpp"
 
@@ -23,6 +24,13 @@ void apply_context_flags(const ContextFlags& f, ModelConfig& c);
 // The same as run-time overrides of a checkpoint's config (eval, generate): then validates the result, a
 // UsageError naming `source` (the checkpoint) when the overrides do not fit the model.
 void override_context(const ContextFlags& f, ModelConfig& c, const std::string& source);
+
+// --lengths 256,512,1024: UsageError naming --lengths for anything but positive integers up to 2^22.
+std::vector<int> parse_lengths(const std::string& s);
+// --up-to 16x (or 16): the multiple N, UsageError naming --up-to unless 1 <= N <= 4096. The lengths are then
+// L, 2L, 4L, ... up to N L for each model's training length L (up_to_lengths).
+int parse_up_to(const std::string& s);
+std::vector<int> up_to_lengths(int train_length, int up_to);
 
 // --doc-sep '\n\n' typed on a shell arrives as backslash-n: turns \n, \t and \\ into the characters.
 std::string unescape(const std::string& s);

@@ -40,43 +40,6 @@ struct EvalCli {
   std::uint64_t seed = 1;
 };
 
-std::vector<int> parse_lengths(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t used = 0;
-    long v = 0;
-    try {
-      v = std::stol(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || item.empty())
-      throw UsageError("--lengths: '" + item + "' is not an integer (expected a list like 256,512,1024)");
-    if (v < 1 || v > (1L << 22))
-      throw UsageError("--lengths: " + item + " is out of range (expected lengths in [1, 4194304])");
-    out.push_back(static_cast<int>(v));
-  }
-  if (out.empty()) throw UsageError("--lengths: expected a list like 256,512,1024");
-  return out;
-}
-
-int parse_up_to(const std::string& s) {
-  std::string n = s;
-  if (!n.empty() && (n.back() == 'x' || n.back() == 'X')) n.pop_back();
-  std::size_t used = 0;
-  long v = 0;
-  try {
-    v = std::stol(n, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (n.empty() || used != n.size() || v < 1 || v > 4096)
-    throw UsageError("--up-to: expected a multiple of the training length like 16x, got '" + s + "'");
-  return static_cast<int>(v);
-}
-
 }  // namespace
 
 Runner add_eval(CLI::App& app) {
@@ -181,8 +144,7 @@ Runner add_eval(CLI::App& app) {
       mr.byte_level = tok->is_byte_level();
       settings.byte_level = mr.byte_level;
       std::vector<int> lengths = fixed;
-      if (up_to > 0)
-        for (int m = 1; m <= up_to; m *= 2) lengths.push_back(meta.train_length * m);
+      if (up_to > 0) lengths = up_to_lengths(meta.train_length, up_to);
       for (int T : lengths) {
         mr.results.push_back(evaluate_length(*model, tokens, T, settings));
         std::printf("%s\n", table_row(mr, mr.results.back()).c_str());
