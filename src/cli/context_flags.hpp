@@ -16,9 +16,17 @@ namespace stretch::cli {
 struct ContextFlags {
   std::string rope_scaling, logn, positions;
   int attn_window = -1;  // -1: unset
+  // fine-tuning-free extension (eval, passkey, generate only: add_extension_flags)
+  std::string self_extend, rerope, alibi_interp;
+  bool alibi_interp_auto() const { return alibi_interp == "auto"; }
 };
 
 void add_context_flags(CLI::App& app, ContextFlags& f);
+// --self-extend G,W, --rerope W[,K] and --alibi-interp L|auto (position/extension.hpp, position/alibi.hpp).
+void add_extension_flags(CLI::App& app, ContextFlags& f);
+// A short description of a config's context settings for reports: "rope yarn:4 self-extend:4,128", "alibi
+// alibi-interp:2048", "alibi alibi-interp:auto".
+std::string describe_context(const ModelConfig& c, const ContextFlags& f);
 // Parses the set flags into c (UsageError naming the flag for a bad value).
 void apply_context_flags(const ContextFlags& f, ModelConfig& c);
 // The same as run-time overrides of a checkpoint's config (eval, generate): then validates the result, a

@@ -52,6 +52,7 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--doc-sep", o->doc_sep,
                  "Split the text into documents at this string (e.g. '\\n\\n'), each starting with the tokenizer's BOS");
   add_context_flags(app, o->ctx);
+  add_extension_flags(app, o->ctx);
   app.add_option("--seed", o->seed, "Seed for randomized position ids")->capture_default_str();
   app.add_option("--protocol", o->protocol, "nonoverlapping | sliding | chunked | llamacpp (docs/EVALUATION.md)")
       ->capture_default_str();
@@ -138,14 +139,16 @@ Runner add_eval(CLI::App& app) {
       ModelReport mr;
       mr.name = o->checkpoints[mi];
       while (mr.name.size() > 1 && mr.name.back() == '/') mr.name.pop_back();
-      mr.position = std::string(to_string(meta.model.position));
-      if (!meta.model.rope_scaling.is_none()) mr.position += " " + meta.model.rope_scaling.to_string();
+      mr.position = describe_context(meta.model, o->ctx);
       mr.train_length = meta.train_length;
       mr.byte_level = tok->is_byte_level();
       settings.byte_level = mr.byte_level;
       std::vector<int> lengths = fixed;
       if (up_to > 0) lengths = up_to_lengths(meta.train_length, up_to);
       for (int T : lengths) {
+        // --alibi-interp auto: the slopes of each length (none at or below the trained length)
+        if (o->ctx.alibi_interp_auto() && meta.model.position == PositionMethod::alibi)
+          model->set_alibi_interp(T > meta.model.block_size ? T : 0);
         mr.results.push_back(evaluate_length(*model, tokens, T, settings));
         std::printf("%s\n", table_row(mr, mr.results.back()).c_str());
         std::fflush(stdout);

@@ -70,7 +70,11 @@ Runner add_passkey(CLI::App& app) {
   app.add_option("--answer-tokens", o->s.answer_tokens, "Tokens decoded greedily after each prompt")
       ->capture_default_str();
   app.add_option("--ctx", o->s.ctx, "Key/value cache size in tokens (default: each prompt's length + answer tokens)");
+  app.add_option("--keep", o->s.keep,
+                 "Attention sinks: keep the first N tokens while the cache slides (StreamingLLM; with --ctx below "
+                 "the prompt, rope models slide too)");
   add_context_flags(app, o->ctx);
+  add_extension_flags(app, o->ctx);
   app.add_option("--json", o->json_out, "Write every trial as JSON");
   app.add_option("--csv", o->csv_out, "Write every trial as CSV");
   app.add_option("--plot", o->plot_out, "Draw a length x depth heat map into this PNG (gnuplot)");
@@ -87,7 +91,9 @@ Runner add_passkey(CLI::App& app) {
     if (o->s.answer_tokens < 1 || o->s.answer_tokens > 4096)
       throw UsageError("--answer-tokens: expected an integer in [1, 4096], got " + std::to_string(o->s.answer_tokens));
     if (o->s.ctx < 0) throw UsageError("--ctx: expected a positive number of tokens, got " + std::to_string(o->s.ctx));
+    if (o->s.keep < -1) throw UsageError("--keep: expected a number of sink tokens >= 0, got " + std::to_string(o->s.keep));
     o->s.depths = parse_depths(o->depths);
+    o->s.alibi_interp_auto = o->ctx.alibi_interp_auto();
     const std::vector<int> fixed = o->lengths.empty() ? std::vector<int>{} : parse_lengths(o->lengths);
     const int up_to = o->up_to.empty() ? 0 : parse_up_to(o->up_to);
 
@@ -117,9 +123,8 @@ Runner add_passkey(CLI::App& app) {
       };
       PasskeyModelResult r = passkey_sweep(*model, *tok, lengths, o->s, comm, on_trial);
       r.name = name;
-      r.position = std::string(to_string(meta.model.position));
-      if (!meta.model.rope_scaling.is_none()) r.position += " " + meta.model.rope_scaling.to_string();
-      if (meta.model.attn_window > 0) r.position += " window " + std::to_string(meta.model.attn_window);
+      r.position = describe_context(meta.model, o->ctx);
+      if (o->s.keep >= 0) r.position += " keep:" + std::to_string(o->s.keep);
       r.train_length = meta.train_length;
       if (lead) {
         std::printf("%s\n", passkey_table(r).c_str());

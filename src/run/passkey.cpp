@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -123,11 +124,17 @@ PasskeyTrial run_passkey_trial(Transformer& model, const Tokenizer& tok, const P
   const ModelConfig& c = model.config();
   const int n = static_cast<int>(prompt.ids.size());
   const int ctx = s.ctx > 0 ? s.ctx : n + s.answer_tokens;
-  Decoder dec(model, ctx, Decoder::can_slide(c.position));
+  std::unique_ptr<Decoder> made;
+  try {
+    made = std::make_unique<Decoder>(model, ctx, s.keep >= 0 || Decoder::can_slide(c.position), s.keep);
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+  Decoder& dec = *made;
   if (!dec.can_slide() && n + s.answer_tokens > ctx)
     throw ContextFull("--ctx " + std::to_string(ctx) + " cannot hold a prompt of " + std::to_string(n) +
                       " tokens and its " + std::to_string(s.answer_tokens) + " answer tokens, and a " +
-                      std::string(to_string(c.position)) + " model cannot slide past it (raise --ctx)");
+                      std::string(to_string(c.position)) + " model cannot slide past it (raise --ctx, or pass --keep N to slide with attention sinks)");
   SamplingOptions so;
   so.temperature = 0.0;
   Sampler greedy(so);
@@ -193,6 +200,8 @@ PasskeyModelResult passkey_sweep(Transformer& model, const Tokenizer& tok, const
     PasskeyCell& cell = r.cells[ci];
     for (int t = 0; t < s.trials; t++, number++) {
       if (number % size != rank) continue;
+      if (s.alibi_interp_auto && c.position == PositionMethod::alibi)
+        model.set_alibi_interp(cell.length > c.block_size ? cell.length : 0);
       const PasskeyPrompt p = build_passkey_prompt(tok, passkey_key(s.seed, cell.length, cell.depth, t), cell.depth,
                                                    cell.length);
       PasskeyTrial tr = run_passkey_trial(model, tok, p, s);

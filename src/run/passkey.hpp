@@ -81,6 +81,8 @@ struct PasskeySettings {
   std::uint64_t seed = 1;
   int answer_tokens = 10;
   int ctx = 0;     // decoder cache slots; 0: each prompt's length + answer_tokens
+  int keep = -1;   // attention sinks while sliding (model/decoder.hpp); -1: the model's own sliding rule
+  bool alibi_interp_auto = false;  // ALiBi interpolation to each cell's length (position/alibi.hpp)
 };
 
 struct PasskeyTrial {
