@@ -181,7 +181,7 @@ PasskeyModelResult passkey_sweep(Transformer& model, const Tokenizer& tok, const
                        ", past the model's learned table of " + std::to_string(c.block_size) +
                        " positions: the largest length it can reach is " +
                        std::to_string(c.block_size - s.answer_tokens));
-    build_passkey_prompt(tok, 1, 0.0, L);  // refuses a length below the fixed lines, on every rank
+    build_passkey_prompt(tok, kPasskeyMaxKey, 0.0, L);  // refuses a length below the fixed lines, on every rank
   }
   PasskeyModelResult r;
   r.train_length = c.block_size;
