@@ -21,6 +21,8 @@ StretchApp make_app() {
       {"import", "Make a stretch checkpoint from another format (llama2c, gguf)", add_import},
       {"export", "Write a checkpoint in another format (llama2c, gguf)", add_export},
       {"eval", "Perplexity of checkpoints on a text at many lengths (train short, test long)", add_eval},
+      {"passkey", "Passkey retrieval accuracy by prompt length and needle depth (the landmark-attention test)",
+       add_passkey},
       {"generate", "Generate text from a model, streaming, with a key/value cache", add_generate},
       {"corpus", "Extract a built-in corpus (janeausten) to a text file", add_corpus},
   };

@@ -18,5 +18,6 @@ Runner add_export(CLI::App& app);
 Runner add_corpus(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_generate(CLI::App& app);
+Runner add_passkey(CLI::App& app);
 
 }  // namespace stretch::cli

@@ -40,43 +40,6 @@ struct EvalCli {
   std::uint64_t seed = 1;
 };
 
-std::vector<int> parse_lengths(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t used = 0;
-    long v = 0;
-    try {
-      v = std::stol(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || item.empty())
-      throw UsageError("--lengths: '" + item + "' is not an integer (expected a list like 256,512,1024)");
-    if (v < 1 || v > (1L << 22))
-      throw UsageError("--lengths: " + item + " is out of range (expected lengths in [1, 4194304])");
-    out.push_back(static_cast<int>(v));
-  }
-  if (out.empty()) throw UsageError("--lengths: expected a list like 256,512,1024");
-  return out;
-}
-
-int parse_up_to(const std::string& s) {
-  std::string n = s;
-  if (!n.empty() && (n.back() == 'x' || n.back() == 'X')) n.pop_back();
-  std::size_t used = 0;
-  long v = 0;
-  try {
-    v = std::stol(n, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (n.empty() || used != n.size() || v < 1 || v > 4096)
-    throw UsageError("--up-to: expected a multiple of the training length like 16x, got '" + s + "'");
-  return static_cast<int>(v);
-}
-
 }  // namespace
 
 Runner add_eval(CLI::App& app) {
@@ -89,6 +52,7 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--doc-sep", o->doc_sep,
                  "Split the text into documents at this string (e.g. '\\n\\n'), each starting with the tokenizer's BOS");
   add_context_flags(app, o->ctx);
+  add_extension_flags(app, o->ctx);
   app.add_option("--seed", o->seed, "Seed for randomized position ids")->capture_default_str();
   app.add_option("--protocol", o->protocol, "nonoverlapping | sliding | chunked | llamacpp (docs/EVALUATION.md)")
       ->capture_default_str();
@@ -175,15 +139,16 @@ Runner add_eval(CLI::App& app) {
       ModelReport mr;
       mr.name = o->checkpoints[mi];
       while (mr.name.size() > 1 && mr.name.back() == '/') mr.name.pop_back();
-      mr.position = std::string(to_string(meta.model.position));
-      if (!meta.model.rope_scaling.is_none()) mr.position += " " + meta.model.rope_scaling.to_string();
+      mr.position = describe_context(meta.model, o->ctx);
       mr.train_length = meta.train_length;
       mr.byte_level = tok->is_byte_level();
       settings.byte_level = mr.byte_level;
       std::vector<int> lengths = fixed;
-      if (up_to > 0)
-        for (int m = 1; m <= up_to; m *= 2) lengths.push_back(meta.train_length * m);
+      if (up_to > 0) lengths = up_to_lengths(meta.train_length, up_to);
       for (int T : lengths) {
+        // --alibi-interp auto: the slopes of each length (none at or below the trained length)
+        if (o->ctx.alibi_interp_auto() && meta.model.position == PositionMethod::alibi)
+          model->set_alibi_interp(T > meta.model.block_size ? T : 0);
         mr.results.push_back(evaluate_length(*model, tokens, T, settings));
         std::printf("%s\n", table_row(mr, mr.results.back()).c_str());
         std::fflush(stdout);

@@ -39,10 +39,14 @@ Runner add_generate(CLI::App& app) {
   app.add_option("--ctx", o->opt.ctx, "Key/value cache size in tokens (default: the model's trained length)");
   app.add_flag("--no-slide", o->no_slide,
                "Stop with an error at --ctx instead of dropping the oldest tokens (alibi, t5, none models slide)");
+  app.add_option("--keep", o->opt.keep,
+                 "Attention sinks (StreamingLLM): keep the first N tokens while the cache slides; rope models then "
+                 "slide too, indefinitely in bounded memory");
   app.add_flag("--ignore-eos", o->ignore_eos, "Keep going past end-of-text / a new BOS");
   app.add_flag("--interactive,-i", o->interactive, "Read prompts from stdin, one per line");
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
   add_context_flags(app, o->ctx);
+  add_extension_flags(app, o->ctx);
   return [o]() -> int {
     if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
     if (o->threads > 0) omp_set_num_threads(o->threads);
@@ -52,7 +56,12 @@ Runner add_generate(CLI::App& app) {
     o->opt.slide = !o->no_slide;
     o->opt.stop_at_eos = !o->ignore_eos;
     CheckpointMeta meta = read_checkpoint_meta(o->model);
+    if (o->opt.keep < -1) throw UsageError("--keep: expected a number of sink tokens >= 0, got " + std::to_string(o->opt.keep));
     override_context(o->ctx, meta.model, o->model);
+    if (o->ctx.alibi_interp_auto() && meta.model.position == PositionMethod::alibi) {
+      const int ctx = o->opt.ctx > 0 ? o->opt.ctx : meta.model.block_size;  // auto: the cache's length
+      meta.model.alibi_interp = ctx > meta.model.block_size ? ctx : 0;
+    }
     auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
     auto model = load_model(meta);
     auto run = [&](const std::string& prompt) {
@@ -69,7 +78,9 @@ Runner add_generate(CLI::App& app) {
                    "cache: %.2f MB for %d tokens%s\n",
                    st.prompt_tokens, st.prefill_s, st.prompt_tokens / std::max(1e-9, st.prefill_s), st.generated,
                    st.decode_s, st.generated / std::max(1e-9, st.decode_s), st.cache_bytes / 1048576.0, st.ctx,
-                   st.slid ? " (slid past it, dropping the oldest tokens)" : "");
+                   st.slid ? (o->opt.keep >= 0 ? " (slid past it, keeping " + std::to_string(o->opt.keep) +
+                                                     " sink tokens)" : std::string(" (slid past it, dropping the oldest tokens)")).c_str()
+                           : "");
     };
     if (!o->interactive) {
       run(o->prompt);

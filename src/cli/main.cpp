@@ -53,8 +53,9 @@ int main(int argc, char** argv) {
     const stretch::LaunchInfo launch = stretch::detect_launch();
     for (auto& [sub, run] : runners) {
       if (!sub->parsed()) continue;
-      if (launch.size > 1 && sub->get_name() != "train" && sub->get_name() != "finetune")
-        throw stretch::UsageError("stretch " + sub->get_name() + " runs as one process; only train and finetune "
+      const std::string& name = sub->get_name();
+      if (launch.size > 1 && name != "train" && name != "finetune" && name != "passkey")
+        throw stretch::UsageError("stretch " + name + " runs as one process; only train, finetune and passkey "
                                   "run on several ranks (mpirun -np N), and this was launched as " +
                                   std::to_string(launch.size));
       return run();

@@ -35,6 +35,13 @@
 // and transposed once per call (forward) or per task (backward), not once per query block that reads them. Cost: 5 products of the causal triangle
 // (2 in the forward), i.e. about 2.5x the forward's.
 //
+// Two score sets (FarScores, forward only; Self-Extend and ReRoPE, position/extension.hpp): with far.qk set, a
+// second copy of q and k rotated at remapped positions, far.qk (B, T, 2C) = [q' | k'], gives the score of every
+// pair with i - j >= far.window: s_ij = scale * (q'_i . k'_j) + bias; pairs with i - j < far.window keep
+// scale * (q_i . k_j) + bias. The choice is made per register tile of scores: a tile wholly inside the window
+// computes only q k, a tile wholly beyond it only q' k', a tile across the boundary both and picks per score. Far
+// keys are packed like the near ones (another T C values). far.window >= T makes every pair near: the plain kernel.
+//
 // Determinism: every query row (forward) and every (b, h) (backward) is computed by one task, over the same blocks
 // in the same order, with the same arithmetic whatever the thread count, so results are bitwise identical for any
 // number of threads.
@@ -170,10 +177,18 @@ inline void load_rows(F* __restrict__ dst, const F* src, std::int64_t ld, int n,
 
 }  // namespace attention_tiled_detail
 
+// The far score set of attention_forward_tiled (above): qk (B, T, 2C) = q' | k' (null: one score set), used for
+// the pairs with i - j >= window (window >= 1).
+template <class F>
+struct FarScores {
+  const F* qk = nullptr;
+  int window = 0;
+};
+
 // out (B,T,C) = causal softmax(scale * q k^T + bias) v, never storing more than a tile of scores.
 template <class F, class Bias>
 void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                             F scale, int window = 0, F* lse = nullptr) {
+                             F scale, int window = 0, F* lse = nullptr, const FarScores<F>& far = {}) {
   namespace td = attention_tiled_detail;
   td::check_args_tiled(B, T, C, NH, window);
   if (B == 0 || T == 0) return;
@@ -192,6 +207,11 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
   const std::int64_t nbh = static_cast<std::int64_t>(B) * NH;
   const std::int64_t ntasks = nbh * nqb;
   constexpr F kNegInf = -std::numeric_limits<F>::infinity();
+  const bool dual = far.qk != nullptr;
+  if (dual && far.window < 1)
+    throw ConfigError("attention_tiled: the far score set needs a window >= 1, got " + std::to_string(far.window));
+  const int wn = dual ? far.window : 0;
+  const std::int64_t C2 = 2 * static_cast<std::int64_t>(C);
 
   // Every key block of every (b, h), packed once: keys transposed (hd, BK) and values as rows (BK, hdp), zero
   // padded. A key block is read by every query block at or after it (nqb / 2 of them on average), which would
@@ -208,6 +228,17 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
     td::load_transposed(kpack.get() + static_cast<std::size_t>(t) * kblock, kb, C3, std::min(BK, T - j0), hd);
     td::load_rows(vpack.get() + static_cast<std::size_t>(t) * vblock, kb + C, C3, std::min(BK, T - j0), hd, hdp);
   }
+  // the far keys, packed the same way
+  auto fpack = td::aligned_zeros<F>(dual ? static_cast<std::size_t>(nbh * nkb) * kblock : 0);
+  if (dual) {
+#pragma omp parallel for schedule(static)
+    for (std::int64_t t = 0; t < nbh * nkb; t++) {
+      const std::int64_t bh = t / nkb;
+      const int j0 = static_cast<int>(t % nkb) * BK;
+      const F* kb = far.qk + (bh / NH) * T * C2 + (bh % NH) * hd + C + j0 * C2;
+      td::load_transposed(fpack.get() + static_cast<std::size_t>(t) * kblock, kb, C2, std::min(BK, T - j0), hd);
+    }
+  }
 
 #pragma omp parallel
   {
@@ -216,6 +247,8 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
     auto o_buf = td::aligned_zeros<F>(static_cast<std::size_t>(BQ) * hdp);   // output accumulators
     auto m_buf = td::aligned_zeros<F>(BQ);
     auto l_buf = td::aligned_zeros<F>(BQ);
+    auto fq_buf = td::aligned_zeros<F>(dual ? static_cast<std::size_t>(BQ) * hd : 0);  // far query rows
+    auto ft_buf = td::aligned_zeros<F>(dual ? static_cast<std::size_t>(R) * NK : 0);   // one far score tile
     F* __restrict__ qt = qt_buf.get();
     F* __restrict__ sb = s_buf.get();
     F* __restrict__ ob = o_buf.get();
@@ -238,6 +271,12 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
       const int nqp = (nq + R - 1) / R * R;
       for (int r = 0; r < nq; r++) std::copy_n(qbase + (i0 + r) * C3, hd, qt + r * hd);
       std::fill(qt + static_cast<std::ptrdiff_t>(nq) * hd, qt + static_cast<std::ptrdiff_t>(nqp) * hd, F(0));
+      F* fq = fq_buf.get();
+      if (dual) {
+        const F* fbase = far.qk + static_cast<std::int64_t>(b) * T * C2 + static_cast<std::int64_t>(h) * hd;
+        for (int r = 0; r < nq; r++) std::copy_n(fbase + (i0 + r) * C2, hd, fq + r * hd);
+        std::fill(fq + static_cast<std::ptrdiff_t>(nq) * hd, fq + static_cast<std::ptrdiff_t>(nqp) * hd, F(0));
+      }
       std::fill(ob, ob + static_cast<std::ptrdiff_t>(nqp) * hdp, F(0));
       for (int r = 0; r < nqp; r++) {
         mrow[r] = kNegInf;
@@ -251,14 +290,29 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
         const std::size_t kbi = static_cast<std::size_t>(bh * nkb + j0 / BK);
         const F* __restrict__ kt = kpack.get() + kbi * kblock;
         const F* __restrict__ vbuf = vpack.get() + kbi * vblock;
-        // S = Q K^T, skipping register tiles whose keys are all after all their rows or all before their windows
+        const F* __restrict__ ft = dual ? fpack.get() + kbi * kblock : nullptr;
+        // S = Q K^T, skipping register tiles whose keys are all after all their rows or all before their windows;
+        // with a far score set, the tiles beyond its window from Q' K'^T (both across its boundary)
         for (int r0 = 0; r0 < nqp; r0 += R) {
-          const int ilast = i0 + r0 + R - 1;
+          const int ifirst = i0 + r0, ilast = i0 + r0 + R - 1;
           const int jfirst = lo_of(i0 + r0);
           for (int c0 = 0; c0 < nk; c0 += NK) {
-            if (j0 + c0 > ilast) break;
-            if (j0 + c0 + NK <= jfirst) continue;
-            td::qk_tile(sb + r0 * BK + c0, BK, qt + r0 * hd, hd, kt + c0, BK, hd);
+            const int jt = j0 + c0;
+            if (jt > ilast) break;
+            if (jt + NK <= jfirst) continue;
+            F* st = sb + r0 * BK + c0;
+            if (!dual || ilast - jt < wn) {  // every pair of the tile is near (i - j <= ilast - jt)
+              td::qk_tile(st, BK, qt + r0 * hd, hd, kt + c0, BK, hd);
+            } else if (ifirst - (jt + NK - 1) >= wn) {  // every pair is far
+              td::qk_tile(st, BK, fq + r0 * hd, hd, ft + c0, BK, hd);
+            } else {
+              F* fs = ft_buf.get();
+              td::qk_tile(st, BK, qt + r0 * hd, hd, kt + c0, BK, hd);
+              td::qk_tile(fs, NK, fq + r0 * hd, hd, ft + c0, BK, hd);
+              for (int r = 0; r < R; r++)
+                for (int c = 0; c < NK; c++)
+                  if (ifirst + r - (jt + c) >= wn) st[r * BK + c] = fs[r * NK + c];
+            }
           }
         }
         // online softmax per row

@@ -77,6 +77,22 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
     bad("rope_scaling", "only applies to rope models (position is " + std::string(to_string(position)) + ")");
   if (position == PositionMethod::rope && head_dim() % 2 != 0)
     bad("n_head", "rope needs an even head size, got n_embd / n_head = " + std::to_string(head_dim()));
+  try {
+    extension.validate();
+  } catch (const ConfigError& e) {
+    bad("extension", e.what());
+  }
+  if (!extension.is_none() && position != PositionMethod::rope)
+    bad("extension", extension.to_string() + " applies to rope models only (position is " +
+                         std::string(to_string(position)) + ")");
+  if (!extension.is_none() && extension.window >= rope_train_length())
+    bad("extension", "the window " + std::to_string(extension.window) + " must be smaller than the trained length " +
+                         std::to_string(rope_train_length()) + " (distances from it on were never trained)");
+  if (alibi_interp != 0 && position != PositionMethod::alibi)
+    bad("alibi_interp", "applies to alibi models only (position is " + std::string(to_string(position)) + ")");
+  if (alibi_interp != 0 && (alibi_interp < block_size || alibi_interp > (1 << 30)))
+    bad("alibi_interp", "the target length must be at least the trained length " + std::to_string(block_size) +
+                            ", got " + std::to_string(alibi_interp));
   if (!(dropout >= 0.0f && dropout < 1.0f)) bad("dropout", "expected a value in [0, 1), got " + std::to_string(dropout));
   if (!(rope_base > 1.0)) bad("rope_base", "expected a value > 1, got " + std::to_string(rope_base));
 }
@@ -105,6 +121,8 @@ nlohmann::json ModelConfig::to_json() const {
   if (attn_window > 0) j["attn_window"] = attn_window;
   if (logn != LognMode::off) j["logn"] = to_string(logn);
   if (position_ids.kind != PositionIdsKind::plain) j["position_ids"] = position_ids.to_json();
+  if (!extension.is_none()) j["extension"] = extension.to_json();
+  if (alibi_interp > 0) j["alibi_interp"] = alibi_interp;
   return j;
 }
 
@@ -159,6 +177,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   }
   if (j.contains("rope_scaling")) c.rope_scaling = RopeScaling::from_json(j["rope_scaling"], source + ": field 'rope_scaling'");
   if (j.contains("attn_window")) get_int("attn_window", c.attn_window);
+  if (j.contains("extension")) c.extension = PositionExtension::from_json(j["extension"], source + ": field 'extension'");
+  if (j.contains("alibi_interp")) get_int("alibi_interp", c.alibi_interp);
   if (j.contains("embed_scale")) {
     if (!j["embed_scale"].is_number()) throw InputError(source + ": field 'embed_scale' must be a number");
     c.embed_scale = j["embed_scale"].get<float>();

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "position/extension.hpp"
 #include "position/logn.hpp"
 #include "position/method.hpp"
 #include "position/position_ids.hpp"
@@ -60,6 +61,11 @@ struct ModelConfig {
   int attn_window = 0;        // sliding-window attention: a query sees its `attn_window` latest keys; 0 = all
   LognMode logn = LognMode::off;
   PositionIds position_ids;   // the position-id scheme the model was trained with
+  // fine-tuning-free extension, at evaluation and generation time only (run-time overrides; a checkpoint keeps
+  // them only if someone writes them into its config.json, and training refuses them):
+  PositionExtension extension;  // rope only: Self-Extend or (leaky) ReRoPE (position/extension.hpp)
+  int alibi_interp = 0;         // alibi only: ALiBi interpolation to this target length (slopes x block_size /
+                                // alibi_interp, position/alibi.hpp); 0 = off, else >= block_size
 
   int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
   int kv_dim() const { return kv_heads() * head_dim(); }
@@ -68,6 +74,7 @@ struct ModelConfig {
   int rope_train_length() const { return rope_scaling.original_context > 0 ? rope_scaling.original_context : block_size; }
 
   int head_dim() const { return n_embd / n_head; }
+  double alibi_slope_scale() const { return alibi_interp > 0 ? static_cast<double>(block_size) / alibi_interp : 1.0; }
   // Throws ConfigError naming the field and what was expected. `name` maps a field name ("n_head") to what the
   // user knows it as (a flag such as "--heads", or "config.json: n_head").
   void validate(const std::function<std::string(const std::string&)>& name = {}) const;

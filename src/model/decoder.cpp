@@ -15,6 +15,7 @@
 #include "kernels/vecmath.hpp"
 #include "position/alibi.hpp"
 #include "position/logn.hpp"
+#include "position/rope.hpp"
 #include "position/rope_scaling.hpp"
 #include "position/sinusoidal.hpp"
 #include "position/t5.hpp"
@@ -31,11 +32,25 @@ bool Decoder::can_slide(PositionMethod p) {
   return p == PositionMethod::alibi || p == PositionMethod::t5 || p == PositionMethod::none;
 }
 
-Decoder::Decoder(Transformer& model, int ctx, bool slide) : m_(model), c_(model.config()), S_(ctx), slide_(slide) {
+Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep)
+    : m_(model), c_(model.config()), S_(ctx), slide_(slide), keep_(keep) {
   if (ctx < 1) throw ConfigError("--ctx: expected a positive number of tokens, got " + std::to_string(ctx));
-  if (slide && !Decoder::can_slide(c_.position))
+  if (keep >= 0) {
+    if (!slide) throw ConfigError("--keep: attention sinks are kept while the cache slides; sliding is off (--no-slide)");
+    if (keep >= ctx)
+      throw ConfigError("--keep: " + std::to_string(keep) + " sink tokens must be fewer than the --ctx " +
+                        std::to_string(ctx) + " cache slots");
+    if (c_.position == PositionMethod::sinusoidal || c_.position == PositionMethod::learned)
+      throw ConfigError("--keep: a " + std::string(to_string(c_.position)) + " model adds each token's position to "
+                        "its embedding once, so a token cannot move to its cache slot's position; attention sinks "
+                        "need rope, alibi, t5 or none");
+    if (c_.attn_window > 0)
+      throw ConfigError("--keep: with attention sinks the cache's ring is the window; drop --attn-window " +
+                        std::to_string(c_.attn_window));
+  } else if (slide && !Decoder::can_slide(c_.position)) {
     throw ConfigError("sliding past the cache needs a model whose attention depends only on distances (alibi, t5 "
-                      "or none); this one uses " + std::string(to_string(c_.position)));
+                      "or none), or attention sinks (--keep N); this one uses " + std::string(to_string(c_.position)));
+  }
   const std::size_t per_layer = static_cast<std::size_t>(S_) * c_.kv_dim();
   k_.resize(per_layer * c_.n_layer);
   v_.resize(per_layer * c_.n_layer);
@@ -45,9 +60,57 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide) : m_(model), c_(model.
     RopeTables t = rope_tables(c_.rope_scaling, hd, c_.rope_base, c_.rope_train_length(), ctx);
     inv_freq_ = std::move(t.inv_freq);
     factor = t.attention_factor;
+    positional_ = keep >= 0 || !c_.extension.is_none();
+  }
+  if (positional_) {  // positions never pass S - 1 here: the cache's positions, or indices of a cache that never slides
+    const int half = hd / 2;
+    const std::size_t n = static_cast<std::size_t>(S_) * half;
+    cos_.resize(n);
+    sin_.resize(n);
+    fq_cos_.resize(n);
+    fq_sin_.resize(n);
+    fk_cos_.resize(n);
+    fk_sin_.resize(n);
+    for (int p = 0; p < S_; p++)
+      for (int i = 0; i < half; i++) {
+        const std::size_t k = static_cast<std::size_t>(p) * half + i;
+        const double f = static_cast<double>(inv_freq_[i]);
+        cos_[k] = static_cast<float>(std::cos(static_cast<double>(p) * f));
+        sin_[k] = static_cast<float>(std::sin(static_cast<double>(p) * f));
+        fq_cos_[k] = static_cast<float>(std::cos(c_.extension.far_query(p) * f));
+        fq_sin_[k] = static_cast<float>(std::sin(c_.extension.far_query(p) * f));
+        fk_cos_[k] = static_cast<float>(std::cos(c_.extension.far_key(p) * f));
+        fk_sin_[k] = static_cast<float>(std::sin(c_.extension.far_key(p) * f));
+      }
   }
   scale_ = static_cast<float>(factor * factor / std::sqrt(static_cast<double>(hd)));
-  if (c_.position == PositionMethod::alibi) alibi_ = alibi_slopes(c_.n_head, c_.alibi_max_bias);
+  if (c_.position == PositionMethod::alibi) alibi_ = alibi_slopes(c_.n_head, c_.alibi_max_bias, c_.alibi_slope_scale());
+}
+
+long Decoder::query_position(long a) const { return keep_ >= 0 ? std::min<long>(a, S_ - 1) : a; }
+
+long Decoder::visible(long a, Run* runs, int& n_runs, long& qpos) const {
+  n_runs = 0;
+  qpos = query_position(a);
+  auto ring = [&](long first_slot, long ring_lo, long ring_size, long n, long pos0) {
+    // n consecutive tokens from ring slot first_slot on, in a ring of ring_size slots starting at ring_lo
+    const long first = std::min(n, ring_lo + ring_size - first_slot);
+    if (first > 0) runs[n_runs++] = {first_slot, first, pos0};
+    if (n - first > 0) runs[n_runs++] = {ring_lo, n - first, pos0 + first};
+  };
+  if (keep_ < 0) {
+    long lo = std::max(0L, a - S_ + 1);
+    if (c_.attn_window > 0) lo = std::max(lo, a - c_.attn_window + 1);
+    ring(lo % S_, 0, S_, a - lo + 1, lo);
+    return a - lo + 1;
+  }
+  const long N = keep_, R = S_ - keep_;
+  const long ns = std::min(N, a + 1);
+  if (ns > 0) runs[n_runs++] = {0, ns, 0};
+  if (a < N) return ns;
+  const long lo = std::max(N, a - R + 1);  // the oldest window token still cached (and visible)
+  ring(N + (lo - N) % R, N, R, a - lo + 1, N);
+  return ns + a - lo + 1;
 }
 
 const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits) {
@@ -61,11 +124,12 @@ const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits)
     throw ContextFull("the context is full: " + std::to_string(seen_ + n) + " tokens do not fit in --ctx " +
                       std::to_string(S_) +
                       (Decoder::can_slide(c_.position)
-                           ? " (raise --ctx, or pass --slide to drop the oldest tokens)"
+                           ? " (raise --ctx, or let the cache slide to drop the oldest tokens)"
                            : " (raise --ctx; a " + std::string(to_string(c_.position)) +
                                  " model cannot slide past it" +
-                                 (c_.position == PositionMethod::rope ? "; --rope-scaling extends what it can reach)"
-                                                                      : ")")));
+                                 (c_.position == PositionMethod::rope
+                                      ? " without attention sinks (--keep N); --rope-scaling extends what it can reach)"
+                                      : ")")));
   if (c_.position == PositionMethod::learned && seen_ + n > c_.block_size)
     throw ContextFull("learned positions: position " + std::to_string(seen_ + n - 1) + " is past the model's table of " +
                       std::to_string(c_.block_size) + " (use --ctx <= " + std::to_string(c_.block_size) + ")");
@@ -90,40 +154,80 @@ const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits)
 // once. Scores, softmax and P V in fixed orders (the same result for any thread count).
 void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
   const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim(), KVD = c_.kv_dim();
-  const int QKV = c_.qkv_width(), group = NH / NKV, window = c_.attn_window;
+  const int QKV = c_.qkv_width(), group = NH / NKV, half = hd / 2;
   const float* K = k_.data() + static_cast<std::size_t>(l) * S_ * KVD;
   const float* Vc = v_.data() + static_cast<std::size_t>(l) * S_ * KVD;
   const float* t5_table = pv.t5_bias;
   const long tasks = static_cast<long>(n) * NKV;
+  const bool far_set = positional_ && !c_.extension.is_none();
+  const long wn = c_.extension.window;
+  // (x0, x1) pairs of src rotated by the angles of table row p into dst
+  auto rotate = [half](float* dst, const float* src, const float* cs, const float* sn, long p) {
+    const float* c = cs + p * half;
+    const float* s = sn + p * half;
+    for (int i = 0; i < half; i++) {
+      const float x0 = src[2 * i], x1 = src[2 * i + 1];
+      dst[2 * i] = x0 * c[i] - x1 * s[i];
+      dst[2 * i + 1] = x0 * s[i] + x1 * c[i];
+    }
+  };
   // Always inside a parallel region, even for one task: oneDNN then runs each small product on the calling
   // thread instead of starting threads of its own per call (which costs more than the product).
 #pragma omp parallel
   {
     std::vector<float> sc(static_cast<std::size_t>(group) * S_);
+    std::vector<long> kpos(static_cast<std::size_t>(S_));
+    std::vector<float> kr(positional_ ? static_cast<std::size_t>(S_) * hd : 0);  // rotated keys
+    std::vector<float> qn(positional_ ? static_cast<std::size_t>(group) * hd : 0), qf(qn.size());
 #pragma omp for schedule(dynamic, 1)
     for (long task = 0; task < tasks; task++) {
       const int r = static_cast<int>(task / NKV), g = static_cast<int>(task % NKV);
       const long a = a0 + r;
-      long lo = std::max(0L, a - S_ + 1);
-      if (window > 0) lo = std::max(lo, a - window + 1);
-      const std::size_t n_keys = static_cast<std::size_t>(a - lo + 1);
+      Run runs[3];
+      int n_runs = 0;
+      long qp = 0;
+      const std::size_t n_keys = static_cast<std::size_t>(visible(a, runs, n_runs, qp));
+      for (int u = 0, c = 0; u < n_runs; u++)
+        for (long k = 0; k < runs[u].count; k++) kpos[static_cast<std::size_t>(c++)] = runs[u].pos + k;
       const float* q0 = qkv_.data() + static_cast<std::size_t>(r) * QKV + static_cast<std::size_t>(g) * group * hd;
-      // the keys lo .. a sit in at most two contiguous runs of the ring's slots
-      const std::size_t s0 = static_cast<std::size_t>(lo % S_);
-      const std::size_t first = std::min<std::size_t>(n_keys, static_cast<std::size_t>(S_) - s0);
-      const std::pair<std::size_t, std::size_t> runs[2] = {{s0, first}, {0, n_keys - first}};
-      // scores (group, n_keys) = scale * Q (group, hd) K^T, K a strided view of this kv head's cache column
-      for (std::size_t part = 0, off = 0; part < 2 && runs[part].second > 0; off += runs[part].second, part++)
-        gemm('N', 'T', group, static_cast<long>(runs[part].second), hd, scale_, q0, hd,
-             K + runs[part].first * KVD + g * hd, KVD, 0.0f, sc.data() + off, static_cast<long>(n_keys));
+      if (!positional_) {
+        // scores (group, n_keys) = scale * Q (group, hd) K^T, K a strided view of this kv head's cache column
+        for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++)
+          gemm('N', 'T', group, runs[u].count, hd, scale_, q0, hd, K + runs[u].slot * KVD + g * hd, KVD, 0.0f,
+               sc.data() + off, static_cast<long>(n_keys));
+      } else {
+        // keys rotated at their positions (the first nf, beyond the neighbour window, at their far positions),
+        // queries at the query's position and its far position
+        std::size_t nf = 0;
+        if (far_set)
+          while (nf < n_keys && qp - kpos[nf] >= wn) nf++;
+        for (int u = 0, c = 0; u < n_runs; u++)
+          for (long k = 0; k < runs[u].count; k++, c++) {
+            const float* src = K + (runs[u].slot + k) * KVD + g * hd;
+            const long p = kpos[static_cast<std::size_t>(c)];
+            if (static_cast<std::size_t>(c) < nf) rotate(kr.data() + c * hd, src, fk_cos_.data(), fk_sin_.data(), p);
+            else rotate(kr.data() + c * hd, src, cos_.data(), sin_.data(), p);
+          }
+        for (int u = 0; u < group; u++) {
+          rotate(qn.data() + u * hd, q0 + u * hd, cos_.data(), sin_.data(), qp);
+          if (nf > 0) rotate(qf.data() + u * hd, q0 + u * hd, fq_cos_.data(), fq_sin_.data(), qp);
+        }
+        if (nf > 0)
+          gemm('N', 'T', group, static_cast<long>(nf), hd, scale_, qf.data(), hd, kr.data(), hd, 0.0f, sc.data(),
+               static_cast<long>(n_keys));
+        if (n_keys > nf)
+          gemm('N', 'T', group, static_cast<long>(n_keys - nf), hd, scale_, qn.data(), hd, kr.data() + nf * hd, hd,
+               0.0f, sc.data() + nf, static_cast<long>(n_keys));
+      }
       for (int u = 0; u < group; u++) {
         const int h = g * group + u;
         float* s = sc.data() + u * n_keys;
         if (c_.position == PositionMethod::alibi) {
           const float m = alibi_[h];
-          for (std::size_t j = 0; j < n_keys; j++) s[j] += -m * static_cast<float>(n_keys - 1 - j);
+          for (std::size_t j = 0; j < n_keys; j++) s[j] += -m * static_cast<float>(qp - kpos[j]);
         } else if (c_.position == PositionMethod::t5) {
-          for (std::size_t j = 0; j < n_keys; j++) s[j] += t5_table[t5_bucket(static_cast<int>(n_keys - 1 - j)) * NH + h];
+          for (std::size_t j = 0; j < n_keys; j++)
+            s[j] += t5_table[t5_bucket(static_cast<int>(qp - kpos[j])) * NH + h];
         }
         float mx = -INFINITY;
         for (std::size_t j = 0; j < n_keys; j++) mx = std::max(mx, s[j]);
@@ -138,9 +242,9 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
       }
       // out (group, hd) = P (group, n_keys) V
       float* o0 = att_.data() + static_cast<std::size_t>(r) * C + static_cast<std::size_t>(g) * group * hd;
-      for (std::size_t part = 0, off = 0; part < 2 && runs[part].second > 0; off += runs[part].second, part++)
-        gemm('N', 'N', group, hd, static_cast<long>(runs[part].second), 1.0f, sc.data() + off,
-             static_cast<long>(n_keys), Vc + runs[part].first * KVD + g * hd, KVD, part == 0 ? 0.0f : 1.0f, o0, hd);
+      for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++)
+        gemm('N', 'N', group, hd, runs[u].count, 1.0f, sc.data() + off, static_cast<long>(n_keys),
+             Vc + runs[u].slot * KVD + g * hd, KVD, u == 0 ? 0.0f : 1.0f, o0, hd);
     }
   }
 }
@@ -160,8 +264,9 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
   ensure(fc_, nn * FW);
   ensure(act_, nn * F);
   const long a0 = seen_;
+  // positions: the index (the cache position with sinks) of each new token
   std::vector<int> pos(nn);
-  for (int r = 0; r < n; r++) pos[r] = static_cast<int>(a0 + r);
+  for (int r = 0; r < n; r++) pos[r] = static_cast<int>(query_position(a0 + r));
 
   ParamView pv = bind_param_view(c_, m_.specs(), m_.params().data());
   auto norm = [&](float* out, const float* in, const float* w, const float* b) {
@@ -214,11 +319,13 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     matmul_forward(qkv_.data(), xn_.data(), w.qkv_w, w.qkv_b, n, C, QKV);
     for (int r = 0; r < n; r++) {
       float* row = qkv_.data() + static_cast<std::size_t>(r) * QKV;
-      if (c_.position == PositionMethod::rope) {
+      if (c_.position == PositionMethod::rope && !positional_) {  // positional: rotated per query (attend_cached)
         for (int h = 0; h < NH; h++) rotate(row + h * hd, r);
         for (int g = 0; g < NKV; g++) rotate(row + C + g * hd, r);
       }
-      const std::size_t slot = static_cast<std::size_t>((a0 + r) % S_);
+      const long a = a0 + r;
+      const std::size_t slot = static_cast<std::size_t>(
+          keep_ < 0 || a < keep_ ? a % S_ : keep_ + (a - keep_) % (S_ - keep_));
       std::copy(row + C, row + C + KVD, K + slot * KVD);
       std::copy(row + C + KVD, row + C + 2 * KVD, Vc + slot * KVD);
     }
@@ -231,8 +338,25 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
       // path (kernels/attention_tiled.hpp), on q | k | v with the kv heads repeated per query head
       ensure(full_, nn * 3 * C);
       repeat_kv_forward(full_.data(), qkv_.data(), nn, C, NH, NKV);
+      FarScores<float> far;
+      if (positional_) {  // q and k arrive unrotated: a copy at the far positions, then both at their positions
+        if (!c_.extension.is_none()) {
+          ensure(far_, nn * 2 * C);
+          std::vector<double> fpos(2 * nn);
+          for (std::size_t r = 0; r < nn; r++) {
+            std::copy_n(full_.data() + r * 3 * C, 2 * C, far_.data() + r * 2 * C);
+            fpos[r] = c_.extension.far_query(pos[r]);
+            fpos[nn + r] = c_.extension.far_key(pos[r]);
+          }
+          rope_rotate_rows(far_.data(), fpos.data(), inv_freq_.data(), n, 2 * C, NH, hd);
+          rope_rotate_rows(far_.data() + C, fpos.data() + nn, inv_freq_.data(), n, 2 * C, NH, hd);
+          far = {far_.data(), c_.extension.window};
+        }
+        rope_forward(full_.data(), pos.data(), inv_freq_.data(), 1, n, C, NH);
+      }
       auto run = [&](const auto& bias) {
-        attention_forward_tiled(att_.data(), full_.data(), pos.data(), bias, 1, n, C, NH, scale_, window);
+        attention_forward_tiled(att_.data(), full_.data(), pos.data(), bias, 1, n, C, NH, scale_, window,
+                                static_cast<float*>(nullptr), far);
       };
       if (c_.position == PositionMethod::alibi) {
         run(AlibiBias{alibi_.data()});

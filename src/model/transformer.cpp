@@ -60,7 +60,7 @@ Transformer::Transformer(const ModelConfig& c) : cfg_(c) {
   params_.resize(slab_size(specs_));
   grads_.resize(slab_size(specs_));
   if (cfg_.position == PositionMethod::alibi)
-    alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias);
+    alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias, cfg_.alibi_slope_scale());
   update_rope(cfg_.rope_train_length());
 }
 
@@ -87,6 +87,22 @@ void Transformer::set_attn_window(int window) {
 }
 
 void Transformer::set_logn(LognMode mode) { cfg_.logn = mode; }
+
+void Transformer::set_extension(const PositionExtension& e) {
+  ModelConfig c = cfg_;
+  c.extension = e;
+  c.validate();
+  cfg_ = c;
+}
+
+void Transformer::set_alibi_interp(int target) {
+  ModelConfig c = cfg_;
+  c.alibi_interp = target;
+  c.validate();
+  cfg_ = c;
+  if (cfg_.position == PositionMethod::alibi)
+    alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias, cfg_.alibi_slope_scale());
+}
 
 float Transformer::attention_scale() const {
   return static_cast<float>(attn_factor_ * attn_factor_ / std::sqrt(static_cast<double>(cfg_.head_dim())));
@@ -228,6 +244,9 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   if (B < 1 || T < 1) throw ConfigError("forward: batch and length must be positive, got B=" + std::to_string(B) +
                                         " T=" + std::to_string(T));
   if (opt.need_grad && !targets) throw ConfigError("forward: need_grad requires targets");
+  if (opt.need_grad && !cfg_.extension.is_none())
+    throw ConfigError("forward: " + cfg_.extension.to_string() + " is an evaluation and generation setting; a "
+                      "training forward does not implement it (remove it from the config to train)");
   const int C = cfg_.n_embd, F = cfg_.mlp_hidden, V = cfg_.vocab_size, NH = cfg_.n_head;
   const int FW = cfg_.mlp_width(), QKV = cfg_.qkv_width(), NKV = cfg_.kv_heads();
   const bool llama = cfg_.arch == Arch::llama;
@@ -279,6 +298,15 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   const float scale = attention_scale();
   const int window = cfg_.attn_window;
   if (NKV != NH) ensure(qkvp_, static_cast<std::size_t>(BT) * QKV);
+  const bool far = !cfg_.extension.is_none();  // Self-Extend / ReRoPE: a second, remapped score set (infer only)
+  if (far) {
+    ensure(far_, static_cast<std::size_t>(BT) * 2 * C);
+    far_pos_.resize(2 * static_cast<std::size_t>(BT));
+    for (int n = 0; n < BT; n++) {
+      far_pos_[n] = cfg_.extension.far_query(pos_[n]);
+      far_pos_[BT + n] = cfg_.extension.far_key(pos_[n]);
+    }
+  }
 
   // embeddings
   TIMED("fwd.embedding", embedding_forward(encoded_.data(), tokens_.data(), pv.wte, BT, C));
@@ -311,13 +339,15 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
       TIMED("fwd.matmul.qkv", linear_forward(qkvp_.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
       TIMED("fwd.repeat_kv", repeat_kv_forward(a.qkv.data(), qkvp_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
     }
+    if (far) TIMED("fwd.rope", far_scores(a.qkv.data(), BT));
     if (cfg_.position == PositionMethod::rope)
       TIMED("fwd.rope", rope_forward(a.qkv.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
     if (cfg_.logn != LognMode::off)
       logn_scale_queries(a.qkv.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
     if (infer) {
       TIMED("fwd.attention", with_bias([&](auto& bias) {
-        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window);
+        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, static_cast<float*>(nullptr),
+                                FarScores<float>{far ? far_.data() : nullptr, cfg_.extension.window});
       }, B));
     } else if (acts_tiled_) {
       TIMED("fwd.attention", with_bias([&](auto& bias) {
@@ -387,6 +417,18 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   if (!targets) std::fill(losses_.data(), losses_.data() + BT, 0.0f);
   have_grad_state_ = opt.need_grad;
   return scored_ > 0 ? total / scored_ : 0.0;
+}
+
+void Transformer::far_scores(const float* qkv, int BT) {
+  const int C = cfg_.n_embd, NH = cfg_.n_head, hd = cfg_.head_dim();
+  const std::size_t rows = static_cast<std::size_t>(BT);
+#pragma omp parallel for schedule(static)
+  for (long n = 0; n < BT; n++)
+    std::copy_n(qkv + static_cast<std::size_t>(n) * 3 * C, 2 * C, far_.data() + static_cast<std::size_t>(n) * 2 * C);
+  rope_rotate_rows(far_.data(), far_pos_.data(), rope_inv_freq_.data(), BT, 2 * C, NH, hd);
+  rope_rotate_rows(far_.data() + C, far_pos_.data() + rows, rope_inv_freq_.data(), BT, 2 * C, NH, hd);
+  if (cfg_.logn != LognMode::off)
+    logn_scale_queries(far_.data(), pos_.data(), BT, 2 * C, C, cfg_.block_size, cfg_.logn);
 }
 
 void Transformer::backward() {

@@ -60,6 +60,10 @@ class Transformer {
   void set_rope_scaling(const RopeScaling& s);
   void set_attn_window(int window);
   void set_logn(LognMode mode);
+  // Self-Extend / ReRoPE (rope models; evaluation only: a training forward refuses them) and ALiBi interpolation
+  // to a target length (alibi models; 0 turns it off). ConfigError on values the config refuses.
+  void set_extension(const PositionExtension& e);
+  void set_alibi_interp(int target);
   void set_training_attention(TrainingAttention a) { training_attention_ = a; }
   void set_precision(Precision p) { precision_ = p; }
   Precision precision() const { return precision_; }
@@ -97,6 +101,9 @@ class Transformer {
   template <class Fn>
   void with_bias(Fn&& fn, int B);
   void update_rope(int seq_len);
+  // far_ (BT, 2C) = q | k of qkv (BT, 3C) rotated at the extension's far positions far_pos_ (queries, then keys),
+  // queries log-n scaled like the near ones
+  void far_scores(const float* qkv, int BT);
   // Linear layers in the model's precision (fp32: matmul_forward / matmul_backward; bf16: the *_bf16 products on
   // bf16 copies of the weights, made once per forward, and of the inputs and incoming gradients, made per call).
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
@@ -128,6 +135,8 @@ class Transformer {
   int infer_B_ = 0, infer_T_ = 0;
   Buffer<float> lnf_, lnf_mean_, lnf_rstd_, losses_, logits_, chunk_;
   Buffer<float> qkvp_, dqkvp_;  // packed q|k|v of NKV heads (grouped-query attention only)
+  Buffer<float> far_;           // (B, T, 2C) q | k at the extension's far positions
+  std::vector<double> far_pos_; // (2, B, T) far query positions, then far key positions
   Buffer<float> dlnf_, dres_, dtmp_c_, dqkv_, dfch_, dfch2_, t5_partial_, dmasked_;
   int scored_ = 0;
 };

@@ -11,13 +11,18 @@
 // give 2^(-b (h+1)/n') and the odd k = 2j+1 give 2^(-(b/2)(2j+1)/n'): the same slopes in the same order, for every
 // n and b (tests/position/test_alibi.cpp checks both forms for n = 1..64). One rule therefore serves both formats.
 // Computed in double, rounded once to float.
+//
+// ALiBi interpolation (Al-Khateeb et al. 2023, "Position Interpolation Improves ALiBi Extrapolation"): run at a
+// target length L' > L_train with every slope multiplied by L_train / L' (`scale`), so the bias spread over L'
+// tokens is the one the model saw over L_train: -m_h (L_train / L') (pos_i - pos_j). scale 1 is plain ALiBi.
 #pragma once
 #include <vector>
 
 namespace stretch {
 
-// ConfigError for n_heads < 1 or a max_bias that is not a positive finite number.
-std::vector<float> alibi_slopes(int n_heads, double max_bias = 8.0);
+// ConfigError for n_heads < 1 or a max_bias or scale that is not a positive finite number. Each slope is
+// scale * m_h in double, rounded once.
+std::vector<float> alibi_slopes(int n_heads, double max_bias = 8.0, double scale = 1.0);
 
 struct AlibiBias {
   static constexpr bool kLearned = false;

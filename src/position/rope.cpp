@@ -74,6 +74,37 @@ void rope_backward(F* dqkv, const int* pos, const float* inv_freq, int B, int T,
   rope_rotate(dqkv, pos, inv_freq, B, T, C, NH, -1.0);
 }
 
+template <class F>
+void rope_rotate_rows(F* x, const double* pos, const float* inv_freq, long rows, long stride, int heads, int hd) {
+  if (rows < 0 || heads < 1 || hd < 2 || hd % 2 != 0 || stride < static_cast<long>(heads) * hd)
+    throw ConfigError("rope: invalid rows=" + std::to_string(rows) + " stride=" + std::to_string(stride) +
+                      " heads=" + std::to_string(heads) + " hd=" + std::to_string(hd));
+  const int half = hd / 2;
+#pragma omp parallel
+  {
+    std::vector<F> cs(static_cast<std::size_t>(half)), sn(static_cast<std::size_t>(half));
+#pragma omp for schedule(static)
+    for (long n = 0; n < rows; n++) {
+      for (int i = 0; i < half; i++) {
+        const double a = pos[n] * static_cast<double>(inv_freq[i]);
+        cs[static_cast<std::size_t>(i)] = static_cast<F>(std::cos(a));
+        sn[static_cast<std::size_t>(i)] = static_cast<F>(std::sin(a));
+      }
+      for (int h = 0; h < heads; h++) {
+        F* v = x + n * stride + static_cast<long>(h) * hd;
+        for (int i = 0; i < half; i++) {
+          const F c = cs[static_cast<std::size_t>(i)], s = sn[static_cast<std::size_t>(i)];
+          const F x0 = v[2 * i], x1 = v[2 * i + 1];
+          v[2 * i] = x0 * c - x1 * s;
+          v[2 * i + 1] = x0 * s + x1 * c;
+        }
+      }
+    }
+  }
+}
+
+template void rope_rotate_rows<float>(float*, const double*, const float*, long, long, int, int);
+template void rope_rotate_rows<double>(double*, const double*, const float*, long, long, int, int);
 template void rope_forward<float>(float*, const int*, const float*, int, int, int, int);
 template void rope_forward<double>(double*, const int*, const float*, int, int, int, int);
 template void rope_backward<float>(float*, const int*, const float*, int, int, int, int);

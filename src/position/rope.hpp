@@ -17,4 +17,10 @@ void rope_forward(F* qkv, const int* pos, const float* inv_freq, int B, int T, i
 template <class F>
 void rope_backward(F* dqkv, const int* pos, const float* inv_freq, int B, int T, int C, int NH);
 
+// Rotates `heads` heads of hd channels at the start of each of `rows` rows (row stride `stride`) by the angle
+// pos[row] * inv_freq[i], with positions in double (fractional ones too: leaky ReRoPE, position/extension.hpp).
+// cos and sin computed in double and rounded once, as rope_forward does: an integer position gives its bits.
+template <class F>
+void rope_rotate_rows(F* x, const double* pos, const float* inv_freq, long rows, long stride, int heads, int hd);
+
 }  // namespace stretch

@@ -1,6 +1,7 @@
 #include "run/generate.hpp"
 
 #include <chrono>
+#include <memory>
 
 #include "core/error.hpp"
 
@@ -45,7 +46,15 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
     throw InputError("the tokenizer has " + std::to_string(tok.vocab_size()) + " tokens but the model only " +
                      std::to_string(c.vocab_size));
   const int ctx = o.ctx > 0 ? o.ctx : c.block_size;
-  Decoder dec(model, ctx, o.slide && Decoder::can_slide(c.position));
+  if (o.keep >= 0 && !o.slide)
+    throw UsageError("--keep: attention sinks are kept while the cache slides, and --no-slide turns sliding off");
+  std::unique_ptr<Decoder> made;
+  try {
+    made = std::make_unique<Decoder>(model, ctx, o.slide && (o.keep >= 0 || Decoder::can_slide(c.position)), o.keep);
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+  Decoder& dec = *made;
   Sampler sampler(o.sampling);
   std::vector<std::int32_t> ids = prompt_ids(tok, prompt);
   GenerateStats st;
@@ -55,8 +64,9 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
   if (!dec.can_slide() && static_cast<long>(ids.size()) > ctx)
     throw ContextFull("the prompt has " + std::to_string(ids.size()) + " tokens, more than --ctx " +
                       std::to_string(ctx) + " (raise --ctx" +
-                      (c.position == PositionMethod::rope ? ", with --rope-scaling to reach past the trained length)"
-                                                          : ")"));
+                      (c.position == PositionMethod::rope
+                           ? ", with --rope-scaling to reach past the trained length, or slide with --keep N)"
+                           : ")"));
   std::string shown = tok.decode(ids);  // the prompt, as the continuation's prefix (not emitted)
   std::size_t emitted = shown.size();
 
@@ -79,7 +89,9 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
     if (!dec.can_slide() && dec.length() >= ctx)
       throw ContextFull("generation reached --ctx " + std::to_string(ctx) + " after " + std::to_string(st.generated) +
                         " tokens (raise --ctx" +
-                        (c.position == PositionMethod::rope ? ", with --rope-scaling past the trained length)" : ")"));
+                        (c.position == PositionMethod::rope
+                             ? ", with --rope-scaling past the trained length, or slide with --keep N)"
+                             : ")"));
     logits = dec.append(&next, 1);
   }
   const std::string text = tok.decode(ids);

@@ -20,7 +20,8 @@ namespace stretch {
 struct GenerateOptions {
   int max_new = 256;
   int ctx = 0;          // cache slots; 0: the model's trained length (block_size)
-  bool slide = true;    // drop the oldest tokens past ctx when the model allows it (alibi, t5, none)
+  bool slide = true;    // drop the oldest tokens past ctx when the model allows it (alibi, t5, none; any with keep)
+  int keep = -1;        // attention sinks: keep the first `keep` tokens while sliding (model/decoder.hpp); -1: none
   bool stop_at_eos = true;
   SamplingOptions sampling;
 };
@@ -37,7 +38,8 @@ struct GenerateStats {
 std::vector<std::int32_t> prompt_ids(const Tokenizer& tok, const std::string& prompt);
 
 // Streams the continuation of `prompt` through emit(text piece). Throws ContextFull (naming --ctx) when the
-// prompt does not fit and the model cannot slide.
+// prompt does not fit and the model cannot slide; UsageError naming --keep or --ctx for sinks the model or the
+// cache cannot have.
 GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
                        const std::function<void(const std::string&)>& emit);
 

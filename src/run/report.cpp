@@ -71,41 +71,34 @@ std::string to_csv(const SweepReport& s) {
   return out;
 }
 
-namespace {
-std::string gp_quote(const std::string& s) {
+std::string gnuplot_quote(const std::string& s) {
   std::string o = "'";
-  for (char c : s) o += c == '\'' ? std::string("''") : std::string(1, c);
+  for (char c : s) {
+    if (c == '\'') o += "''";
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) o += ' ';
+    else o += c;
+  }
   return o + "'";
 }
-}  // namespace
 
-void plot_png(const SweepReport& s, const fs::path& png) {
+void run_gnuplot(const fs::path& png, const std::string& flag,
+                 const std::function<std::string(const fs::path& out, const fs::path& dir)>& make_script) {
   char tmpl[] = "/tmp/stretch-plot-XXXXXX";
-  if (!::mkdtemp(tmpl)) throw IoError("plot: cannot create a temporary folder");
+  if (!::mkdtemp(tmpl)) throw IoError(flag + ": cannot create a temporary folder");
   const fs::path dir(tmpl);
   const fs::path out_tmp = png.parent_path() / ("." + png.filename().string() + ".tmp.png");
-  std::string script =
-      "set terminal png size 1000,640\n"
-      "set output " + gp_quote(out_tmp.string()) + "\n"
-      "set logscale x 2\nset logscale y\nset grid\nset key top left\n"
-      "set xlabel 'evaluation length (tokens)'\nset ylabel 'perplexity'\n"
-      "set title " + gp_quote("perplexity vs length (" + std::string(to_string(s.protocol)) + ")") + "\n";
-  std::string plot = "plot ";
-  for (std::size_t i = 0; i < s.models.size(); i++) {
-    const ModelReport& m = s.models[i];
-    const fs::path data = dir / ("m" + std::to_string(i) + ".dat");
-    std::ofstream d(data);
-    for (auto& r : m.results) d << r.length << " " << r.perplexity() << "\n";
-    script += "set arrow from " + std::to_string(m.train_length) + ", graph 0 to " + std::to_string(m.train_length) +
-              ", graph 1 nohead dashtype 2 linecolor " + std::to_string(i + 1) + "\n";
-    plot += (i ? ", " : "") + gp_quote(data.string()) + " using 1:2 with linespoints linewidth 2 linecolor " +
-            std::to_string(i + 1) + " title " +
-            gp_quote(m.name + " (" + m.position + ", L=" + std::to_string(m.train_length) + ")");
+  std::string script;
+  try {
+    script = make_script(out_tmp, dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    throw;
   }
-  script += plot + "\n";
   const fs::path sp = dir / "plot.gp";
   std::ofstream(sp) << script;
-  const std::string cmd = "gnuplot " + gp_quote(sp.string()) + " 2>&1";
+  // the only string the shell sees is the mkdtemp folder's script path
+  const std::string cmd = "gnuplot '" + sp.string() + "' 2>&1";
   std::string output;
   int status = -1;
   if (FILE* p = ::popen(cmd.c_str(), "r")) {
@@ -119,11 +112,35 @@ void plot_png(const SweepReport& s, const fs::path& png) {
   if (status != 0 || !fs::exists(out_tmp)) {
     fs::remove(out_tmp, ec);
     if (output.find("not found") != std::string::npos || status == 127 * 256)
-      throw IoError("--plot: gnuplot is not installed (apt-get install gnuplot-nox)");
-    throw IoError("--plot: gnuplot failed: " + output);
+      throw IoError(flag + ": gnuplot is not installed (apt-get install gnuplot-nox)");
+    throw IoError(flag + ": gnuplot failed: " + output);
   }
   fs::rename(out_tmp, png, ec);
   if (ec) throw IoError(png.string() + ": cannot write the plot: " + ec.message());
+}
+
+void plot_png(const SweepReport& s, const fs::path& png) {
+  run_gnuplot(png, "--plot", [&](const fs::path& out, const fs::path& dir) {
+    std::string script =
+        "set terminal png size 1000,640\n"
+        "set output " + gnuplot_quote(out.string()) + "\n"
+        "set logscale x 2\nset logscale y\nset grid\nset key top left\n"
+        "set xlabel 'evaluation length (tokens)'\nset ylabel 'perplexity'\n"
+        "set title " + gnuplot_quote("perplexity vs length (" + std::string(to_string(s.protocol)) + ")") + "\n";
+    std::string plot = "plot ";
+    for (std::size_t i = 0; i < s.models.size(); i++) {
+      const ModelReport& m = s.models[i];
+      const fs::path data = dir / ("m" + std::to_string(i) + ".dat");
+      std::ofstream d(data);
+      for (auto& r : m.results) d << r.length << " " << r.perplexity() << "\n";
+      script += "set arrow from " + std::to_string(m.train_length) + ", graph 0 to " +
+                std::to_string(m.train_length) + ", graph 1 nohead dashtype 2 linecolor " + std::to_string(i + 1) + "\n";
+      plot += (i ? ", " : "") + gnuplot_quote(data.string()) + " using 1:2 with linespoints linewidth 2 linecolor " +
+              std::to_string(i + 1) + " title " +
+              gnuplot_quote(m.name + " (" + m.position + ", L=" + std::to_string(m.train_length) + ")");
+    }
+    return script + plot + "\n";
+  });
 }
 
 }  // namespace stretch

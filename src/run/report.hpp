@@ -2,6 +2,7 @@
 // (perplexity vs length, log-log axes, one line per model, a dashed mark at each model's training length).
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -32,5 +33,16 @@ std::string to_csv(const SweepReport& s);
 // Draws the plot with gnuplot into `png` (atomically: a temporary file renamed). IoError when gnuplot is
 // missing or fails, with its message.
 void plot_png(const SweepReport& s, const std::filesystem::path& png);
+
+// The gnuplot string literal of s: single-quoted, a quote doubled (gnuplot's escape inside '...'), control
+// characters (a newline would end the script's line) replaced by spaces. Every string that reaches a script
+// goes through it; no string reaches a shell (gnuplot runs on a script file in a fresh mkdtemp folder).
+std::string gnuplot_quote(const std::string& s);
+// Draws a PNG with gnuplot: make_script(out, dir) writes any data files into the temporary folder `dir` and
+// returns the script, which must draw into `out` (a temporary beside png, renamed to png when gnuplot succeeds).
+// IoError naming `flag` when gnuplot is missing or fails (with its message).
+void run_gnuplot(const std::filesystem::path& png, const std::string& flag,
+                 const std::function<std::string(const std::filesystem::path& out, const std::filesystem::path& dir)>&
+                     make_script);
 
 }  // namespace stretch

@@ -179,6 +179,32 @@ TEST(Distributed, ABatchThatDoesNotSplitAndOtherSubcommandsAreRefused) {
   EXPECT_NE(r.output.find("stretch eval runs as one process"), std::string::npos) << r.output;
 }
 
+// `stretch passkey` under mpirun: the trials are split across the ranks, rank 0 alone prints and writes, and the
+// results are one process's.
+TEST(Distributed, PasskeyOnTwoRanksGivesOneProcesssResults) {
+  SKIP_WITHOUT_MPI();
+  Fixture fx;
+  auto t = stretch_on(0, fx.train(fx.dir / "pk", 10));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  const std::string args = "passkey " + shell_quote(fx.dir / "pk") +
+                           " --lengths 260,330 --depths 0,1 --trials 3 --answer-tokens 4 --threads 1 --json ";
+  auto one = stretch_on(0, args + shell_quote(fx.dir / "one.json"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = stretch_on(2, args + shell_quote(fx.dir / "two.json"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_EQ(two.output.find("accuracy"), two.output.rfind("accuracy")) << two.output;  // one table, rank 0's
+  auto a = nlohmann::json::parse(test::read_text(fx.dir / "one.json"));
+  auto b = nlohmann::json::parse(test::read_text(fx.dir / "two.json"));
+  auto strip = [](nlohmann::json& j) {
+    for (auto& c : j["models"][0]["cells"])
+      for (auto& tr : c["trials"]) tr.erase("seconds");
+  };
+  strip(a);
+  strip(b);
+  ASSERT_EQ(a["models"][0]["cells"].size(), 4u);
+  EXPECT_EQ(a, b);
+}
+
 // The pid of the process whose environment says it is rank `rank` and whose command line mentions `marker`.
 pid_t find_rank(int rank, const std::string& marker) {
   const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);

@@ -1,6 +1,7 @@
 // The tiled, online-softmax attention forward (kernels/attention_tiled.hpp) against the plain kernel
 // (kernels/attention.hpp) with the position biases of position/: odd lengths, several head counts and sizes,
-// shifted positions, float and double, thread-count independence and a long sequence.
+// shifted positions, float and double, thread-count independence and a long sequence; the two-score-set forward
+// (FarScores: Self-Extend / ReRoPE) against a direct double-precision evaluation of its definition.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -187,6 +188,84 @@ TEST(AttentionTiled, EmptyAndInvalidShapes) {
   attention_forward_tiled(out.data(), qkv.data(), pos.data(), NoBias{}, 1, 0, 1, 1, 1.0f);
   EXPECT_EQ(out, std::vector<float>(4, 1.0f));
   EXPECT_THROW(attention_forward_tiled(out.data(), qkv.data(), pos.data(), NoBias{}, 1, 4, 3, 2, 1.0f), ConfigError);
+}
+
+// The definition of the two-score-set forward, directly in double: s_ij = scale q_i.k_j + bias when i - j < w,
+// else scale q'_i.k'_j + bias; causal softmax over j; out = P v. qkv (B, T, 3C), far (B, T, 2C).
+std::vector<double> two_set_reference(const std::vector<float>& qkv, const std::vector<float>& far, const int* pos,
+                                      const AlibiBias& bias, int B, int T, int NH, int hd, double scale, int w,
+                                      int window) {
+  const int C = NH * hd;
+  std::vector<double> out(static_cast<std::size_t>(B) * T * C, 0.0), s(static_cast<std::size_t>(T));
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int i = 0; i < T; i++) {
+        const int lo = window > 0 ? std::max(0, i - window + 1) : 0;
+        double mx = -1e300;
+        for (int j = lo; j <= i; j++) {
+          const bool near = i - j < w;
+          const float* q = near ? &qkv[(static_cast<std::size_t>(b) * T + i) * 3 * C + h * hd]
+                                : &far[(static_cast<std::size_t>(b) * T + i) * 2 * C + h * hd];
+          const float* k = near ? &qkv[(static_cast<std::size_t>(b) * T + j) * 3 * C + C + h * hd]
+                                : &far[(static_cast<std::size_t>(b) * T + j) * 2 * C + C + h * hd];
+          double d = 0.0;
+          for (int c = 0; c < hd; c++) d += static_cast<double>(q[c]) * k[c];
+          s[j] = scale * d + bias.operator()<double>(h, pos[b * T + i], pos[b * T + j]);
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0.0;
+        for (int j = lo; j <= i; j++) sum += s[j] = std::exp(s[j] - mx);
+        for (int j = lo; j <= i; j++)
+          for (int c = 0; c < hd; c++)
+            out[(static_cast<std::size_t>(b) * T + i) * C + h * hd + c] +=
+                s[j] / sum * qkv[(static_cast<std::size_t>(b) * T + j) * 3 * C + 2 * C + h * hd + c];
+      }
+  return out;
+}
+
+TEST(AttentionTiled, TwoScoreSetsMergedByDistanceMatchTheirDefinition) {
+  const std::vector<float> slopes = alibi_slopes(2);
+  for (int T : {1, 7, 64, 150}) {
+    for (int hd : {8, 12}) {
+      for (int w : {1, 5, 17, 64, 100, 1000}) {
+        for (int window : {0, 40}) {
+          const int B = 2, NH = 2, C = NH * hd;
+          Rng rng(static_cast<std::uint64_t>(T * 1000 + hd * 100 + w + window));
+          const auto qkv = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 3 * C);
+          const auto far = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 2 * C);
+          const auto pos = shifted_pos(B, T, 3);
+          const float scale = 0.35f;
+          std::vector<float> out(static_cast<std::size_t>(B) * T * C, -7.0f);
+          attention_forward_tiled(out.data(), qkv.data(), pos.data(), AlibiBias{slopes.data()}, B, T, C, NH, scale,
+                                  window, static_cast<float*>(nullptr), FarScores<float>{far.data(), w});
+          const auto ref = two_set_reference(qkv, far, pos.data(), AlibiBias{slopes.data()}, B, T, NH, hd, scale, w,
+                                             window);
+          double err = 0.0, big = 0.0;
+          for (std::size_t i = 0; i < out.size(); i++) {
+            err = std::max(err, std::abs(out[i] - ref[i]));
+            big = std::max(big, std::abs(ref[i]));
+          }
+          EXPECT_LT(err / big, 2e-6) << "T " << T << " hd " << hd << " w " << w << " window " << window;
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionTiled, AFarWindowCoveringTheSequenceIsThePlainKernelBitForBit) {
+  const int B = 1, T = 150, NH = 2, hd = 8, C = NH * hd;
+  Rng rng(3);
+  const auto qkv = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 3 * C);
+  const auto far = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 2 * C);
+  const auto pos = shifted_pos(B, T, 0);
+  std::vector<float> a(static_cast<std::size_t>(B) * T * C), b(a.size());
+  attention_forward_tiled(a.data(), qkv.data(), pos.data(), NoBias{}, B, T, C, NH, 0.3f);
+  attention_forward_tiled(b.data(), qkv.data(), pos.data(), NoBias{}, B, T, C, NH, 0.3f, 0,
+                          static_cast<float*>(nullptr), FarScores<float>{far.data(), T});
+  EXPECT_EQ(a, b);
+  EXPECT_THROW(attention_forward_tiled(b.data(), qkv.data(), pos.data(), NoBias{}, B, T, C, NH, 0.3f, 0,
+                                       static_cast<float*>(nullptr), FarScores<float>{far.data(), 0}),
+               ConfigError);
 }
 
 }  // namespace
