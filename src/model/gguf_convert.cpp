@@ -301,6 +301,10 @@ GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
   const ModelConfig& mc = m.config();
   if (mc.attn_window != 0) throw ConfigError("GGUF export: attn_window (sliding-window attention) is not supported");
   if (mc.logn != LognMode::off) throw ConfigError("GGUF export: logn attention is not supported");
+  if (!mc.extension.is_none())
+    throw ConfigError("GGUF export: the extension " + mc.extension.to_string() + " is not supported (a run-time "
+                      "setting: llama.cpp has its own --grp-attn-n / --grp-attn-w)");
+  if (mc.alibi_interp != 0) throw ConfigError("GGUF export: ALiBi interpolation (alibi_interp) is not supported");
   if (mc.embed_norm)
     throw ConfigError("GGUF export: the embedding LayerNorm (embed_norm) is not supported by the llama or mpt layouts");
   if (mc.activation != Activation::gelu_tanh)

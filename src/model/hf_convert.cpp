@@ -599,6 +599,8 @@ std::string export_obstacle(const ModelConfig& c, HfFamily f) {
   };
   need(c.logn == LognMode::off, "log-n attention scaling (logn " + std::string(to_string(c.logn)) + ")");
   need(c.position_ids.kind == PositionIdsKind::plain, "a position-id scheme (" + c.position_ids.to_string() + ")");
+  need(c.extension.is_none(), "a fine-tuning-free extension (" + c.extension.to_string() + ")");
+  need(c.alibi_interp == 0, "ALiBi interpolation to " + std::to_string(c.alibi_interp));
   if (llama_like(f)) {
     need(c.arch == Arch::llama, "the gpt architecture (" + std::string(hf_architecture(f)) + " is llama-style)");
     need(c.position == PositionMethod::rope, "position " + std::string(to_string(c.position)) + " (needs rope)");

@@ -134,15 +134,19 @@ std::vector<std::string> with(std::vector<std::string> a, std::initializer_list<
 TEST(CrashSafety, SigkillAtRandomMomentsAlwaysLeavesAWholeCheckpointThatResumes) {
   Fixture fx;
   const fs::path run = fx.dir / "run";
-  // a step takes about 12 ms on one thread, a checkpoint write (1.4 MB, four fsynced files) about 60 ms
-  const long steps = 500;
+  // A step takes 5-12 ms on one thread and a checkpoint write (1.4 MB, four fsynced files) 5-60 ms, depending on the
+  // host and its load; each killed session advances at most about delay / step time steps, and they add up over the
+  // 24 sessions. The run must never reach its end before a kill (the test would then fail for a reason that has
+  // nothing to do with crash safety, as it did on a fast host with 500 steps): 24 sessions of at most 260 ms make at
+  // most about 24 x 53 = 1,270 steps even at 5 ms a step, well under 3,000.
+  const long steps = 3000;
   const auto train = with(fx.base(run, steps), {"--ckpt-interval", "2", "--keep-checkpoints", "2"});
   // the token cache first, so every start below costs the same
   ASSERT_EQ(run_to_end(with(fx.base(fx.dir / "warm", 1), {}), fx.dir / "warm.log"), 0)
       << test::read_text(fx.dir / "warm.log");
 
   std::mt19937 rng(20261123);
-  std::uniform_int_distribution<int> delay_ms(20, 420);
+  std::uniform_int_distribution<int> delay_ms(20, 260);
   const int kills_wanted = 24;
   int kills = 0, during_write = 0, before_first_new = 0, between = 0;
   long last_newest = 0;

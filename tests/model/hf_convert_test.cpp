@@ -289,6 +289,12 @@ TEST(HfExport, RefusesWhatNoTransformersClassComputesNamingTheDifference) {
   EXPECT_EQ(hf_export_family(c, "auto"), HfFamily::gpt2);
   c.logn = LognMode::full;
   expect_mentions(why(c), {"log-n"});
+  c.logn = LognMode::off;
+  c.position = PositionMethod::alibi;
+  c.bias = false;
+  c.activation = Activation::gelu;
+  c.alibi_interp = 64;
+  expect_mentions(why(c), {"ALiBi interpolation"});
   c = base();
   c.arch = Arch::llama;
   c.bias = false;
