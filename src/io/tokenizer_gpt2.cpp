@@ -25,6 +25,7 @@
 #include "core/hex.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "io/bpe_cache.hpp"
 #include "io/bpe_merge.hpp"
 #include "io/tokenizer.hpp"
 
@@ -45,23 +46,6 @@ std::array<char32_t, 256> bytes_to_unicode() {
   return m;
 }
 
-void append_utf8(std::string& s, char32_t c) {
-  if (c < 0x80) {
-    s.push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    s.push_back(static_cast<char>(0xC0 | (c >> 6)));
-    s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    s.push_back(static_cast<char>(0xE0 | (c >> 12)));
-    s.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    s.push_back(static_cast<char>(0xF0 | (c >> 18)));
-    s.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    s.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
 
 // Decodes one code point at s[pos] (pos < n); returns it (negative for an ill-formed sequence) and sets *len to
 // the bytes consumed (the maximal ill-formed subpart for a bad sequence, at least 1).
@@ -173,12 +157,6 @@ void pretokenize(std::string_view text, Emit&& emit) {
   }
 }
 
-struct StringViewHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return static_cast<std::size_t>(XXH3_64bits(s.data(), s.size()));
-  }
-};
 
 struct Merge {
   std::int32_t rank;
@@ -205,8 +183,6 @@ class Gpt2Tokenizer final : public Tokenizer {
  private:
   void bpe(std::string_view piece, std::vector<std::int32_t>& out) const;
 
-  static constexpr std::size_t kMaxCached = 1 << 20;    // distinct pieces kept (then the cache starts over)
-  static constexpr std::size_t kMaxCachedLen = 256;     // longer pieces are merged every time, not cached
 
   fs::path encoder_path_, vocab_path_;
   std::string hash_;
@@ -215,8 +191,7 @@ class Gpt2Tokenizer final : public Tokenizer {
   std::vector<bool> id_valid_;
   std::array<std::int32_t, 256> byte_id_{};
   std::unordered_map<std::uint64_t, Merge> merges_;  // (left id << 32 | right id) -> rank, merged id
-  mutable std::mutex mu_;
-  mutable std::unordered_map<std::string, std::vector<std::int32_t>, StringViewHash, std::equal_to<>> cache_;
+  PieceCache cache_;
 };
 
 Gpt2Tokenizer::Gpt2Tokenizer(const fs::path& encoder_json, const fs::path& vocab_bpe)
@@ -367,24 +342,7 @@ std::vector<std::int32_t> Gpt2Tokenizer::encode(std::string_view text) const {
       out.push_back(byte_id_[static_cast<unsigned char>(piece[0])]);
       return;
     }
-    if (piece.size() > kMaxCachedLen) {
-      bpe(piece, out);
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto f = cache_.find(piece);
-      if (f != cache_.end()) {
-        out.insert(out.end(), f->second.begin(), f->second.end());
-        return;
-      }
-    }
-    const std::size_t start = out.size();
-    bpe(piece, out);
-    std::vector<std::int32_t> ids(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
-    std::lock_guard<std::mutex> lock(mu_);
-    if (cache_.size() >= kMaxCached) cache_.clear();
-    cache_.emplace(std::string(piece), std::move(ids));
+    cache_.encode(piece, out, [&](std::string_view p, std::vector<std::int32_t>& o) { bpe(p, o); });
   });
   return out;
 }

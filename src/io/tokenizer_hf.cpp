@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/hex.hpp"
+#include "io/bpe_cache.hpp"
 #include "io/bpe_merge.hpp"
 #include "io/tokenizer_hf_parts.hpp"
 
@@ -24,12 +25,6 @@ namespace {
 
 constexpr std::int64_t kMaxId = (1 << 22) - 1;  // 4M ids: far above any real vocabulary (Gemma's 256k)
 
-struct StringViewHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return static_cast<std::size_t>(XXH3_64bits(s.data(), s.size()));
-  }
-};
 using IdMap = std::unordered_map<std::string, std::int32_t, StringViewHash, std::equal_to<>>;
 
 std::string jq(std::string_view s) {
@@ -164,8 +159,6 @@ class HfTokenizer final : public Tokenizer {
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& out) const;
   void merge_word(std::string_view piece, std::vector<std::int32_t>& out) const;
 
-  static constexpr std::size_t kMaxCached = 1 << 20;  // distinct pieces kept (then the cache starts over)
-  static constexpr std::size_t kMaxCachedLen = 256;   // longer pieces are merged every time, not cached
 
   fs::path dir_;
   std::string hash_;
@@ -187,8 +180,7 @@ class HfTokenizer final : public Tokenizer {
   std::vector<std::string> id_token_;  // token string of each id ("" with id_valid_ false for gaps)
   std::vector<bool> id_valid_;
   std::int32_t bos_ = -1, eos_ = -1;
-  mutable std::mutex mu_;
-  mutable std::unordered_map<std::string, std::vector<std::int32_t>, StringViewHash, std::equal_to<>> cache_;
+  PieceCache cache_;
 };
 
 // The JSON in `p`, or nullopt when there is no such file.
@@ -541,24 +533,7 @@ void HfTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>
       return;
     }
   }
-  if (piece.size() > kMaxCachedLen) {
-    merge_word(piece, out);
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto f = cache_.find(piece);
-    if (f != cache_.end()) {
-      out.insert(out.end(), f->second.begin(), f->second.end());
-      return;
-    }
-  }
-  const std::size_t start = out.size();
-  merge_word(piece, out);
-  std::vector<std::int32_t> ids(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
-  std::lock_guard<std::mutex> lock(mu_);
-  if (cache_.size() >= kMaxCached) cache_.clear();
-  cache_.emplace(std::string(piece), std::move(ids));
+  cache_.encode(piece, out, [&](std::string_view p, std::vector<std::int32_t>& o) { merge_word(p, o); });
 }
 
 std::vector<std::int32_t> HfTokenizer::encode(std::string_view text) const {

@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "io/bpe_cache.hpp"
+
 namespace stretch::hf {
 
 // ---- JSON access with the file and key path in every error: "<file>: <path>: <what>" (InputError) ----
@@ -62,7 +64,7 @@ class JsonAt {
 };
 
 // ---- UTF-8 ----
-void append_utf8(std::string& s, char32_t c);
+using stretch::append_utf8;  // io/bpe_cache.hpp
 // Decodes the code point at s[pos] of VALID UTF-8 text; sets *len.
 char32_t utf8_at(std::string_view s, std::size_t pos, std::size_t* len);
 bool valid_utf8(std::string_view s);

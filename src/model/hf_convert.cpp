@@ -308,83 +308,49 @@ std::int64_t numel(const std::vector<std::int64_t>& s) {
   return n;
 }
 
-// ours (from the HF tensor `src`) per the link's transform
-void to_ours(const Link& l, const float* src) {
-  float* const ours = l.ours();
+// The HF row that our row `o` of a rope_rows or bloom_qkv link comes from (rows of `cols` values each).
+std::int64_t hf_row(const Link& l, std::int64_t o) {
+  const std::int64_t hd = l.hd, h = o / hd, k = o % hd;
+  if (l.xf == Xf::rope_rows) return h * hd + (k % 2) * (hd / 2) + k / 2;  // ours[2i + j] = hf[i + j hd/2]
+  const std::int64_t C = static_cast<std::int64_t>(l.heads) * hd;     // bloom_qkv: ours [part][h][d]
+  const std::int64_t part = o / C, head = (o % C) / hd, d = o % hd;
+  return (head * 3 + part) * hd + d;                                   // hf [h][part][d]
+}
+
+// Moves one link's values between the HF layout (`hf`) and ours (`ours`), in the direction `to_ours`.
+void convert(const Link& l, float* hf, float* ours, bool to_ours) {
   const std::int64_t n = numel(l.hf_shape);
   const std::int64_t cols = l.hf_shape.size() == 2 ? l.hf_shape[1] : 1;
   const std::int64_t rows = n / cols;
   switch (l.xf) {
     case Xf::copy:
-      std::copy(src, src + n, ours);
+      if (to_ours) std::copy(hf, hf + n, ours);
+      else std::copy(ours, ours + n, hf);
       return;
-    case Xf::transpose:  // src (rows = in, cols = out) -> ours (out, in)
+    case Xf::transpose:  // hf (rows = in, cols = out), ours (out, in)
       for (std::int64_t r = 0; r < rows; r++)
-        for (std::int64_t c = 0; c < cols; c++) ours[c * rows + r] = src[r * cols + c];
+        for (std::int64_t c = 0; c < cols; c++) {
+          if (to_ours) ours[c * rows + r] = hf[r * cols + c];
+          else hf[r * cols + c] = ours[c * rows + r];
+        }
       return;
-    case Xf::rope_rows: {
-      const int half = l.hd / 2;
-      for (int h = 0; h < l.heads; h++)
-        for (int i = 0; i < half; i++)
-          for (int j = 0; j < 2; j++) {
-            const std::int64_t o = static_cast<std::int64_t>(h) * l.hd + 2 * i + j;
-            const std::int64_t s = static_cast<std::int64_t>(h) * l.hd + i + j * half;
-            std::copy(src + s * cols, src + (s + 1) * cols, ours + o * cols);
-          }
+    case Xf::rope_rows:
+    case Xf::bloom_qkv:
+      for (std::int64_t o = 0; o < rows; o++) {
+        float* a = ours + o * cols;
+        float* b = hf + hf_row(l, o) * cols;
+        if (to_ours) std::copy(b, b + cols, a);
+        else std::copy(a, a + cols, b);
+      }
       return;
-    }
-    case Xf::bloom_qkv: {
-      const std::int64_t C = static_cast<std::int64_t>(l.heads) * l.hd;
-      for (int h = 0; h < l.heads; h++)
-        for (int part = 0; part < 3; part++)
-          for (int d = 0; d < l.hd; d++) {
-            const std::int64_t s = (static_cast<std::int64_t>(h) * 3 + part) * l.hd + d;
-            const std::int64_t o = part * C + static_cast<std::int64_t>(h) * l.hd + d;
-            std::copy(src + s * cols, src + (s + 1) * cols, ours + o * cols);
-          }
-      return;
-    }
   }
 }
 
-// the HF tensor from ours (the inverse of to_ours)
+void to_ours(const Link& l, float* src) { convert(l, src, l.ours(), true); }  // src only read
+
 std::vector<float> to_hf(const Link& l) {
-  const float* const ours = l.ours();
-  const std::int64_t n = numel(l.hf_shape);
-  const std::int64_t cols = l.hf_shape.size() == 2 ? l.hf_shape[1] : 1;
-  const std::int64_t rows = n / cols;
-  std::vector<float> out(static_cast<std::size_t>(n));
-  switch (l.xf) {
-    case Xf::copy:
-      std::copy(ours, ours + n, out.begin());
-      break;
-    case Xf::transpose:
-      for (std::int64_t r = 0; r < rows; r++)
-        for (std::int64_t c = 0; c < cols; c++) out[r * cols + c] = ours[c * rows + r];
-      break;
-    case Xf::rope_rows: {
-      const int half = l.hd / 2;
-      for (int h = 0; h < l.heads; h++)
-        for (int i = 0; i < half; i++)
-          for (int j = 0; j < 2; j++) {
-            const std::int64_t o = static_cast<std::int64_t>(h) * l.hd + 2 * i + j;
-            const std::int64_t s = static_cast<std::int64_t>(h) * l.hd + i + j * half;
-            std::copy(ours + o * cols, ours + (o + 1) * cols, out.begin() + s * cols);
-          }
-      break;
-    }
-    case Xf::bloom_qkv: {
-      const std::int64_t C = static_cast<std::int64_t>(l.heads) * l.hd;
-      for (int h = 0; h < l.heads; h++)
-        for (int part = 0; part < 3; part++)
-          for (int d = 0; d < l.hd; d++) {
-            const std::int64_t s = (static_cast<std::int64_t>(h) * 3 + part) * l.hd + d;
-            const std::int64_t o = part * C + static_cast<std::int64_t>(h) * l.hd + d;
-            std::copy(ours + o * cols, ours + (o + 1) * cols, out.begin() + s * cols);
-          }
-      break;
-    }
-  }
+  std::vector<float> out(static_cast<std::size_t>(numel(l.hf_shape)));
+  convert(l, out.data(), l.ours(), false);
   return out;
 }
 
