@@ -12,6 +12,7 @@
 #include "cli/context_flags.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "core/number_list.hpp"
 #include "distributed/comm.hpp"
 #include "io/tokenizer.hpp"
 #include "run/checkpoint.hpp"
@@ -32,23 +33,13 @@ struct PasskeyCli {
 };
 
 std::vector<double> parse_depths(const std::string& text) {
-  std::vector<double> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t used = 0;
-    double v = 0.0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size())
-      throw UsageError("--depths: '" + item + "' is not a number (expected a list like 0,0.25,0.5,0.75,1)");
-    if (!(v >= 0.0 && v <= 1.0))
-      throw UsageError("--depths: " + item + " is outside [0, 1] (0: the needle right after the instruction, 1: "
-                       "right before the question)");
-    out.push_back(v);
+  const std::vector<double> out = parse_number_list(text, "--depths", "a list like 0,0.25,0.5,0.75,1");
+  for (const double v : out) {
+    if (v >= 0.0 && v <= 1.0) continue;
+    std::ostringstream shown;
+    shown << v;
+    throw UsageError("--depths: " + shown.str() + " is outside [0, 1] (0: the needle right after the instruction, "
+                     "1: right before the question)");
   }
   if (out.empty()) throw UsageError("--depths: expected a list like 0,0.25,0.5,0.75,1");
   return out;

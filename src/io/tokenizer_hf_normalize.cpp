@@ -159,14 +159,8 @@ std::unique_ptr<Normalizer> parse_normalizer(const JsonAt& j) {
   const std::string type = j.type();
   const std::string where = j.file() + ": " + j.path();
   if (type == "Sequence") {
-    const JsonAt list = j.at("normalizers");
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    for (std::size_t i = 0; i < list.array().size(); ++i) {
-      const JsonAt item = list.at(i);
-      if (item.is_null()) item.fail("expected a normalizer, got null");
-      parts.push_back(parse_normalizer(item));
-    }
-    return std::make_unique<SequenceNormalizer>(std::move(parts));
+    return std::make_unique<SequenceNormalizer>(
+        parse_sequence<Normalizer>(j, "normalizers", "a normalizer", parse_normalizer));
   }
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD")
     return std::make_unique<UnicodeNormalizer>(icu_normalizer(type, j), type, where);

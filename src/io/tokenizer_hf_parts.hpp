@@ -63,6 +63,20 @@ class JsonAt {
   std::string path_;
 };
 
+// The components of a "Sequence" (its list under `key`: "normalizers", "pretokenizers", "decoders"), each parsed by
+// parse(item); a null item is refused naming `what` ("a normalizer", ...).
+template <class T, class Parse>
+std::vector<std::unique_ptr<T>> parse_sequence(const JsonAt& j, const char* key, const char* what, Parse parse) {
+  const JsonAt list = j.at(key);
+  std::vector<std::unique_ptr<T>> parts;
+  for (std::size_t i = 0; i < list.array().size(); ++i) {
+    const JsonAt item = list.at(i);
+    if (item.is_null()) item.fail(std::string("expected ") + what + ", got null");
+    parts.push_back(parse(item));
+  }
+  return parts;
+}
+
 // ---- UTF-8 ----
 using stretch::append_utf8;  // io/bpe_cache.hpp
 // Decodes the code point at s[pos] of VALID UTF-8 text; sets *len.

@@ -190,14 +190,8 @@ std::unique_ptr<PreTokenizer> parse_pre_tokenizer(const JsonAt& j) {
   if (j.is_null()) return nullptr;
   const std::string type = j.type();
   if (type == "Sequence") {
-    const JsonAt list = j.at("pretokenizers");
-    std::vector<std::unique_ptr<PreTokenizer>> parts;
-    for (std::size_t i = 0; i < list.array().size(); ++i) {
-      const JsonAt item = list.at(i);
-      if (item.is_null()) item.fail("expected a pre-tokenizer, got null");
-      parts.push_back(parse_pre_tokenizer(item));
-    }
-    return std::make_unique<SequencePre>(std::move(parts));
+    return std::make_unique<SequencePre>(
+        parse_sequence<PreTokenizer>(j, "pretokenizers", "a pre-tokenizer", parse_pre_tokenizer));
   }
   if (type == "Split")
     return std::make_unique<SplitPre>(Pattern(j.at("pattern")), parse_split_behavior(j.at("behavior")),
@@ -386,14 +380,8 @@ std::unique_ptr<Decoder> parse_decoder(const JsonAt& j) {
   if (j.is_null()) return nullptr;
   const std::string type = j.type();
   if (type == "Sequence") {
-    const JsonAt list = j.at("decoders");
-    std::vector<std::unique_ptr<Decoder>> parts;
-    for (std::size_t i = 0; i < list.array().size(); ++i) {
-      const JsonAt item = list.at(i);
-      if (item.is_null()) item.fail("expected a decoder, got null");
-      parts.push_back(parse_decoder(item));
-    }
-    return std::make_unique<SequenceDec>(std::move(parts));
+    return std::make_unique<SequenceDec>(
+        parse_sequence<Decoder>(j, "decoders", "a decoder", parse_decoder));
   }
   if (type == "ByteLevel") return std::make_unique<ByteLevelDec>();
   if (type == "Metaspace")

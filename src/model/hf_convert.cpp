@@ -574,32 +574,32 @@ std::string export_obstacle(const ModelConfig& c, HfFamily f) {
          c.qkv_bias ? "q/k/v biases (Qwen2ForCausalLM has them)" : "an attention window (MistralForCausalLM has one)");
     need(f != HfFamily::mistral || !c.qkv_bias, "q/k/v biases (Qwen2ForCausalLM has them)");
     need(f != HfFamily::mistral || c.attn_window > 0, "no attention window (use LlamaForCausalLM)");
-    if (c.rope_scaling.type == RopeScalingType::yarn_paper) why.push_back("yarn-paper scaling (transformers has HF's yarn only)");
-    return why.empty() ? "" : why.front() + (why.size() > 1 ? " (and " + std::to_string(why.size() - 1) + " more)" : "");
-  }
-  need(c.arch == Arch::gpt, "the llama architecture");
-  need(c.attn_window == 0, "an attention window of " + std::to_string(c.attn_window));
-  need(c.kv_heads() == c.n_head, "grouped-query attention");
-  if (f == HfFamily::gpt2) {
-    need(c.position == PositionMethod::learned || c.position == PositionMethod::sinusoidal,
-         "position " + std::string(to_string(c.position)) + " (GPT2LMHeadModel has learned positions)");
-    need(c.bias, "no biases (GPT2LMHeadModel has them)");
-    need(!c.embed_norm, "the embedding LayerNorm");
-  } else if (f == HfFamily::mpt) {
-    need(c.position == PositionMethod::alibi, "position " + std::string(to_string(c.position)) + " (MPT uses alibi)");
-    need(!c.bias, "biases (MptForCausalLM has none: train with --no-bias)");
-    need(c.activation == Activation::gelu, "the tanh GELU (MPT's is exact: train with --activation gelu)");
-    need(c.mlp_hidden == 4 * c.n_embd, "MLP width " + std::to_string(c.mlp_hidden) + " (MPT's is 4 x width)");
-    need(!c.embed_norm, "the embedding LayerNorm (BloomForCausalLM has one)");
-    need(c.alibi_max_bias == 8.0, "alibi_max_bias " + std::to_string(c.alibi_max_bias) +
-                                      " (transformers' MPT always uses 8)");
-  } else {  // bloom
-    need(c.position == PositionMethod::alibi, "position " + std::string(to_string(c.position)) + " (BLOOM uses alibi)");
-    need(c.bias, "no biases (BloomForCausalLM has them)");
-    need(c.activation == Activation::gelu_tanh, "the exact GELU (BLOOM's is the tanh form)");
-    need(c.mlp_hidden == 4 * c.n_embd, "MLP width " + std::to_string(c.mlp_hidden) + " (BLOOM's is 4 x width)");
-    need(c.embed_norm, "no embedding LayerNorm (BLOOM has one: train with --embed-norm)");
-    need(c.alibi_max_bias == 8.0, "alibi_max_bias " + std::to_string(c.alibi_max_bias) + " (BLOOM's is 8)");
+    need(c.rope_scaling.type != RopeScalingType::yarn_paper, "yarn-paper scaling (transformers has HF's yarn only)");
+  } else {
+    need(c.arch == Arch::gpt, "the llama architecture");
+    need(c.attn_window == 0, "an attention window of " + std::to_string(c.attn_window));
+    need(c.kv_heads() == c.n_head, "grouped-query attention");
+    if (f == HfFamily::gpt2) {
+      need(c.position == PositionMethod::learned || c.position == PositionMethod::sinusoidal,
+           "position " + std::string(to_string(c.position)) + " (GPT2LMHeadModel has learned positions)");
+      need(c.bias, "no biases (GPT2LMHeadModel has them)");
+      need(!c.embed_norm, "the embedding LayerNorm");
+    } else if (f == HfFamily::mpt) {
+      need(c.position == PositionMethod::alibi, "position " + std::string(to_string(c.position)) + " (MPT uses alibi)");
+      need(!c.bias, "biases (MptForCausalLM has none: train with --no-bias)");
+      need(c.activation == Activation::gelu, "the tanh GELU (MPT's is exact: train with --activation gelu)");
+      need(c.mlp_hidden == 4 * c.n_embd, "MLP width " + std::to_string(c.mlp_hidden) + " (MPT's is 4 x width)");
+      need(!c.embed_norm, "the embedding LayerNorm (BloomForCausalLM has one)");
+      need(c.alibi_max_bias == 8.0, "alibi_max_bias " + std::to_string(c.alibi_max_bias) +
+                                        " (transformers' MPT always uses 8)");
+    } else {  // bloom
+      need(c.position == PositionMethod::alibi, "position " + std::string(to_string(c.position)) + " (BLOOM uses alibi)");
+      need(c.bias, "no biases (BloomForCausalLM has them)");
+      need(c.activation == Activation::gelu_tanh, "the exact GELU (BLOOM's is the tanh form)");
+      need(c.mlp_hidden == 4 * c.n_embd, "MLP width " + std::to_string(c.mlp_hidden) + " (BLOOM's is 4 x width)");
+      need(c.embed_norm, "no embedding LayerNorm (BLOOM has one: train with --embed-norm)");
+      need(c.alibi_max_bias == 8.0, "alibi_max_bias " + std::to_string(c.alibi_max_bias) + " (BLOOM's is 8)");
+    }
   }
   return why.empty() ? "" : why.front() + (why.size() > 1 ? "; " + why[1] : "") +
                                 (why.size() > 2 ? " (and " + std::to_string(why.size() - 2) + " more)" : "");
@@ -716,43 +716,27 @@ HfFamily model_to_hf(const Transformer& m, const fs::path& dir, const HfExportOp
   const ModelConfig& c = m.config();
   const HfFamily f = hf_export_family(c, o.as);
   const json cfg = hf_config_json(c, f, o);  // ConfigError (a rope scaling transformers lacks) before any write
-  const bool fold = c.embed_scale != 1.0f;
+  // The links read through a view of the model's own slab; what export changes gets a buffer of its own: the
+  // embedding scaled by embed_scale (the classifier then reads the unscaled one: untied), and a sinusoidal table
+  // as GPT-2's learned rows 0 .. block_size-1.
   ModelConfig out = c;
-  out.tie_embeddings = c.tie_embeddings && !fold;
-  // a scratch slab in the exported layout: the embedding scaled, the classifier apart when folding
-  const std::vector<ParamSpec> specs = param_specs(out);
-  std::vector<float> slab(slab_size(specs));
-  // (read only: bind_param_view takes a mutable slab)
-  const ParamView src = bind_param_view(c, m.specs(), const_cast<float*>(m.params().data()));
-  const ParamView dst = bind_param_view(out, specs, slab.data());
-  for (const ParamSpec& s : specs) {
-    const float* from = nullptr;
-    for (const ParamSpec& t : m.specs())
-      if (t.name == s.name) from = m.params().data() + t.offset;
-    if (!from) from = src.lm_head;  // the classifier written apart from a tied, folded embedding
-    std::copy(from, from + s.numel(), slab.data() + s.offset);
+  ParamView v = bind_param_view(c, m.specs(), const_cast<float*>(m.params().data()));  // read only
+  std::vector<float> scaled_wte, table;
+  if (c.embed_scale != 1.0f) {
+    scaled_wte.assign(v.wte, v.wte + static_cast<std::size_t>(c.vocab_size) * c.n_embd);
+    for (float& x : scaled_wte) x *= c.embed_scale;
+    v.lm_head = v.lm_head ? v.lm_head : v.wte;
+    v.wte = scaled_wte.data();
+    out.tie_embeddings = false;
   }
-  if (fold)
-    for (std::size_t i = 0; i < static_cast<std::size_t>(c.vocab_size) * c.n_embd; i++) dst.wte[i] *= c.embed_scale;
-  if (c.position == PositionMethod::sinusoidal) {  // the fixed table as GPT-2's learned rows 0 .. block_size-1
-    ModelConfig learned = out;
-    learned.position = PositionMethod::learned;
-    const std::vector<ParamSpec> ls = param_specs(learned);
-    std::vector<float> lslab(slab_size(ls));
-    const ParamView lv = bind_param_view(learned, ls, lslab.data());
-    for (const ParamSpec& s : ls) {
-      if (s.name == "wpe") continue;
-      for (const ParamSpec& t : specs)
-        if (t.name == s.name) std::copy(slab.data() + t.offset, slab.data() + t.offset + t.numel(), lslab.data() + s.offset);
-    }
+  if (c.position == PositionMethod::sinusoidal) {
+    table.assign(static_cast<std::size_t>(c.block_size) * c.n_embd, 0.0f);
     std::vector<std::int32_t> pos(static_cast<std::size_t>(c.block_size));
     for (int p = 0; p < c.block_size; p++) pos[p] = p;
-    std::fill(lv.wpe, lv.wpe + static_cast<std::size_t>(c.block_size) * c.n_embd, 0.0f);
-    sinusoidal_add_forward(lv.wpe, pos.data(), c.block_size, c.n_embd);
-    out = learned;
-    slab = std::move(lslab);
+    sinusoidal_add_forward(table.data(), pos.data(), c.block_size, c.n_embd);
+    v.wpe = table.data();
+    out.position = PositionMethod::learned;
   }
-  const ParamView v = bind_param_view(out, param_specs(out), slab.data());
   std::vector<HfTensorOut> tensors;
   for (const Link& l : hf_links(f, out, v, "transformer.")) tensors.push_back({l.hf, l.hf_shape, to_hf(l)});
   write_file_atomic(dir / "config.json", cfg.dump(2) + "\n");

@@ -5,30 +5,11 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/number_list.hpp"
 
 namespace stretch {
 
 namespace {
-
-// Comma-separated numbers; UsageError naming flag when an item is not a number.
-std::vector<double> numbers(const std::string& spec, const std::string& flag, const std::string& forms) {
-  std::vector<double> out;
-  std::stringstream ss(spec);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    std::size_t used = 0;
-    double v = 0.0;
-    try {
-      v = std::stod(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || !std::isfinite(v))
-      throw UsageError(flag + ": '" + item + "' is not a number (expected " + forms + ")");
-    out.push_back(v);
-  }
-  return out;
-}
 
 int whole(double v, const std::string& flag, const std::string& what) {
   if (v != std::floor(v) || v < 1 || v > (1 << 30))
@@ -132,7 +113,7 @@ PositionExtension PositionExtension::from_json(const nlohmann::json& j, const st
 
 PositionExtension PositionExtension::parse_self_extend(const std::string& spec, const std::string& flag) {
   const std::string forms = "G,W: the group size G >= 1 and the neighbour window W >= 1, e.g. 4,128";
-  const auto v = numbers(spec, flag, forms);
+  const auto v = parse_number_list(spec, flag, forms);
   if (v.size() != 2) throw UsageError(flag + ": expected " + forms + ", got '" + spec + "'");
   PositionExtension e;
   e.type = ExtensionType::self_extend;
@@ -143,7 +124,7 @@ PositionExtension PositionExtension::parse_self_extend(const std::string& spec, 
 
 PositionExtension PositionExtension::parse_rerope(const std::string& spec, const std::string& flag) {
   const std::string forms = "W (the window, >= 1) or W,K (leaky ReRoPE with slope 1/K beyond W, K > 1), e.g. 256,16";
-  const auto v = numbers(spec, flag, forms);
+  const auto v = parse_number_list(spec, flag, forms);
   if (v.empty() || v.size() > 2) throw UsageError(flag + ": expected " + forms + ", got '" + spec + "'");
   PositionExtension e;
   e.type = ExtensionType::rerope;
