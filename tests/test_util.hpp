@@ -8,9 +8,24 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 #include <sys/wait.h>
 
 namespace stretch::test {
+
+// Expects `what` to throw E whose message contains every string in `parts`.
+template <class E, class Fn>
+void expect_message(Fn&& what, const std::vector<std::string>& parts) {
+  try {
+    what();
+    ADD_FAILURE() << "no exception";
+  } catch (const E& e) {
+    const std::string m = e.what();
+    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception type: " << e.what();
+  }
+}
 
 // A fresh folder under the system temp dir, removed at destruction.
 struct TempDir {

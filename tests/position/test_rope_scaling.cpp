@@ -31,18 +31,15 @@ RopeScaling make(RopeScalingType t, double s) {
   return r;
 }
 
-// Expects `what` to throw E whose message contains every string in `parts`.
-template <class E, class Fn>
-void expect_message(Fn&& what, const std::vector<std::string>& parts) {
-  try {
-    what();
-    ADD_FAILURE() << "no exception";
-  } catch (const E& e) {
-    const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
+using test::expect_message;
+
+// `spec` parses, prints as `want`, and comes back equal through the spec form, JSON and JSON text.
+void expect_round_trip(const std::string& spec, const std::string& want) {
+  const auto r = RopeScaling::parse(spec, "--rope-scaling");
+  EXPECT_EQ(r.to_string(), want) << spec;
+  EXPECT_EQ(RopeScaling::parse(r.to_string(), "--rope-scaling"), r) << spec;
+  EXPECT_EQ(RopeScaling::from_json(r.to_json(), "test.json"), r) << spec;
+  EXPECT_EQ(RopeScaling::from_json(nlohmann::json::parse(r.to_json().dump()), "test.json"), r) << spec;
 }
 
 TEST(RopeScaling, FactorOneIsPlainRope) {
@@ -173,14 +170,7 @@ TEST(RopeScaling, ParseAndToString) {
       {"yarn:16,beta_fast=16,beta_slow=2,attention_factor=1.25", "yarn:16,beta_fast=16,beta_slow=2,attention_factor=1.25"},
       {"linear:1.1,orig=2048", "linear:1.1,orig=2048"},
   };
-  for (const auto& [spec, want] : cases) {
-    const auto r = RopeScaling::parse(spec, "--rope-scaling");
-    EXPECT_EQ(r.to_string(), want) << spec;
-    EXPECT_EQ(RopeScaling::parse(r.to_string(), "--rope-scaling"), r) << spec;
-    EXPECT_EQ(RopeScaling::from_json(r.to_json(), "test.json"), r) << spec;
-    // through text as well
-    EXPECT_EQ(RopeScaling::from_json(nlohmann::json::parse(r.to_json().dump()), "test.json"), r) << spec;
-  }
+  for (const auto& [spec, want] : cases) expect_round_trip(spec, want);
   const auto y = RopeScaling::parse("yarn:4,orig=512", "--rope-scaling");
   EXPECT_EQ(y.type, RopeScalingType::yarn);
   EXPECT_EQ(y.factor, 4.0);
@@ -488,13 +478,7 @@ TEST(RopeScaling, NewSpecsRoundTrip) {
        "longrope:32,orig=4096,short=1:1.02:1.5:2,long=1:2:4:8"},
       {"longrope:4,short=1:1,long=2:3,attention_factor=1.2", "longrope:4,attention_factor=1.2,short=1:1,long=2:3"},
   };
-  for (const auto& [spec, want] : cases) {
-    const auto r = RopeScaling::parse(spec, "--rope-scaling");
-    EXPECT_EQ(r.to_string(), want) << spec;
-    EXPECT_EQ(RopeScaling::parse(r.to_string(), "--rope-scaling"), r) << spec;
-    EXPECT_EQ(RopeScaling::from_json(r.to_json(), "test.json"), r) << spec;
-    EXPECT_EQ(RopeScaling::from_json(nlohmann::json::parse(r.to_json().dump()), "test.json"), r) << spec;
-  }
+  for (const auto& [spec, want] : cases) expect_round_trip(spec, want);
   const auto l = RopeScaling::parse("longrope:32,orig=4096,short=1:1.02:1.5:2,long=1:2:4:8", "--rope-scaling");
   EXPECT_EQ(l.type, RopeScalingType::longrope);
   EXPECT_EQ(l.short_factor, (std::vector<double>{1.0, 1.02, 1.5, 2.0}));

@@ -15,22 +15,12 @@
 #include "position/rope.hpp"
 #include "position/rope_scaling.hpp"
 #include "position/rope_scaling_hf.hpp"
+#include "test_util.hpp"
 
 namespace stretch {
 namespace {
 
-template <class E, class Fn>
-void expect_message(Fn&& what, const std::vector<std::string>& parts) {
-  try {
-    what();
-    ADD_FAILURE() << "no exception";
-  } catch (const E& e) {
-    const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using test::expect_message;
 
 nlohmann::json fixture() {
   const std::string path = std::string(STRETCH_SOURCE_DIR) + "/tests/fixtures/rope_scaling/hf_rope.json";
