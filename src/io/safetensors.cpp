@@ -14,8 +14,10 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <xxhash.h>
 
 #include "core/error.hpp"
+#include "core/hex.hpp"
 #include "core/numeric.hpp"
 #include "core/shape.hpp"
 
@@ -24,7 +26,10 @@ static_assert(std::endian::native == std::endian::little, "safetensors I/O assum
 namespace stretch {
 namespace {
 
-constexpr std::uint64_t kMaxHeader = 100ull * 1000 * 1000;  // 100 MB: no real header comes near this
+// 16 MiB. Real headers are far smaller (a 70B model's shards: about 100 KB each; a header of 16 MiB would
+// list some 100,000 tensors), and the length is checked before any parsing: a larger header is refused in
+// microseconds instead of costing gigabytes of JSON nodes first.
+constexpr std::uint64_t kMaxHeader = std::uint64_t{16} << 20;
 constexpr const char* kTruncatedHint = " Perhaps an incomplete download or corrupt file?";
 
 struct DTypeInfo {
@@ -213,9 +218,38 @@ SafetensorsReader SafetensorsReader::parse_file(MappedFile file, const std::stri
            ") overlap (expected disjoint data_offsets)");
     prev = &e;
   }
+  for (const auto& [k, v] : r.metadata_) {
+    if (k.rfind(kChecksumPrefix, 0) != 0) continue;
+    const std::string tensor = k.substr(std::string_view(kChecksumPrefix).size());
+    const auto e = std::find_if(r.tensors_.begin(), r.tensors_.end(), [&](const TensorEntry& t) { return t.name == tensor; });
+    if (e == r.tensors_.end())
+      fail("\"__metadata__\" entry '" + k + "' is a checksum of a tensor the file does not hold");
+    std::uint64_t h = 0;
+    if (!parse_hex64(v, &h))
+      fail("\"__metadata__\" entry '" + k + "' is \"" + v + "\" (expected 16 hexadecimal digits, an XXH3-64 checksum)");
+    r.checksums_[tensor] = h;
+  }
   r.file_ = std::move(file);
   r.data_start_ = data_start;
   return r;
+}
+
+std::optional<std::uint64_t> SafetensorsReader::checksum(const std::string& name) const {
+  auto it = checksums_.find(name);
+  if (it == checksums_.end()) return std::nullopt;
+  return it->second;
+}
+
+void SafetensorsReader::verify(const TensorEntry& e, std::uint64_t got) const {
+  auto it = checksums_.find(e.name);
+  if (it == checksums_.end() || it->second == got) return;
+  throw InputError(source_ + ": tensor '" + e.name + "': its bytes do not match the checksum stored with them (" +
+                   kChecksumPrefix + e.name + " = " + hex64(it->second) + ", the data hashes to " + hex64(got) +
+                   "): the file was damaged after it was written; restore it from a copy");
+}
+
+void SafetensorsReader::verify(const TensorEntry& e) const {
+  if (checksums_.count(e.name)) verify(e, XXH3_64bits(data(e), e.end - e.begin));
 }
 
 bool SafetensorsReader::has(const std::string& name) const {
@@ -266,6 +300,7 @@ std::vector<float> SafetensorsReader::read_f32(const std::string& name) const {
   const auto& e = entry(name);
   std::vector<float> out(static_cast<std::size_t>(e.numel()));
   require_float(source_, e);
+  verify(e);
   convert_to_float(e, data(e), out.size(), out.data());
   return out;
 }
@@ -274,6 +309,7 @@ std::vector<double> SafetensorsReader::read_f64(const std::string& name) const {
   const auto& e = entry(name);
   const std::size_t n = static_cast<std::size_t>(e.numel());
   const char* p = data(e);
+  verify(e);
   std::vector<double> out(n);
   if (e.dtype == DType::F64) {
     if (n) std::memcpy(out.data(), p, n * 8);
@@ -289,6 +325,7 @@ std::vector<std::int32_t> SafetensorsReader::read_i32(const std::string& name) c
   const auto& e = entry(name);
   const std::size_t n = static_cast<std::size_t>(e.numel());
   const char* p = data(e);
+  verify(e);
   std::vector<std::int32_t> out(n);
   if (e.dtype == DType::I32) {
     if (n) std::memcpy(out.data(), p, n * 4);
@@ -315,15 +352,26 @@ void SafetensorsReader::read_into(const std::string& name, const std::vector<std
   require_float(source_, e);
   const std::size_t n = static_cast<std::size_t>(e.numel());
   if (pages == SourcePages::keep) {
+    verify(e);
     convert_to_float(e, data(e), n, dst);
     return;
   }
+  // the checksum is computed block by block as the bytes are converted, before their pages go
+  const bool check = checksums_.count(e.name) > 0;
+  XXH3_state_t* state = check ? XXH3_createState() : nullptr;
+  if (check && !state) throw std::bad_alloc();
+  struct Free {
+    XXH3_state_t* s;
+    ~Free() { if (s) XXH3_freeState(s); }
+  } free_state{state};
+  if (check) XXH3_64bits_reset(state);
   // in blocks, each block's whole pages released once converted: at most one block of the file is resident
   const std::size_t esize = dtype_size(e.dtype), block = kReleaseBlock / esize, page = MappedFile::page_size();
   const std::size_t begin = data_start_ + e.begin;
   std::size_t released = begin;
   for (std::size_t done = 0; done < n;) {
     const std::size_t k = std::min(block, n - done);
+    if (check) XXH3_64bits_update(state, data(e) + done * esize, k * esize);
     convert_to_float(e, data(e) + done * esize, k, dst + done);
     done += k;
     const std::size_t end = begin + done * esize;
@@ -333,6 +381,7 @@ void SafetensorsReader::read_into(const std::string& name, const std::vector<std
       released = upto;
     }
   }
+  if (check) verify(e, XXH3_64bits_digest(state));
 }
 
 void SafetensorsReader::release(const std::string& name) const {
@@ -378,12 +427,38 @@ void SafetensorsWriter::add_zeros(const std::string& name, DType dtype, std::vec
   add_item(name, dtype, std::move(shape), Source::zeros, nullptr);
 }
 
+std::uint64_t SafetensorsWriter::item_checksum(const Item& it) {
+  switch (it.source) {
+    case Source::copy:
+      return XXH3_64bits(it.copy.data(), it.bytes);
+    case Source::ref:
+      return XXH3_64bits(it.bytes ? it.ref : "", it.bytes);
+    case Source::zeros:
+      break;
+  }
+  static constexpr char kZeros[1 << 16] = {};
+  XXH3_state_t* state = XXH3_createState();
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state);
+  for (std::size_t left = it.bytes; left > 0;) {
+    const std::size_t k = std::min(left, sizeof kZeros);
+    XXH3_64bits_update(state, kZeros, k);
+    left -= k;
+  }
+  const std::uint64_t h = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return h;
+}
+
 // The 8-byte little-endian length, then the JSON header padded with spaces to a multiple of 8 bytes.
 std::string SafetensorsWriter::header() const {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata_.empty()) {
+  std::map<std::string, std::string> metadata = metadata_;
+  if (checksums_)
+    for (const auto& it : items_) metadata[kChecksumPrefix + it.name] = hex64(item_checksum(it));
+  if (!metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
-    for (const auto& [k, v] : metadata_) m[k] = v;
+    for (const auto& [k, v] : metadata) m[k] = v;
     header["__metadata__"] = std::move(m);
   }
   std::size_t offset = 0;

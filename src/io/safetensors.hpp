@@ -8,6 +8,11 @@
 // it: only the pages a conversion touches become resident, and release(name) drops a tensor's pages again, so
 // converting a file tensor by tensor into float buffers peaks at about the size of those buffers.
 //
+// Checksums: the writer stores each tensor's XXH3-64 (of its bytes as written) in the metadata, under
+// "xxh3_64:<tensor name>" as 16 hexadecimal digits; the reader verifies a tensor's bytes against its entry whenever
+// it reads them (read_f32 / read_f64 / read_i32 / read_into: InputError naming the file and the tensor on a
+// mismatch). Files without such entries (every other tool's) load as before; other tools ignore the entries.
+//
 // The writer streams: write() sends the header, then each tensor's bytes straight from where they are, through
 // core/fs.hpp's atomic streamed write; no copy of the file is built in memory. A tensor is added as a copy (add),
 // by reference (add_ref: the caller keeps the memory alive and unchanged until the last write), or as zeros of a
@@ -16,6 +21,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +30,9 @@
 #include "core/mapped_file.hpp"
 
 namespace stretch {
+
+// Metadata key prefix of a tensor's checksum (see above).
+inline constexpr const char* kChecksumPrefix = "xxh3_64:";
 
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 const char* dtype_name(DType d);
@@ -65,8 +74,12 @@ class SafetensorsReader {
   // nothing for a parsed buffer). The tensor stays readable (re-read from the file).
   void release(const std::string& name) const;
   const std::string& source() const { return source_; }
+  // The checksum stored for a tensor, if the file has one.
+  std::optional<std::uint64_t> checksum(const std::string& name) const;
 
  private:
+  void verify(const TensorEntry& e) const;                    // hashes the tensor's bytes, compares
+  void verify(const TensorEntry& e, std::uint64_t got) const;  // compares a hash computed by the caller
   static SafetensorsReader parse_file(MappedFile file, const std::string& source);
   const char* data(const TensorEntry& e) const { return file_.bytes().data() + data_start_ + e.begin; }
   std::string source_;
@@ -74,11 +87,14 @@ class SafetensorsReader {
   std::size_t data_start_ = 0;
   std::map<std::string, std::string> metadata_;
   std::vector<TensorEntry> tensors_;
+  std::map<std::string, std::uint64_t> checksums_;
 };
 
 class SafetensorsWriter {
  public:
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  // Checksum entries in the metadata (on by default; off reproduces another writer's bytes).
+  void set_checksums(bool on) { checksums_ = on; }
   // Copies the data. Names must be unique (ConfigError otherwise); a tensor of zero elements may pass null.
   void add(const std::string& name, DType dtype, std::vector<std::int64_t> shape, const void* data);
   void add_f32(const std::string& name, std::vector<std::int64_t> shape, const float* data) {
@@ -110,11 +126,13 @@ class SafetensorsWriter {
     const void* ref = nullptr;  // Source::ref
     std::string copy;           // Source::copy
   };
+  static std::uint64_t item_checksum(const Item& it);
   void add_item(const std::string& name, DType dtype, std::vector<std::int64_t> shape, Source source,
                 const void* data);
   std::string header() const;
   std::map<std::string, std::string> metadata_;
   std::vector<Item> items_;
+  bool checksums_ = true;
 };
 
 }  // namespace stretch

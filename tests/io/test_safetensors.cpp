@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 
@@ -127,7 +128,7 @@ TEST(Safetensors, WritesFilesAndMetadata) {
   w.write(dir / "model.safetensors");
   const auto r = SafetensorsReader::open(dir / "model.safetensors");
   EXPECT_EQ(r.source(), (dir / "model.safetensors").string());
-  EXPECT_EQ(r.metadata().size(), 2u);
+  EXPECT_EQ(r.metadata().size(), 2u + 1u);  // and the checksum of the one tensor
   EXPECT_EQ(r.metadata().at("format"), "pt");
   EXPECT_EQ(r.metadata().at("stretch.config"), "{\"n_layer\": 2, \"note\": \"ünï\"}");
   EXPECT_TRUE(r.has("wte"));
@@ -243,7 +244,8 @@ TEST(Safetensors, RejectsBrokenFiles) {
 // The writer's bytes against a file Python's safetensors wrote (tests/io/data/python_written.safetensors: metadata
 // first, tensors in data order, compact JSON padded with spaces): the same tensors and metadata, added in that
 // order by copy, by reference or (the all-zero "empty") as zeros, come out byte for byte the same, from write()
-// (streamed to disk) and from serialize().
+// (streamed to disk) and from serialize(), once the checksum entries (which Python's writer has no notion of)
+// are turned off.
 TEST(Safetensors, WriterReproducesAPythonWrittenFileByteForByte) {
   const auto path = testing::test_data_dir() / "python_written.safetensors";
   const std::string python = read_file(path);
@@ -251,6 +253,7 @@ TEST(Safetensors, WriterReproducesAPythonWrittenFileByteForByte) {
   TempDir dir;
   for (int mode = 0; mode < 3; ++mode) {
     SafetensorsWriter w;
+    w.set_checksums(false);
     for (const auto& [k, v] : r.metadata()) w.set_metadata(k, v);
     for (const auto& e : r.tensors()) {
       const char* data = python.data() + data_start(python) + e.begin;
@@ -330,6 +333,83 @@ TEST(Safetensors, ReleasedTensorsStayReadable) {
   const auto parsed = SafetensorsReader::parse(read_file(dir / "t.safetensors"), "mem");
   parsed.release("a");  // a parsed buffer: nothing to drop
   EXPECT_EQ(parsed.read_f32("a"), x);
+}
+
+// The writer stores each tensor's XXH3-64 in the metadata; every read verifies it. One flipped bit anywhere in a
+// tensor's bytes (its first byte, a byte in the last of several 8 MiB release blocks, its last byte) is refused by
+// every reading function with the file, the tensor and "checksum" named, while the other tensors still read.
+TEST(Safetensors, ChecksumsCatchAFlippedBitInEveryReader) {
+  const std::size_t n = 2'500'000;  // 10 MB of F32: two release blocks
+  std::vector<float> big(n);
+  for (std::size_t i = 0; i < n; ++i) big[i] = static_cast<float>(i % 977) * 0.25f;
+  const double d[2] = {1.5, -2.5};
+  const std::int32_t ids[3] = {4, 5, 6};
+  SafetensorsWriter w;
+  w.add_f32_ref("big", {static_cast<std::int64_t>(n)}, big.data());
+  w.add("dbl", DType::F64, {2}, d);
+  w.add("ids", DType::I32, {3}, ids);
+  const std::string good = w.serialize();
+  const auto clean = SafetensorsReader::parse(good, "clean");
+  ASSERT_TRUE(clean.checksum("big").has_value());
+  EXPECT_EQ(clean.metadata().at("xxh3_64:ids").size(), 16u);
+  EXPECT_EQ(clean.read_f32("big"), big);
+
+  TempDir dir;
+  auto expect_damage = [&](const std::function<void()>& read, const std::string& tensor) {
+    try {
+      read();
+      ADD_FAILURE() << "expected InputError for tensor " << tensor;
+    } catch (const InputError& e) {
+      const std::string m = e.what();
+      for (const std::string& needle : {std::string("bad.safetensors"), "tensor '" + tensor + "'", std::string("checksum")})
+        EXPECT_NE(m.find(needle), std::string::npos) << "missing '" << needle << "' in: " << m;
+    }
+  };
+  const auto& e = clean.entry("big");
+  const std::size_t start = data_start(good) + e.begin;
+  for (std::size_t at : {std::size_t{0}, e.end - e.begin - 3, (std::size_t{9} << 20) + 5}) {
+    std::string bad = good;
+    bad[start + at] = static_cast<char>(bad[start + at] ^ 0x10);
+    write_file_atomic(dir / "bad.safetensors", bad);
+    const auto r = SafetensorsReader::open(dir / "bad.safetensors");  // the header is intact: opening works
+    std::vector<float> dst(n);
+    const std::vector<std::int64_t> shape{static_cast<std::int64_t>(n)};
+    expect_damage([&] { r.read_f32("big"); }, "big");
+    expect_damage([&] { r.read_into("big", shape, dst.data()); }, "big");
+    expect_damage([&] { r.read_into("big", shape, dst.data(), SourcePages::release); }, "big");
+    EXPECT_EQ(r.read_f64("dbl"), (std::vector<double>{1.5, -2.5}));
+    EXPECT_EQ(r.read_i32("ids"), (std::vector<std::int32_t>{4, 5, 6}));
+  }
+  for (const std::string tensor : {"dbl", "ids"}) {
+    std::string bad = good;
+    const std::size_t at = data_start(good) + clean.entry(tensor).begin + 1;
+    bad[at] = static_cast<char>(bad[at] ^ 1);
+    write_file_atomic(dir / "bad.safetensors", bad);
+    const auto r = SafetensorsReader::open(dir / "bad.safetensors");
+    expect_damage([&] { tensor == "dbl" ? (void)r.read_f64("dbl") : (void)r.read_i32("ids"); }, tensor);
+  }
+}
+
+// Checksum entries must name a tensor of the file and hold 16 hex digits; files without them load (other tools').
+TEST(Safetensors, RejectsMalformedChecksumEntries) {
+  const std::string f32x2(8, '\0');
+  const std::string t = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  expect_rejected(make_file(R"({"__metadata__":{"xxh3_64:b":"0123456789abcdef"},)" + t + "}", f32x2),
+                  {"xxh3_64:b", "tensor the file does not hold"});
+  expect_rejected(make_file(R"({"__metadata__":{"xxh3_64:a":"12345"},)" + t + "}", f32x2),
+                  {"xxh3_64:a", "16 hexadecimal digits"});
+  const auto r = SafetensorsReader::parse(make_file("{" + t + "}", f32x2), "plain");
+  EXPECT_FALSE(r.checksum("a").has_value());
+  EXPECT_EQ(r.read_f32("a"), (std::vector<float>{0, 0}));
+}
+
+// A header over 16 MiB is refused from its length alone, before any JSON is parsed (this one is not even JSON:
+// the message would say "invalid JSON" had it been parsed).
+TEST(Safetensors, RefusesAHugeHeaderBeforeParsingIt) {
+  const std::string junk((std::size_t{16} << 20) + 8, '[');
+  expect_rejected(make_file(junk, ""), {"header length 16777224", "at most 16777216"});
+  const std::string ok_size(std::size_t{1} << 20, ' ');  // 1 MiB of padding: parsed, and refused as not an object
+  expect_rejected(make_file("[]" + ok_size, ""), {"not an object"});
 }
 
 TEST(Safetensors, OpenNamesMissingFile) {
