@@ -22,6 +22,7 @@
 #include "model/gguf_convert.hpp"
 #include "model/llama2c_convert.hpp"
 #include "run/checkpoint.hpp"
+#include "run/run_lock.hpp"
 
 namespace stretch::cli {
 
@@ -130,7 +131,7 @@ Runner add_import(CLI::App& app) {
   return [o]() -> int {
     check_format(o->format);
     std::error_code ec;
-    if (fs::exists(o->out / "checkpoints", ec))
+    if (fs::exists(o->out / "checkpoints", ec))  // checked again under the lock (NewRunFolder)
       throw UsageError("--out: " + o->out.string() + " already holds a run (checkpoints/); choose another folder");
     if (o->format == "hf") return import_hf(o->input, o->tokenizer, o->out);
     if (fs::is_directory(o->input, ec))
@@ -144,18 +145,20 @@ Runner add_import(CLI::App& app) {
       GgufTokenizer gt;
       if (!o->tokenizer.empty()) tok = load_tokenizer_file(o->tokenizer, V, o->input);
       else gt = tokenizer_from_gguf(g, o->input);  // before anything is written
-      fs::create_directories(o->out, ec);
-      if (ec) throw IoError(o->out.string() + ": cannot create the run directory: " + ec.message());
+      NewRunFolder out(o->out, "--out");
       if (!tok) {
         switch (gt.kind) {
           case GgufTokenizer::Kind::byte:
             tok = make_byte_tokenizer();
             break;
           case GgufTokenizer::Kind::llama2c:
+            out.wrote(o->out / "tokenizer.bin");
             write_llama2c_tokenizer(o->out / "tokenizer.bin", gt.llama);
             tok = load_llama2c_tokenizer(fs::absolute(o->out / "tokenizer.bin"), V);
             break;
           case GgufTokenizer::Kind::gpt2:
+            out.wrote(o->out / "encoder.json");
+            out.wrote(o->out / "vocab.bpe");
             write_gpt2_files(o->out / "encoder.json", o->out / "vocab.bpe", gt.bpe, o->input.string());
             tok = load_gpt2_tokenizer(o->out / "encoder.json", o->out / "vocab.bpe");
             break;
@@ -164,6 +167,7 @@ Runner add_import(CLI::App& app) {
       TrainState st;
       st.options = {{"imported_from", fs::absolute(o->input).string()}, {"format", "gguf"}};
       save_checkpoint(o->out, *g.model, tok->describe(), g.model->config().block_size, st, 1);  // zero moments
+      out.keep();
       const ModelConfig& c = g.model->config();
       std::printf("imported %s: %s (%s), %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d (%s), "
                   "context %d%s\ncheckpoint: %s\n",
@@ -176,11 +180,11 @@ Runner add_import(CLI::App& app) {
     Llama2cWeights w = read_llama2c(o->input);
     auto model = model_from_llama2c(w);
     std::unique_ptr<Tokenizer> tok = load_tokenizer_file(o->tokenizer, w.config.vocab_size, o->input);
-    fs::create_directories(o->out, ec);
-    if (ec) throw IoError(o->out.string() + ": cannot create the run directory: " + ec.message());
+    NewRunFolder out(o->out, "--out");
     TrainState st;
     st.options = {{"imported_from", fs::absolute(o->input).string()}, {"format", "llama2c"}};
     save_checkpoint(o->out, *model, tok->describe(), w.config.seq_len, st, 1);  // zero moments
+    out.keep();
     std::printf("imported %s: llama, %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d, trained "
                 "length %d, %s classifier\ncheckpoint: %s\n",
                 o->input.c_str(), model->num_parameters(), w.config.n_layers, w.config.dim, w.config.n_heads,

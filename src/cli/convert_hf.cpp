@@ -18,6 +18,7 @@
 #include "io/tokenizer_hf.hpp"
 #include "model/hf_convert.hpp"
 #include "run/checkpoint.hpp"
+#include "run/run_lock.hpp"
 
 namespace stretch::cli {
 
@@ -81,8 +82,8 @@ int import_hf(const fs::path& dir, const fs::path& tokenizer_dir, const fs::path
   if (tok->vocab_size() > V)
     throw InputError(tok_src.string() + "/tokenizer.json: has " + std::to_string(tok->vocab_size()) +
                      " tokens, more than the model's vocab_size " + std::to_string(V));
-  const bool existed = fs::exists(out, ec);
-  RemoveOnFailure cleanup{existed ? fs::path() : out};
+  NewRunFolder folder(out, "--out");
+  folder.wrote(out / "tokenizer");
   fs::create_directories(out / "tokenizer", ec);
   if (ec) throw IoError(out.string() + ": cannot create the run directory: " + ec.message());
   for (const char* f : kTokenizerFiles) {
@@ -94,7 +95,7 @@ int import_hf(const fs::path& dir, const fs::path& tokenizer_dir, const fs::path
   st.options = {{"imported_from", fs::absolute(dir).string()}, {"format", "hf"},
                 {"architecture", std::string(hf_architecture(imp.family))}};
   save_checkpoint(out, *imp.model, run_tok->describe(), imp.model->config().block_size, st, 1);  // zero moments
-  cleanup.armed = false;
+  folder.keep();
   const ModelConfig& c = imp.model->config();
   std::printf("imported %s: %s -> %s (%s%s), %zu parameters, %d layers, width %d, %d heads (%d kv), vocabulary %d "
               "(tokenizer: %d tokens), context %d\n",

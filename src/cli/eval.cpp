@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/flag_checks.hpp"
 #include "cli/context_flags.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -53,10 +54,12 @@ Runner add_eval(CLI::App& app) {
                  "Split the text into documents at this string (e.g. '\\n\\n'), each starting with the tokenizer's BOS");
   add_context_flags(app, o->ctx);
   add_extension_flags(app, o->ctx);
-  app.add_option("--seed", o->seed, "Seed for randomized position ids")->capture_default_str();
+  app.add_option("--seed", o->seed, "Seed for randomized position ids")->capture_default_str()
+      ->check(non_negative_integer());
   app.add_option("--protocol", o->protocol, "nonoverlapping | sliding | chunked | llamacpp (docs/EVALUATION.md)")
       ->capture_default_str();
-  app.add_option("--stride", o->stride, "Sliding protocol: tokens scored per window (default: length / 2)");
+  app.add_option("--stride", o->stride, "Sliding protocol: tokens scored per window (default: length / 2)")
+      ->check(positive_count());
   app.add_option("--buckets", o->buckets, "Loss-by-position buckets per window")->capture_default_str();
   app.add_option("--max-tokens", o->max_tokens, "Score at most this many tokens per length (0: all)")
       ->capture_default_str();
@@ -70,7 +73,8 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--plot", o->plot_out, "Draw perplexity vs length into this PNG (gnuplot)");
   app.add_option("--batch-tokens", o->batch_tokens, "Tokens per forward pass (windows are batched up to it)")
       ->capture_default_str();
-  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
+  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
+      ->check(thread_count());
 
   return [o]() -> int {
     if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
@@ -81,6 +85,10 @@ Runner add_eval(CLI::App& app) {
     if (o->max_tokens < 0) throw UsageError("--max-tokens: expected an integer >= 0");
     if (o->batch_tokens < 1) throw UsageError("--batch-tokens: expected a positive integer");
     if (o->stride < 0) throw UsageError("--stride: expected a positive integer");
+    // output paths before any work: a long sweep must not end in a failed write
+    if (!o->json_out.empty()) check_output_path(o->json_out, "--json");
+    if (!o->csv_out.empty()) check_output_path(o->csv_out, "--csv");
+    if (!o->plot_out.empty()) check_output_path(o->plot_out, "--plot");
     EvalSettings settings;
     settings.protocol = parse_eval_protocol(o->protocol);
     if (o->stride > 0 && settings.protocol != EvalProtocol::sliding)

@@ -8,8 +8,10 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/flag_checks.hpp"
 #include "cli/context_flags.hpp"
 #include "core/error.hpp"
+#include "io/corpus.hpp"
 #include "io/tokenizer.hpp"
 #include "run/checkpoint.hpp"
 #include "run/generate.hpp"
@@ -35,8 +37,10 @@ Runner add_generate(CLI::App& app) {
   app.add_option("--top-k", o->opt.sampling.top_k, "Sample among the K most likely tokens (0: all)")->capture_default_str();
   app.add_option("--top-p", o->opt.sampling.top_p, "Nucleus sampling: the smallest set reaching P (1: all)")
       ->capture_default_str();
-  app.add_option("--seed", o->opt.sampling.seed, "Sampling seed")->capture_default_str();
-  app.add_option("--ctx", o->opt.ctx, "Key/value cache size in tokens (default: the model's trained length)");
+  app.add_option("--seed", o->opt.sampling.seed, "Sampling seed")->capture_default_str()
+      ->check(non_negative_integer());
+  app.add_option("--ctx", o->opt.ctx, "Key/value cache size in tokens (default: the model's trained length)")
+      ->check(positive_count());
   app.add_flag("--no-slide", o->no_slide,
                "Stop with an error at --ctx instead of dropping the oldest tokens (alibi, t5, none models slide)");
   app.add_option("--keep", o->opt.keep,
@@ -44,7 +48,8 @@ Runner add_generate(CLI::App& app) {
                  "slide too, indefinitely in bounded memory");
   app.add_flag("--ignore-eos", o->ignore_eos, "Keep going past end-of-text / a new BOS");
   app.add_flag("--interactive,-i", o->interactive, "Read prompts from stdin, one per line");
-  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
+  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
+      ->check(thread_count());
   add_context_flags(app, o->ctx);
   add_extension_flags(app, o->ctx);
   return [o]() -> int {
@@ -53,6 +58,7 @@ Runner add_generate(CLI::App& app) {
     if (o->opt.max_new < 0) throw UsageError("-n: expected a number of tokens >= 0, got " + std::to_string(o->opt.max_new));
     if (o->opt.ctx < 0) throw UsageError("--ctx: expected a positive number of tokens, got " + std::to_string(o->opt.ctx));
     o->opt.sampling.validate();
+    validate_utf8(o->prompt, "--prompt");  // as train refuses invalid UTF-8 text
     o->opt.slide = !o->no_slide;
     o->opt.stop_at_eos = !o->ignore_eos;
     CheckpointMeta meta = read_checkpoint_meta(o->model);
@@ -87,7 +93,10 @@ Runner add_generate(CLI::App& app) {
       return 0;
     }
     std::string line;
-    while (std::getline(std::cin, line)) run(line);
+    for (long n = 1; std::getline(std::cin, line); n++) {
+      validate_utf8(line, "stdin line " + std::to_string(n));
+      run(line);
+    }
     return 0;
   };
 }

@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
     return finish(e.exit_code());
   } catch (const std::bad_alloc&) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\n%s error: out of memory (try a smaller --batch or --length)\n", who().c_str());
+    std::fprintf(stderr, "\n%s error: out of memory (smaller sizes help: --batch or --length to train, --batch-tokens to "
+                         "eval, --ctx to generate)\n", who().c_str());
     return finish(7);
   } catch (const std::exception& e) {
     std::fflush(stdout);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/flag_checks.hpp"
 #include "cli/context_flags.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -17,6 +18,7 @@
 #include "io/tokenizer.hpp"
 #include "run/checkpoint.hpp"
 #include "run/passkey.hpp"
+#include "run/report.hpp"
 
 namespace stretch::cli {
 
@@ -57,10 +59,11 @@ Runner add_passkey(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--trials", o->s.trials, "Trials (keys) per length and depth")->capture_default_str();
   app.add_option("--seed", o->s.seed, "Seed of the keys (each trial's key depends on seed, length, depth and trial)")
-      ->capture_default_str();
+      ->capture_default_str()->check(non_negative_integer());
   app.add_option("--answer-tokens", o->s.answer_tokens, "Tokens decoded greedily after each prompt")
       ->capture_default_str();
-  app.add_option("--ctx", o->s.ctx, "Key/value cache size in tokens (default: each prompt's length + answer tokens)");
+  app.add_option("--ctx", o->s.ctx, "Key/value cache size in tokens (default: each prompt's length + answer tokens)")
+      ->check(positive_count());
   app.add_option("--keep", o->s.keep,
                  "Attention sinks: keep the first N tokens while the cache slides (StreamingLLM; with --ctx below "
                  "the prompt, rope models slide too)");
@@ -70,7 +73,8 @@ Runner add_passkey(CLI::App& app) {
   app.add_option("--csv", o->csv_out, "Write every trial as CSV");
   app.add_option("--plot", o->plot_out, "Draw a length x depth heat map into this PNG (gnuplot)");
   app.add_flag("--verbose,-v", o->verbose, "Print each trial (key, prompt tokens, decoded answer)");
-  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
+  app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
+      ->check(thread_count());
 
   return [o]() -> int {
     if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
@@ -83,6 +87,10 @@ Runner add_passkey(CLI::App& app) {
       throw UsageError("--answer-tokens: expected an integer in [1, 4096], got " + std::to_string(o->s.answer_tokens));
     if (o->s.ctx < 0) throw UsageError("--ctx: expected a positive number of tokens, got " + std::to_string(o->s.ctx));
     if (o->s.keep < -1) throw UsageError("--keep: expected a number of sink tokens >= 0, got " + std::to_string(o->s.keep));
+    // output paths before any work: a long sweep must not end in a failed write
+    if (!o->json_out.empty()) check_output_path(o->json_out, "--json");
+    if (!o->csv_out.empty()) check_output_path(o->csv_out, "--csv");
+    if (!o->plot_out.empty()) check_output_path(o->plot_out, "--plot");
     o->s.depths = parse_depths(o->depths);
     o->s.alibi_interp_auto = o->ctx.alibi_interp_auto();
     const std::vector<int> fixed = o->lengths.empty() ? std::vector<int>{} : parse_lengths(o->lengths);

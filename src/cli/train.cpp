@@ -2,10 +2,12 @@
 // context with a RoPE scaling): the option tables of the training job (defaults printed from TrainOptions /
 // ModelConfig). Both run run/trainer.hpp's train().
 #include <omp.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/flag_checks.hpp"
 #include "cli/context_flags.hpp"
 #include "core/error.hpp"
 #include "distributed/comm.hpp"
@@ -48,7 +51,9 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
   app.add_option("--clip", o.clip, "Gradient-norm clipping (0: off)")->capture_default_str();
   app.add_flag("--decay-embeddings", o.decay_embeddings, "Apply weight decay to embeddings and position tables too");
   app.add_flag("--decay-norms-biases", o.decay_norms_biases, "Apply weight decay to norms and biases too");
-  app.add_option("--seed", o.seed, "Seed for initialisation, data order, dropout and position ids")->capture_default_str();
+  app.add_option("--seed", o.seed, "Seed for initialisation, data order, dropout and position ids")
+      ->capture_default_str()
+      ->check(non_negative_integer());
 
   app.add_flag("--resume", o.resume, "Continue the run in --out from its newest checkpoint");
   app.add_option("--eval-interval", o.eval_interval, "Validate every N steps (0: only at the end)")
@@ -59,7 +64,7 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
       ->capture_default_str();
   app.add_option("--keep-checkpoints", o.keep_checkpoints, "Checkpoints kept")->capture_default_str();
   app.add_option("--log-interval", o.log_interval, "Log every N steps (0: about 50 lines)")->capture_default_str();
-  app.add_option("--threads", threads, "Threads (default: OMP_NUM_THREADS, else all cores)");
+  app.add_option("--threads", threads, "Threads (default: OMP_NUM_THREADS, else all cores)")->check(thread_count());
   app.add_flag("--quiet", o.quiet, "Print only the final result");
   app.add_option("--stop-after", o.stop_after, "Stop after N steps of this session (checkpointed; --resume goes on)")
       ->capture_default_str();
@@ -99,6 +104,36 @@ void say_why_when_terminated(int rank, const std::filesystem::path& out) {
   std::signal(SIGTERM, on_terminate);
 }
 
+// Outside MPI, SIGTERM and SIGINT ask for a clean stop: the step in progress finishes, a checkpoint is written, and
+// the job exits 143 / 130 naming it. A second signal exits at once (the default action: the checkpoint being
+// written, if any, is atomic, so the previous ones stay whole). A handler may only write() and store an atomic.
+std::atomic<int> g_stop_signal{0};
+const char kStopLine[] =
+    "\nstretch: stopping after this step to write a checkpoint (signal again to exit at once, losing the steps "
+    "since the last checkpoint)\n";
+
+extern "C" void on_stop_request(int sig) {
+  if (g_stop_signal.exchange(sig) != 0) {  // the second signal
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  ssize_t ignored = write(STDERR_FILENO, kStopLine, sizeof kStopLine - 1);
+  (void)ignored;
+}
+
+void stop_cleanly_on_signals(TrainOptions& opt) {
+  static_assert(std::atomic<int>::is_always_lock_free, "a signal handler stores it");
+  g_stop_signal = 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_request;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  opt.stop_signal = &g_stop_signal;
+}
+
 int run_job(TrainOptions opt, const std::string& doc_sep, int threads) {
   opt.doc_separator = unescape(doc_sep);
   if (threads < 0 || threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
@@ -106,8 +141,16 @@ int run_job(TrainOptions opt, const std::string& doc_sep, int threads) {
   Comm& comm = world_comm();
   opt.comm = &comm;
   if (comm.size() > 1) say_why_when_terminated(comm.rank(), opt.out);
+  else stop_cleanly_on_signals(opt);
   TrainResult r = train(opt);
   if (comm.rank() != 0) return 0;
+  if (r.stopped_by != 0) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "stretch: stopped by %s at step %ld; checkpoint: %s (continue with --resume)\n",
+                 r.stopped_by == SIGINT ? "SIGINT" : r.stopped_by == SIGTERM ? "SIGTERM" : "a signal", r.steps,
+                 r.checkpoint.c_str());
+    return 128 + r.stopped_by;
+  }
   std::printf("trained %ld steps in %.1f s (%.0f tokens/s)\n", r.steps, r.seconds, r.tokens_per_s);
   std::printf("validation: %ld tokens, loss %.4f nats/token, perplexity %.3f", r.val_tokens, r.val_loss,
               std::exp(r.val_loss));

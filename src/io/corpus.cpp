@@ -29,9 +29,10 @@ constexpr char kMagic[8] = {'S', 'T', 'R', 'T', 'O', 'K', '0', '1'};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kHeaderBytes = 8 + 4 + 4 + 8 + 8;
 
-// Throws InputError at the first ill-formed UTF-8 sequence (overlongs, surrogates, > U+10FFFF, truncated or
-// stray continuation bytes), giving the byte offset, the line and the offending bytes.
-void validate_utf8(const std::string& text, const fs::path& file) {
+}  // namespace
+
+// The byte offset, the line and the offending bytes of the first ill-formed sequence (see corpus.hpp).
+void validate_utf8(const std::string& text, const std::string& source) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
   std::size_t i = 0, line = 1;
@@ -62,13 +63,15 @@ void validate_utf8(const std::string& text, const fs::path& file) {
         std::snprintf(buf, sizeof buf, "%s0x%02X", b == i ? "" : " ", s[b]);
         bytes += buf;
       }
-      throw InputError(file.string() + ": invalid UTF-8 at byte offset " + std::to_string(i) + " (line " +
+      throw InputError(source + ": invalid UTF-8 at byte offset " + std::to_string(i) + " (line " +
                        std::to_string(line) + ", bytes " + bytes +
                        "); expected UTF-8 text (no overlong forms, surrogates or code points past U+10FFFF)");
     }
     i += static_cast<std::size_t>(k);
   }
 }
+
+namespace {
 
 
 // Reads, validates and joins the files; when `st` is given, feeds each file into the cache key.
@@ -82,7 +85,7 @@ std::string read_and_hash(const std::vector<fs::path>& files, XXH3_state_t* st) 
   for (std::size_t f = 0; f < files.size(); ++f) {
     std::string bytes = read_file(files[f]);
     if (bytes.empty()) throw InputError(files[f].string() + ": empty corpus file");
-    validate_utf8(bytes, files[f]);
+    validate_utf8(bytes, files[f].string());
     if (st) {
       const std::uint64_t len = bytes.size();
       XXH3_128bits_update(st, &len, sizeof len);

@@ -22,6 +22,10 @@ struct CorpusStats {
   std::filesystem::path cache_file;
 };
 
+// Throws InputError "<source>: invalid UTF-8 at byte offset N (line L, bytes ...)" at the first ill-formed
+// sequence (overlong forms, surrogates, code points past U+10FFFF, truncated or stray continuation bytes).
+void validate_utf8(const std::string& text, const std::string& source);
+
 // Reads and validates the files: InputError naming the file when missing, empty, or not valid UTF-8 (with the
 // byte offset of the first bad sequence).
 std::string read_corpus_text(const std::vector<std::filesystem::path>& files);

@@ -18,6 +18,7 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "core/hex.hpp"
 #include "core/fs.hpp"
 #include "core/numeric.hpp"
 #include "core/shape.hpp"
@@ -539,7 +540,7 @@ GgufReader GgufReader::parse_file(MappedFile file, std::string source) {
     std::string seen;
     for (int i = 0; i < 4; ++i) {
       const auto ch = static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
-      seen += (ch >= 32 && ch < 127) ? std::string(1, static_cast<char>(ch)) : "\\x" + std::to_string(ch);
+      seen += (ch >= 32 && ch < 127) ? std::string(1, static_cast<char>(ch)) : "\\x" + to_hex(&ch, 1);
     }
     c.fail("bad magic '" + seen + "' at offset 0 (expected 'GGUF'); not a GGUF file");
   }

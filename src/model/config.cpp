@@ -1,6 +1,9 @@
 #include "model/config.hpp"
 
+#include <limits>
+
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 
 namespace stretch {
 
@@ -132,7 +135,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   auto get_int = [&](const char* key, int& dst) {
     if (!j.contains(key)) throw InputError(source + ": missing field '" + key + "'");
     if (!j[key].is_number_integer()) throw InputError(source + ": field '" + key + "' must be an integer");
-    dst = j[key].get<int>();
+    const auto v = json_int_in(j[key]);  // 64 bits, checked, then narrowed: never wrapped into range
+    if (!v)
+      throw InputError(source + ": field '" + key + "' is " + j[key].dump() + ", far outside its range (at most " +
+                       std::to_string(std::numeric_limits<int>::max()) + ")");
+    dst = *v;
   };
   auto get_bool = [&](const char* key, bool& dst) {
     if (!j.contains(key)) return;  // optional, default kept

@@ -1,5 +1,9 @@
 #include "model/decoder.hpp"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -52,6 +56,17 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep)
                       "or none), or attention sinks (--keep N); this one uses " + std::string(to_string(c_.position)));
   }
   const std::size_t per_layer = static_cast<std::size_t>(S_) * c_.kv_dim();
+  // a cache larger than the machine is refused by name, not left to fail as "out of memory" deep in a resize
+  const double cache_bytes = 2.0 * static_cast<double>(per_layer) * c_.n_layer * sizeof(float);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  const double memory = pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+  if (memory > 0 && cache_bytes > memory) {
+    char b[256];
+    std::snprintf(b, sizeof b, "--ctx %d: the key/value cache would take %.1f GB (2 x %d layers x %d tokens x %d "
+                  "values x 4 bytes), more than this machine's %.1f GB of memory", ctx, cache_bytes / 1e9,
+                  c_.n_layer, ctx, c_.kv_dim(), memory / 1e9);
+    throw ConfigError(b);
+  }
   k_.resize(per_layer * c_.n_layer);
   v_.resize(per_layer * c_.n_layer);
   const int hd = c_.head_dim();

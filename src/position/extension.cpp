@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 #include "core/number_list.hpp"
 
 namespace stretch {
@@ -94,8 +95,9 @@ PositionExtension PositionExtension::from_json(const nlohmann::json& j, const st
   else throw InputError(source + ": unknown type '" + t + "' (expected self-extend or rerope)");
   auto get_int = [&](const char* key, int& dst) {
     if (!j.contains(key)) return;
-    if (!j[key].is_number_integer()) throw InputError(source + ": field '" + key + "' must be an integer");
-    dst = j[key].get<int>();
+    const auto v = json_int_in(j[key]);  // 64 bits, checked, then narrowed: never wrapped into range
+    if (!v) throw InputError(source + ": field '" + key + "' must be an integer in int's range, got " + j[key].dump());
+    dst = *v;
   };
   get_int("window", e.window);
   get_int("group", e.group);

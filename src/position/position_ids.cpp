@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 
 namespace stretch {
 namespace {
@@ -86,10 +87,10 @@ PositionIds PositionIds::from_json(const nlohmann::json& j, const std::string& s
     throw InputError(source + ": unknown position ids kind '" + name + "' (expected one of: " + position_ids_forms() +
                      ")");
   if (j.contains("param")) {
-    if (!j["param"].is_number_integer() || j["param"].get<std::int64_t>() < std::numeric_limits<int>::min() ||
-        j["param"].get<std::int64_t>() > std::numeric_limits<int>::max())
+    const auto param = json_int_in(j["param"]);  // 2^64-1 is refused, not read as -1
+    if (!param)
       throw InputError(source + ": field 'param' of the position ids must be an integer, got " + j["param"].dump());
-    s.param = static_cast<int>(j["param"].get<std::int64_t>());
+    s.param = *param;
   } else if (s.kind != PositionIdsKind::plain) {
     throw InputError(source + ": position ids '" + name + "' need a field 'param'");
   }

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 #include "core/shape.hpp"
 #include "core/fs.hpp"
 #include "io/safetensors.hpp"
@@ -320,9 +321,11 @@ CheckpointMeta read_checkpoint_meta(const fs::path& run_or_checkpoint) {
   if (!j.contains("tokenizer") || !j["tokenizer"].is_object())
     throw InputError(cfg_path.string() + ": field 'tokenizer' must be an object");
   meta.tokenizer = j["tokenizer"];
-  if (!j.contains("train_length") || !j["train_length"].is_number_integer() || j["train_length"].get<int>() < 1)
-    throw InputError(cfg_path.string() + ": field 'train_length' must be a positive integer");
-  meta.train_length = j["train_length"].get<int>();
+  const auto train_length = j.contains("train_length") ? json_int_in(j["train_length"], 1) : std::nullopt;
+  if (!train_length)
+    throw InputError(cfg_path.string() + ": field 'train_length' must be a positive integer" +
+                     (j.contains("train_length") ? ", got " + j["train_length"].dump() : std::string()));
+  meta.train_length = *train_length;
   return meta;
 }
 
@@ -332,8 +335,15 @@ std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta) {
   check_tensors(r, path, param_specs(meta.model), "");  // before the model's buffers are allocated from the config
   auto model = std::make_unique<Transformer>(meta.model);
   // the file's pages leave memory as the slab fills: the load peaks at about the weights
-  for (auto& s : model->specs())
-    r.read_into(s.name, s.shape, model->params().data() + s.offset, SourcePages::release);
+  for (auto& s : model->specs()) {
+    float* dst = model->params().data() + s.offset;
+    r.read_into(s.name, s.shape, dst, SourcePages::release);
+    // a weight that is NaN/Inf makes every result nan: refuse here, for eval, generate, passkey and export alike
+    if (const std::size_t bad = count_nonfinite(dst, s.numel()); bad > 0)
+      throw NumericError(path.string() + ": tensor '" + s.name + "' holds " + std::to_string(bad) + " NaN/Inf of " +
+                         std::to_string(s.numel()) + " values; every result computed with it would be nan (use an "
+                         "earlier checkpoint of the run, under checkpoints/)");
+  }
   return model;
 }
 
@@ -356,6 +366,17 @@ void load_train_state(const CheckpointMeta& meta, const Transformer& model, Trai
   } catch (const std::logic_error& e) {  // stoull
     throw InputError(sp.string() + ": malformed field 'data_rng': " + e.what());
   }
+  // the step is the folder's (step-N): a step that disagrees would make a resumed run skip or repeat training
+  const long folder_step = checkpoint_step(meta.dir);
+  if (state.step < 0 || (folder_step >= 0 && state.step != folder_step))
+    throw InputError(sp.string() + ": field 'step' is " + std::to_string(state.step) + ", expected " +
+                     (folder_step >= 0 ? std::to_string(folder_step) + " (the folder's name, " +
+                                             meta.dir.filename().string() + ")"
+                                       : std::string("a non-negative integer")));
+  if (state.tokens_seen < 0 || state.skipped_steps < 0 || state.skipped_steps > state.step)
+    throw InputError(sp.string() + ": fields 'tokens_seen' (" + std::to_string(state.tokens_seen) +
+                     ") and 'skipped_steps' (" + std::to_string(state.skipped_steps) +
+                     ") must be non-negative, and at most 'step' steps can have been skipped");
   const fs::path op = meta.dir / "optimizer.safetensors";
   SafetensorsReader r = SafetensorsReader::open(op);
   m.resize(model.params().size());  // zeros

@@ -85,6 +85,8 @@ CheckpointMeta read_checkpoint_meta(const std::filesystem::path& run_or_checkpoi
 
 // Builds the model and loads its weights, checking every tensor's name and shape against the config. The file is
 // mapped and each tensor's pages released once converted, so the file adds only about one tensor to the peak.
+// Each tensor's bytes are verified against the checksum stored with them (InputError on a mismatch; io/safetensors)
+// and its values must be finite (NumericError naming the file and the tensor: a NaN weight makes every result nan).
 std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta);
 
 // Loads state.json and optimizer.safetensors into state, m and v (sized like model.params(); zeros for a file

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <cmath>
 
 #include "core/error.hpp"
@@ -122,8 +123,16 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
     // batch consecutive windows of the same length
     const int len = plan[i].length;
     const int max_b = std::max(1, s.batch_tokens / len);
+    // with --max-tokens, the batch ends at the window that reaches the cap, and that window's scored range is cut
+    // so that exactly min(cap, all) tokens are scored (the cap is "at most", whatever --batch-tokens holds)
+    const long left = s.max_tokens > 0 ? s.max_tokens - scored_all : std::numeric_limits<long>::max();
+    long planned = 0;
     std::size_t j = i;
-    while (j < plan.size() && plan[j].length == len && static_cast<int>(j - i) < max_b) j++;
+    while (j < plan.size() && plan[j].length == len && static_cast<int>(j - i) < max_b && planned < left) {
+      planned += plan[j].score_to - plan[j].score_from;
+      j++;
+    }
+    long budget = left;
     const int B = static_cast<int>(j - i);
     x.resize(static_cast<std::size_t>(B) * len);
     y.resize(x.size());
@@ -135,7 +144,9 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
         const std::size_t k = static_cast<std::size_t>(b) * len + t;
         x[k] = tokens[w.start + t];
         if (t == 0 && s.bos >= 0 && s.protocol == EvalProtocol::llamacpp) x[k] = s.bos;
-        y[k] = (t >= w.score_from && t < w.score_to) ? tokens[w.start + t + 1] : -1;
+        const bool scored = t >= w.score_from && t < w.score_to && budget > 0;
+        budget -= scored;
+        y[k] = scored ? tokens[w.start + t + 1] : -1;
         if (s.clamp_positions) pos[k] = std::min(pos[k], c.block_size - 1);
       }
     }

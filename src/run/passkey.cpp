@@ -318,12 +318,6 @@ nlohmann::json to_json(const PasskeyReport& r) {
 }
 
 namespace {
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char ch : s) o += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-  return o + "\"";
-}
 }  // namespace
 
 std::string to_csv(const PasskeyReport& r) {

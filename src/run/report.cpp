@@ -1,11 +1,17 @@
 #include "run/report.hpp"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/fs.hpp"
@@ -57,18 +63,39 @@ json to_json(const SweepReport& s) {
   return j;
 }
 
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char ch : s) o += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return o + "\"";
+}
+
 std::string to_csv(const SweepReport& s) {
   std::string out = "model,position,train_length,length,protocol,tokens,nll,ppl,stderr_nll,bits_per_byte,seconds\n";
   char b[512];
   for (auto& m : s.models)
     for (auto& r : m.results) {
-      std::snprintf(b, sizeof b, "%s,%s,%d,%d,%s,%ld,%.6f,%.6f,%.6f,%s,%.3f\n", m.name.c_str(), m.position.c_str(),
-                    m.train_length, r.length, std::string(to_string(s.protocol)).c_str(), r.tokens, r.mean_nll(),
-                    r.perplexity(), r.stderr_nll(), m.byte_level ? std::to_string(r.bits_per_byte).c_str() : "",
-                    r.seconds);
-      out += b;
+      std::snprintf(b, sizeof b, ",%d,%d,%s,%ld,%.6f,%.6f,%.6f,%s,%.3f\n", m.train_length, r.length,
+                    std::string(to_string(s.protocol)).c_str(), r.tokens, r.mean_nll(), r.perplexity(),
+                    r.stderr_nll(), m.byte_level ? std::to_string(r.bits_per_byte).c_str() : "", r.seconds);
+      out += csv_field(m.name) + "," + csv_field(m.position) + b;
     }
   return out;
+}
+
+void check_output_path(const fs::path& p, const std::string& flag) {
+  const std::string s = p.string();
+  for (char c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      throw UsageError(flag + ": the path contains a control character (byte " + std::to_string(static_cast<int>(c)) +
+                       "); expected a plain file name");
+  std::error_code ec;
+  if (fs::is_directory(p, ec)) throw UsageError(flag + ": " + s + " is a folder; expected a file name");
+  const fs::path parent = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent, ec))
+    throw UsageError(flag + ": the folder " + parent.string() + " does not exist (create it first)");
+  if (::access(parent.c_str(), W_OK) != 0)
+    throw UsageError(flag + ": the folder " + parent.string() + " is not writable");
 }
 
 std::string gnuplot_quote(const std::string& s) {
@@ -83,8 +110,11 @@ std::string gnuplot_quote(const std::string& s) {
 
 void run_gnuplot(const fs::path& png, const std::string& flag,
                  const std::function<std::string(const fs::path& out, const fs::path& dir)>& make_script) {
-  char tmpl[] = "/tmp/stretch-plot-XXXXXX";
-  if (!::mkdtemp(tmpl)) throw IoError(flag + ": cannot create a temporary folder");
+  check_output_path(png, flag);
+  std::error_code tec;
+  std::string tmpl = (fs::temp_directory_path(tec) / "stretch-plot-XXXXXX").string();
+  if (tec) tmpl = "/tmp/stretch-plot-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) throw IoError(flag + ": cannot create a temporary folder: " + std::strerror(errno));
   const fs::path dir(tmpl);
   const fs::path out_tmp = png.parent_path() / ("." + png.filename().string() + ".tmp.png");
   std::string script;
@@ -97,22 +127,44 @@ void run_gnuplot(const fs::path& png, const std::string& flag,
   }
   const fs::path sp = dir / "plot.gp";
   std::ofstream(sp) << script;
-  // the only string the shell sees is the mkdtemp folder's script path
-  const std::string cmd = "gnuplot '" + sp.string() + "' 2>&1";
+  // gnuplot runs without a shell (posix_spawnp, argv {"gnuplot", script}): no string of the user's is ever
+  // parsed as a command; inside the script every string is a single-quoted gnuplot literal (gnuplot_quote)
   std::string output;
   int status = -1;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    std::array<char, 512> buf;
-    std::size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) output.append(buf.data(), n);
-    status = ::pclose(p);
+  bool missing = false;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) == 0) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+    const std::string script_path = sp.string();
+    char arg0[] = "gnuplot";
+    std::vector<char> arg1(script_path.begin(), script_path.end());
+    arg1.push_back('\0');
+    char* argv[] = {arg0, arg1.data(), nullptr};
+    pid_t pid = -1;
+    const int err = ::posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    if (err == 0) {
+      std::array<char, 512> buf;
+      ssize_t n;
+      while ((n = ::read(fds[0], buf.data(), buf.size())) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0) output.append(buf.data(), static_cast<std::size_t>(n));
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    } else {
+      missing = err == ENOENT;
+      output = std::strerror(err);
+    }
+    ::close(fds[0]);
   }
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (status != 0 || !fs::exists(out_tmp)) {
     fs::remove(out_tmp, ec);
-    if (output.find("not found") != std::string::npos || status == 127 * 256)
-      throw IoError(flag + ": gnuplot is not installed (apt-get install gnuplot-nox)");
+    if (missing) throw IoError(flag + ": gnuplot is not installed (apt-get install gnuplot-nox)");
     throw IoError(flag + ": gnuplot failed: " + output);
   }
   fs::rename(out_tmp, png, ec);

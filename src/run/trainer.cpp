@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,7 @@
 #include "kernels/adamw.hpp"
 #include "model/transformer.hpp"
 #include "run/checkpoint.hpp"
+#include "run/run_lock.hpp"
 #include "run/evaluate.hpp"
 #include "run/progress.hpp"
 
@@ -274,6 +276,15 @@ TrainResult train(const TrainOptions& opt) {
 
   std::error_code ec;
   const fs::path metrics_path = opt.out / "metrics.jsonl";
+  // one writer per run folder (run/run_lock.hpp): taken before the folder's checkpoints are looked at
+  std::optional<RunLock> lock;
+  if (lead) {
+    if (opt.resume && !fs::is_directory(opt.out, ec))
+      throw UsageError("--resume: " + opt.out.string() + " does not exist (start the run without --resume)");
+    fs::create_directories(opt.out, ec);
+    if (ec) throw IoError(opt.out.string() + ": cannot create run directory: " + ec.message());
+    lock.emplace(RunLock::acquire(opt.out, "--out"));
+  }
   if (opt.resume) {
     if (fs::is_directory(opt.out / "checkpoints", ec) && list_checkpoints(opt.out).empty())
       throw UsageError("--resume: " + opt.out.string() + " has no complete checkpoint yet (the run stopped before "
@@ -289,6 +300,10 @@ TrainResult train(const TrainOptions& opt) {
       throw UsageError("--resume: the options differ from the checkpoint's in: " + diff +
                        " (a resumed run must use the same data, model and optimisation options)");
     }
+    if (st.step > opt.steps)
+      throw UsageError("--resume: " + meta.dir.string() + " is at step " + std::to_string(st.step) +
+                       ", past --steps " + std::to_string(opt.steps) + " (--steps is the run's total, not a count "
+                       "of further steps)");
     std::copy(loaded->params().data(), loaded->params().data() + loaded->params().size(), model.params().data());
     data_rng.set_state(st.data_rng);
     if (lead) {
@@ -303,8 +318,6 @@ TrainResult train(const TrainOptions& opt) {
     if (lead) {
       // a run stopped before its first complete checkpoint starts again from scratch
       if (fs::exists(opt.out / "checkpoints", ec)) remove_checkpoint_debris(opt.out);
-      fs::create_directories(opt.out, ec);
-      if (ec) throw IoError(opt.out.string() + ": cannot create run directory: " + ec.message());
     }
     if (init) {
       std::copy(init->params().data(), init->params().data() + init->params().size(), model.params().data());
@@ -386,7 +399,8 @@ TrainResult train(const TrainOptions& opt) {
   };
 
   const long stop_step = opt.stop_after > 0 ? std::min(opt.steps, st.step + opt.stop_after) : opt.steps;
-  while (st.step < stop_step) {
+  auto signalled = [&] { return opt.stop_signal ? opt.stop_signal->load() : 0; };
+  while (st.step < stop_step && !signalled()) {
     const double lr = schedule_lr(opt, st.step);
     model.zero_grad();
     loss = 0.0;
@@ -499,6 +513,15 @@ TrainResult train(const TrainOptions& opt) {
   }
   check_ranks_agree();
   if (lead && (last_ckpt != st.step || !fs::exists(opt.out / "checkpoints", ec))) checkpoint();
+  if (const int sig = signalled()) {  // asked to stop: checkpointed above; no validation pass, no "final" line
+    TrainResult res;
+    res.steps = st.step;
+    res.stopped_by = sig;
+    res.checkpoint = list_checkpoints(opt.out).empty() ? fs::path() : list_checkpoints(opt.out).back();
+    res.seconds = now_s();
+    log_metrics({{"step", st.step}, {"stopped", true}, {"signal", sig}});
+    return res;
+  }
   if (st.step < opt.steps) {  // stopped early on request: checkpointed, resumable
     progress.note("stopped at step " + std::to_string(st.step) + " of " + std::to_string(opt.steps) +
                   "; continue with --resume");
@@ -524,7 +547,9 @@ TrainResult train(const TrainOptions& opt) {
     fin["ranks"] = R;
     fin["allreduce_s"] = allreduce_s;
   }
-  log_metrics(fin);
+  // a resumed run that had already reached --steps trains nothing and keeps its one "final" line
+  if (first_step < opt.steps || !opt.resume) log_metrics(fin);
+  else progress.note("the run had already reached --steps " + std::to_string(opt.steps) + "; nothing to train");
   return res;
 }
 

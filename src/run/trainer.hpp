@@ -11,6 +11,7 @@
 // same losses as one never stopped (data RNG, schedule and moments are all in the checkpoint). The same holds for
 // a fixed number of ranks; another rank count changes only the order of the gradient sums.
 #pragma once
+#include <atomic>
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -83,6 +84,9 @@ struct TrainOptions {
   Comm* comm = nullptr;
   // tests: called after each step's backward pass (step = the 1-based step being taken), before the check
   std::function<void(long step, Transformer& model)> after_backward;
+  // Set (to the signal's number) by a SIGTERM / SIGINT handler: the step in progress finishes, a checkpoint is
+  // written and train() returns with TrainResult::stopped_by set; no validation pass, no "final" line. Null: none.
+  const std::atomic<int>* stop_signal = nullptr;
 
   // The options that must match for a resume (data, model, optimisation), as JSON.
   nlohmann::json to_json() const;
@@ -102,6 +106,8 @@ struct TrainResult {
   long skipped_steps = 0;  // steps whose update was dropped for a non-finite loss or gradient (the whole run)
   int ranks = 1;
   double allreduce_seconds = 0.0;  // this session's time in the gradient all-reduce, waiting for slower ranks included
+  int stopped_by = 0;              // the signal that stopped the run early (checkpointed), else 0
+  std::filesystem::path checkpoint;  // the newest checkpoint when the run returned
 };
 
 TrainResult train(const TrainOptions& opt);

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -240,6 +242,113 @@ TEST(CrashSafety, NonfiniteFlagTakesStopOrSkipOnly) {
   EXPECT_EQ(run_to_end(with(fx.base(run, 2), {"--nonfinite", "skip"}), fx.dir / "b.log"), 0)
       << test::read_text(fx.dir / "b.log");
   EXPECT_EQ(newest_step(run), 2);
+}
+
+// Lines in the run's metrics.jsonl so far (a running run's progress; --log-interval 1 logs every step).
+int metric_lines(const fs::path& run) {
+  const std::string m = test::read_text(run / "metrics.jsonl");
+  return static_cast<int>(std::count(m.begin(), m.end(), '\n'));
+}
+
+// Waits (up to 120 s) until the running run has logged `lines` lines; false if the child ended first.
+bool wait_for_progress(pid_t pid, const fs::path& run, int lines) {
+  for (int i = 0; i < 12000; i++) {
+    std::error_code ec;
+    if (fs::exists(run / "metrics.jsonl", ec) && metric_lines(run) >= lines) return true;
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
+    sleep_ms(10);
+  }
+  return false;
+}
+
+// SIGTERM and SIGINT (outside MPI) finish the step, write a checkpoint, exit 143 / 130 naming it; the run resumes
+// from it to the same weights as a run never interrupted.
+TEST(CrashSafety, SigtermAndSigintStopCleanlyAtACheckpointThatResumesExactly) {
+  Fixture fx;
+  for (int sig : {SIGTERM, SIGINT}) {
+    const fs::path run = fx.dir / ("run-" + std::to_string(sig));
+    const long steps = 200000;  // never reached: the signal ends the session
+    const auto train = with(fx.base(run, steps), {"--ckpt-interval", "0", "--log-interval", "1"});
+    const fs::path log = fx.dir / ("sig-" + std::to_string(sig) + ".log");
+    const pid_t pid = spawn_stretch(train, log);
+    ASSERT_TRUE(wait_for_progress(pid, run, 3)) << test::read_text(log);
+    ::kill(pid, sig);
+    const int rc = wait_child(pid);
+    const std::string out = test::read_text(log);
+    ASSERT_EQ(rc, 128 + sig) << out;
+    const long at = newest_step(run);
+    ASSERT_GE(at, 3) << out;
+    const std::string name = (sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    EXPECT_NE(out.find("stopped by " + name + " at step " + std::to_string(at)), std::string::npos) << out;
+    char dir[32];
+    std::snprintf(dir, sizeof dir, "step-%08ld", at);
+    EXPECT_NE(out.find(dir), std::string::npos) << out;
+    EXPECT_EQ(check_every_checkpoint_loads(run, "after " + name), 1);
+    // the session's last metrics line says it stopped; a resume goes on from the checkpoint
+    ASSERT_EQ(run_to_end(with(train, {"--resume", "--stop-after", "4"}), fx.dir / "resume.log"), 0)
+        << test::read_text(fx.dir / "resume.log");
+    EXPECT_EQ(newest_step(run), at + 4);
+    const fs::path whole = fx.dir / ("whole-" + std::to_string(sig));
+    ASSERT_EQ(run_to_end(with(fx.base(whole, steps), {"--ckpt-interval", "0", "--stop-after", std::to_string(at + 4)}),
+                         fx.dir / "whole.log"),
+              0)
+        << test::read_text(fx.dir / "whole.log");
+    auto a = SafetensorsReader::open(resolve_checkpoint(run) / "model.safetensors");
+    auto b = SafetensorsReader::open(resolve_checkpoint(whole) / "model.safetensors");
+    for (auto& t : a.tensors()) EXPECT_EQ(a.read_f32(t.name), b.read_f32(t.name)) << name << " " << t.name;
+  }
+}
+
+// A second signal does not wait for the step: the process dies of it (steps here take long enough for both
+// signals to land inside one), writing nothing.
+TEST(CrashSafety, ASecondSignalExitsAtOnce) {
+  Fixture fx;
+  const fs::path run = fx.dir / "run";
+  auto train = fx.base(run, 200000);
+  for (std::size_t i = 0; i + 1 < train.size(); i++) {  // slower steps: width 256, length 256
+    if (train[i] == "--width") train[i + 1] = "256";
+    if (train[i] == "--length") train[i + 1] = "256";
+  }
+  train = with(train, {"--ckpt-interval", "0", "--log-interval", "1"});
+  const pid_t pid = spawn_stretch(train, fx.dir / "a.log");
+  ASSERT_TRUE(wait_for_progress(pid, run, 2)) << test::read_text(fx.dir / "a.log");
+  ::kill(pid, SIGTERM);
+  sleep_ms(5);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string out = test::read_text(fx.dir / "a.log");
+  ASSERT_TRUE(WIFSIGNALED(status)) << "expected death by the second signal, got exit " << WEXITSTATUS(status) << "\n"
+                                   << out;
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  EXPECT_NE(out.find("signal again to exit at once"), std::string::npos) << out;
+  EXPECT_TRUE(list_checkpoints(run).empty());
+}
+
+// Two writers of one run folder: the second is refused at once, naming the first's pid; once the first is killed
+// (its lock dies with it), a resume is not blocked by what it left.
+TEST(CrashSafety, OneWriterPerRunFolder) {
+  Fixture fx;
+  const fs::path run = fx.dir / "run";
+  const auto train = with(fx.base(run, 200000), {"--ckpt-interval", "5", "--log-interval", "1"});
+  const pid_t pid = spawn_stretch(train, fx.dir / "a.log");
+  ASSERT_TRUE(wait_for_progress(pid, run, 8)) << test::read_text(fx.dir / "a.log");
+  for (const auto& second : {train, with(train, {"--resume"})}) {
+    const int rc = run_to_end(second, fx.dir / "b.log");
+    const std::string out = test::read_text(fx.dir / "b.log");
+    EXPECT_EQ(rc, 2) << out;
+    EXPECT_NE(out.find("being written by another stretch process (pid " + std::to_string(pid) + ")"), std::string::npos)
+        << out;
+  }
+  // an import into it is refused too (it holds a run, and is locked)
+  ::kill(pid, SIGKILL);
+  ASSERT_EQ(wait_child(pid), 128 + SIGKILL);
+  ASSERT_GE(newest_step(run), 5);
+  EXPECT_TRUE(fs::exists(run / ".lock"));  // left by the killed process: it must not block
+  ASSERT_EQ(run_to_end(with(train, {"--resume", "--stop-after", "2"}), fx.dir / "c.log"), 0)
+      << test::read_text(fx.dir / "c.log");
 }
 
 }  // namespace

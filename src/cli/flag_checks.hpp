@@ -1,0 +1,25 @@
+// Checks that CLI11 applies to a flag's text as it parses it, so that a flag given explicitly is held to what its
+// help and its messages promise (a flag left out keeps its default, which may mean "automatic").
+#pragma once
+#include <CLI/CLI.hpp>
+#include <climits>
+#include <string>
+
+namespace stretch::cli {
+
+// For unsigned flags (seeds): CLI11 reads "-1" into a std::uint64_t as 2^64-1; a minus sign is refused instead.
+inline CLI::Validator non_negative_integer() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        return s.find('-') == std::string::npos ? std::string() : "expected a non-negative integer, got '" + s + "'";
+      },
+      "UINT", "non-negative integer");
+}
+
+// A count that must be at least 1 when given (--stride, --ctx): 0 is not "automatic" once typed.
+inline CLI::Validator positive_count() { return CLI::Range(1, INT_MAX); }
+
+// --threads when given: 1 to 4096 (left out: OMP_NUM_THREADS, else all cores).
+inline CLI::Validator thread_count() { return CLI::Range(1, 4096); }
+
+}  // namespace stretch::cli
