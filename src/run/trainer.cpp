@@ -517,7 +517,7 @@ TrainResult train(const TrainOptions& opt) {
     TrainResult res;
     res.steps = st.step;
     res.stopped_by = sig;
-    res.checkpoint = list_checkpoints(opt.out).empty() ? fs::path() : list_checkpoints(opt.out).back();
+    if (const auto kept = list_checkpoints(opt.out); !kept.empty()) res.checkpoint = kept.back();
     res.seconds = now_s();
     log_metrics({{"step", st.step}, {"stopped", true}, {"signal", sig}});
     return res;
