@@ -151,7 +151,10 @@ int run_job(TrainOptions opt, const std::string& doc_sep, int threads) {
                  r.checkpoint.c_str());
     return 128 + r.stopped_by;
   }
-  std::printf("trained %ld steps in %.1f s (%.0f tokens/s)\n", r.steps, r.seconds, r.tokens_per_s);
+  if (r.session_steps > 0)
+    std::printf("trained %ld steps in %.1f s (%.0f tokens/s)\n", r.steps, r.seconds, r.tokens_per_s);
+  else
+    std::printf("nothing to train: the run is at step %ld of --steps %ld\n", r.steps, r.steps);
   std::printf("validation: %ld tokens, loss %.4f nats/token, perplexity %.3f", r.val_tokens, r.val_loss,
               std::exp(r.val_loss));
   if (r.val_bits_per_byte > 0) std::printf(", %.4f bits/byte", r.val_bits_per_byte);

@@ -529,6 +529,7 @@ TrainResult train(const TrainOptions& opt) {
 
   TrainResult res;
   res.steps = st.step;
+  res.session_steps = st.step - first_step;
   res.final_train_loss = good_loss;
   LossResult r = eval_val(0);
   res.val_loss = r.mean();

@@ -106,6 +106,7 @@ struct TrainResult {
   long skipped_steps = 0;  // steps whose update was dropped for a non-finite loss or gradient (the whole run)
   int ranks = 1;
   double allreduce_seconds = 0.0;  // this session's time in the gradient all-reduce, waiting for slower ranks included
+  long session_steps = 0;          // steps trained by this call (0: a resumed run that had already finished)
   int stopped_by = 0;              // the signal that stopped the run early (checkpointed), else 0
   std::filesystem::path checkpoint;  // the newest checkpoint when the run returned
 };

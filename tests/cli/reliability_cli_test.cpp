@@ -253,6 +253,7 @@ TEST(Reliability, ResumingAFinishedRunAddsNoSecondFinalLine) {
   ASSERT_EQ(count_final(), 1);
   auto r = run_stretch(t.resume(2));
   EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("nothing to train: the run is at step 2 of --steps 2"), std::string::npos) << r.output;
   EXPECT_EQ(count_final(), 1) << test::read_text(t.run / "metrics.jsonl");
 }
 
