@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
 
@@ -81,6 +83,34 @@ T load(const char* p) {
   std::memcpy(&v, p, sizeof(T));
   return v;
 }
+
+// Calls fn(block, k) over `bytes` zero bytes, in blocks of at most 64 KiB (add_zeros tensors have no buffer).
+template <class Fn>
+void for_zero_blocks(std::size_t bytes, Fn&& fn) {
+  static constexpr char kZeros[1 << 16] = {};
+  for (std::size_t left = bytes; left > 0;) {
+    const std::size_t k = std::min(left, sizeof kZeros);
+    fn(kZeros, k);
+    left -= k;
+  }
+}
+
+// An XXH3-64 over bytes given piece by piece.
+class Xxh3Stream {
+ public:
+  Xxh3Stream() : s_(XXH3_createState()) {
+    if (!s_) throw std::bad_alloc();
+    XXH3_64bits_reset(s_);
+  }
+  ~Xxh3Stream() { XXH3_freeState(s_); }
+  Xxh3Stream(const Xxh3Stream&) = delete;
+  Xxh3Stream& operator=(const Xxh3Stream&) = delete;
+  void update(const void* p, std::size_t n) { XXH3_64bits_update(s_, p, n); }
+  std::uint64_t digest() const { return XXH3_64bits_digest(s_); }
+
+ private:
+  XXH3_state_t* s_;
+};
 
 // Reads a non-negative JSON integer (rejecting floats, bools and negatives).
 bool json_uint(const nlohmann::json& j, std::uint64_t* out) {
@@ -357,21 +387,15 @@ void SafetensorsReader::read_into(const std::string& name, const std::vector<std
     return;
   }
   // the checksum is computed block by block as the bytes are converted, before their pages go
-  const bool check = checksums_.count(e.name) > 0;
-  XXH3_state_t* state = check ? XXH3_createState() : nullptr;
-  if (check && !state) throw std::bad_alloc();
-  struct Free {
-    XXH3_state_t* s;
-    ~Free() { if (s) XXH3_freeState(s); }
-  } free_state{state};
-  if (check) XXH3_64bits_reset(state);
+  std::optional<Xxh3Stream> hash;
+  if (checksums_.count(e.name)) hash.emplace();
   // in blocks, each block's whole pages released once converted: at most one block of the file is resident
   const std::size_t esize = dtype_size(e.dtype), block = kReleaseBlock / esize, page = MappedFile::page_size();
   const std::size_t begin = data_start_ + e.begin;
   std::size_t released = begin;
   for (std::size_t done = 0; done < n;) {
     const std::size_t k = std::min(block, n - done);
-    if (check) XXH3_64bits_update(state, data(e) + done * esize, k * esize);
+    if (hash) hash->update(data(e) + done * esize, k * esize);
     convert_to_float(e, data(e) + done * esize, k, dst + done);
     done += k;
     const std::size_t end = begin + done * esize;
@@ -381,7 +405,7 @@ void SafetensorsReader::read_into(const std::string& name, const std::vector<std
       released = upto;
     }
   }
-  if (check) verify(e, XXH3_64bits_digest(state));
+  if (hash) verify(e, hash->digest());
 }
 
 void SafetensorsReader::release(const std::string& name) const {
@@ -436,18 +460,9 @@ std::uint64_t SafetensorsWriter::item_checksum(const Item& it) {
     case Source::zeros:
       break;
   }
-  static constexpr char kZeros[1 << 16] = {};
-  XXH3_state_t* state = XXH3_createState();
-  if (!state) throw std::bad_alloc();
-  XXH3_64bits_reset(state);
-  for (std::size_t left = it.bytes; left > 0;) {
-    const std::size_t k = std::min(left, sizeof kZeros);
-    XXH3_64bits_update(state, kZeros, k);
-    left -= k;
-  }
-  const std::uint64_t h = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
-  return h;
+  Xxh3Stream hash;
+  for_zero_blocks(it.bytes, [&](const char* p, std::size_t k) { hash.update(p, k); });
+  return hash.digest();
 }
 
 // The 8-byte little-endian length, then the JSON header padded with spaces to a multiple of 8 bytes.
@@ -488,7 +503,6 @@ std::string SafetensorsWriter::header() const {
 void SafetensorsWriter::stream(const ByteSink& sink) const {
   const std::string head = header();
   sink(head.data(), head.size());
-  static constexpr char kZeros[1 << 16] = {};
   for (const auto& it : items_) {
     switch (it.source) {
       case Source::copy:
@@ -498,11 +512,7 @@ void SafetensorsWriter::stream(const ByteSink& sink) const {
         if (it.bytes) sink(it.ref, it.bytes);
         break;
       case Source::zeros:
-        for (std::size_t left = it.bytes; left > 0;) {
-          const std::size_t k = std::min(left, sizeof kZeros);
-          sink(kZeros, k);
-          left -= k;
-        }
+        for_zero_blocks(it.bytes, sink);
         break;
     }
   }

@@ -9,6 +9,7 @@
 #include <new>
 
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 #include "io/tokenizer_hf_parts.hpp"
 
 namespace stretch::hf {
@@ -54,13 +55,10 @@ bool JsonAt::boolean() const {
 }
 
 std::int64_t JsonAt::integer(std::int64_t lo, std::int64_t hi) const {
-  const bool ok = (j_->is_number_integer() && !j_->is_number_unsigned() && j_->get<std::int64_t>() >= lo &&
-                   j_->get<std::int64_t>() <= hi) ||
-                  (j_->is_number_unsigned() && j_->get<std::uint64_t>() <= static_cast<std::uint64_t>(hi) &&
-                   static_cast<std::int64_t>(j_->get<std::uint64_t>()) >= lo);
-  if (!ok)
+  const auto v = json_int64(*j_);  // 64 bits, never wrapped
+  if (!v || *v < lo || *v > hi)
     fail("expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + shown(*j_));
-  return j_->get<std::int64_t>();
+  return *v;
 }
 
 double JsonAt::number() const {

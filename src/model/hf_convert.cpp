@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <set>
 
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 #include "core/fs.hpp"
 #include "core/shape.hpp"
 #include "io/hf_weights.hpp"
@@ -82,14 +82,9 @@ class Keys {
   long long checked(const char* key, const json& v, long long lo, long long hi) const {
     // 64-bit first, then the range: a huge value is reported as itself, never wrapped
     if (!v.is_number_integer()) fail(key, "expected an integer, got " + v.dump());
-    long long x = 0;
-    if (v.is_number_unsigned()) {
-      const auto u = v.get<std::uint64_t>();
-      if (u > static_cast<std::uint64_t>(std::numeric_limits<long long>::max())) fail(key, "is " + v.dump() + ", too large");
-      x = static_cast<long long>(u);
-    } else {
-      x = v.get<long long>();
-    }
+    const auto read = json_int64(v);
+    if (!read) fail(key, "is " + v.dump() + ", too large");
+    const long long x = *read;
     if (x < lo || x > hi)
       fail(key, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(x));
     return x;

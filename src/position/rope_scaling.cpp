@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 
 namespace stretch {
 
@@ -211,9 +212,9 @@ RopeScaling RopeScaling::from_json(const nlohmann::json& j, const std::string& s
         throw InputError(field + ": expected one of none, linear, ntk, dynamic-ntk, yarn, yarn-paper, llama3, "
                                  "longrope (got " + v.dump() + ")");
     } else if (key == "original_context") {
-      if (!v.is_number_integer() || v.get<long long>() < 0 || v.get<long long>() > 1000000000)
-        throw InputError(field + ": expected a non-negative integer (got " + v.dump() + ")");
-      r.original_context = v.get<int>();
+      const auto n = json_int_in(v, 0, 1000000000);
+      if (!n) throw InputError(field + ": expected a non-negative integer (got " + v.dump() + ")");
+      r.original_context = *n;
     } else if (key == "factor" || key == "beta_fast" || key == "beta_slow" || key == "attention_factor" ||
                key == "mscale" || key == "mscale_all_dim" || key == "low_freq_factor" || key == "high_freq_factor") {
       if (!v.is_number()) throw InputError(field + ": expected a number (got " + v.dump() + ")");

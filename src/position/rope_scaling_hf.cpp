@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "core/error.hpp"
+#include "core/json_int.hpp"
 
 namespace stretch {
 
@@ -31,9 +32,9 @@ struct Reader {
     return v.get<double>();
   }
   int count(const nlohmann::json& v, const std::string& at) const {
-    if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > 1000000000)
-      throw InputError(at + ": expected a positive integer (got " + v.dump() + ")");
-    return v.get<int>();
+    const auto n = json_int_in(v, 1, 1000000000);
+    if (!n) throw InputError(at + ": expected a positive integer (got " + v.dump() + ")");
+    return *n;
   }
 };
 

@@ -57,10 +57,9 @@ bool create_folder(const fs::path& dir) {
 NewRunFolder::NewRunFolder(const fs::path& dir, const std::string& flag)
     : dir_(dir), created_(create_folder(dir)), lock_(RunLock::acquire(dir, flag)) {
   std::error_code ec;
-  if (fs::exists(dir / "checkpoints", ec)) {  // checked under the lock: no other import can be half-way
-    created_ = false;                           // it is someone's run: touch nothing
+  // checked under the lock: no other import can be half-way (a throw here skips the destructor: nothing is removed)
+  if (fs::exists(dir / "checkpoints", ec))
     throw UsageError(flag + ": " + dir.string() + " already holds a run (checkpoints/); choose another folder");
-  }
 }
 
 NewRunFolder::~NewRunFolder() {
