@@ -17,6 +17,7 @@
 #include "run/checkpoint.hpp"
 #include "run/evaluator.hpp"
 #include "run/report.hpp"
+#include "run/train_data.hpp"
 
 namespace stretch::cli {
 
@@ -102,15 +103,7 @@ Runner add_eval(CLI::App& app) {
     const int up_to = o->up_to.empty() ? 0 : parse_up_to(o->up_to);
 
     std::unique_ptr<Tokenizer> asked;
-    if (!o->tokenizer.empty()) {
-      if (o->tokenizer == "byte") asked = make_byte_tokenizer();
-      else if (o->tokenizer == "gpt2") {
-        if (o->bpe_dir.empty()) throw UsageError("--bpe-dir: --tokenizer gpt2 needs the folder of encoder.json and vocab.bpe");
-        asked = load_gpt2_tokenizer(o->bpe_dir / "encoder.json", o->bpe_dir / "vocab.bpe");
-      } else {
-        throw UsageError("--tokenizer: expected 'byte' or 'gpt2', got '" + o->tokenizer + "'");
-      }
-    }
+    if (!o->tokenizer.empty()) asked = named_tokenizer(o->tokenizer, o->bpe_dir);
     // read every checkpoint's config first, so a bad one fails before any long evaluation
     std::vector<CheckpointMeta> metas;
     for (auto& c : o->checkpoints) {

@@ -72,10 +72,6 @@ bool is_complete_checkpoint(const std::filesystem::path& dir);
 // The complete checkpoints of a run directory, oldest first (empty when there is none).
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
 
-// How many of x[0..n) are NaN or +-Inf: one vectorizable pass (exponent bits all ones), OpenMP-parallel when
-// n is large.
-std::size_t count_nonfinite(const float* x, std::size_t n);
-
 // Removes what interrupted writes leave under run_dir/checkpoints: .tmp-* folders of processes no longer
 // running, temporaries of `latest`, and step-* folders that are not complete. Never touches a complete one.
 void remove_checkpoint_debris(const std::filesystem::path& run_dir);

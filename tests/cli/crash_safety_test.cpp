@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "io/safetensors.hpp"
+#include "kernels/grad_norm.hpp"
 #include "run/checkpoint.hpp"
 #include "test_util.hpp"
 

@@ -1,0 +1,89 @@
+// TrainOptions: the options a resume must match, as JSON, and their ranges (UsageError naming the flag).
+#include <cmath>
+#include <map>
+
+#include "core/error.hpp"
+#include "run/trainer.hpp"
+
+namespace stretch {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+json TrainOptions::to_json() const {
+  json texts = json::array();
+  for (auto& t : text) texts.push_back(fs::absolute(t).lexically_normal().string());
+  json j = {{"text", texts},
+          {"valid_text", valid_text.empty() ? "" : fs::absolute(valid_text).lexically_normal().string()},
+          {"valid_fraction", valid_fraction},
+          {"tokenizer", init_from.empty() ? tokenizer : std::string("checkpoint")},
+          {"doc_separator", doc_separator},
+          {"init_from", init_from.empty() ? "" : fs::absolute(init_from).lexically_normal().string()},
+          {"model", model.to_json()},
+          {"batch", batch},
+          {"grad_accum", grad_accum},
+          {"steps", steps},
+          {"lr", lr},
+          {"min_lr_ratio", min_lr_ratio},
+          {"warmup", warmup_steps()},
+          {"weight_decay", weight_decay},
+          {"beta1", beta1},
+          {"beta2", beta2},
+          {"eps", eps},
+          {"clip", clip},
+          {"decay_embeddings", decay_embeddings},
+          {"decay_norms_biases", decay_norms_biases},
+          {"seed", seed}};
+  if (precision != "fp32") j["precision"] = precision;
+  return j;
+}
+
+
+void TrainOptions::validate() const {
+  auto need = [](bool ok, const std::string& flag, const std::string& what) {
+    if (!ok) throw UsageError(flag + ": " + what);
+  };
+  need(!text.empty(), "--text", "at least one training text file is required");
+  need(!out.empty(), "--out", "a run directory is required");
+  need(tokenizer == "byte" || tokenizer == "gpt2", "--tokenizer", "expected 'byte' or 'gpt2', got '" + tokenizer + "'");
+  need(init_from.empty() || model.position != PositionMethod::learned, "--length",
+       "a learned position table cannot be fine-tuned at another length");
+  need(batch >= 1 && batch <= 65536, "--batch", "expected an integer in [1, 65536], got " + std::to_string(batch));
+  need(grad_accum >= 1 && grad_accum <= 65536, "--grad-accum", "expected an integer in [1, 65536]");
+  need(steps >= 1 && steps <= 1000000000L, "--steps", "expected an integer in [1, 1e9], got " + std::to_string(steps));
+  need(std::isfinite(lr) && lr > 0 && lr <= 10, "--lr", "expected a value in (0, 10]");
+  need(min_lr_ratio >= 0 && min_lr_ratio <= 1, "--min-lr-ratio", "expected a value in [0, 1]");
+  need(warmup >= -1 && warmup <= steps, "--warmup", "expected an integer in [0, --steps] (or -1 for auto)");
+  need(weight_decay >= 0 && weight_decay <= 10, "--weight-decay", "expected a value in [0, 10]");
+  need(beta1 >= 0 && beta1 < 1, "--beta1", "expected a value in [0, 1)");
+  need(beta2 >= 0 && beta2 < 1, "--beta2", "expected a value in [0, 1)");
+  need(eps > 0 && eps < 1, "--eps", "expected a value in (0, 1)");
+  need(clip >= 0 && std::isfinite(clip), "--clip", "expected a value >= 0 (0 disables clipping)");
+  need(valid_fraction > 0 && valid_fraction < 0.5, "--valid-fraction", "expected a value in (0, 0.5)");
+  need(eval_interval >= 0, "--eval-interval", "expected an integer >= 0");
+  need(eval_tokens >= 0, "--eval-tokens", "expected an integer >= 0");
+  need(ckpt_interval >= 0, "--ckpt-interval", "expected an integer >= 0");
+  need(keep_checkpoints >= 1 && keep_checkpoints <= 1000, "--keep-checkpoints", "expected an integer in [1, 1000]");
+  need(log_interval >= 0, "--log-interval", "expected an integer >= 0");
+  need(stop_after >= 0, "--stop-after", "expected an integer >= 0");
+  need(nonfinite == "stop" || nonfinite == "skip", "--nonfinite", "expected 'stop' or 'skip', got '" + nonfinite + "'");
+  need(precision == "fp32" || precision == "bf16", "--precision", "expected 'fp32' or 'bf16', got '" + precision + "'");
+  need(attention == "auto" || attention == "materialized" || attention == "tiled", "--attention",
+       "expected 'auto', 'materialized' or 'tiled', got '" + attention + "'");
+  need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");
+  try {
+    static const std::map<std::string, std::string> flags = {
+        {"n_layer", "--layers"}, {"n_head", "--heads"},     {"n_embd", "--width"},   {"mlp_hidden", "--mlp"},
+        {"block_size", "--length"}, {"dropout", "--dropout"}, {"rope_base", "--rope-base"},
+        {"n_kv_head", "--kv-heads"}, {"attn_window", "--attn-window"}, {"rope_scaling", "--rope-scaling"},
+        {"bias", "--no-bias"}, {"embed_scale", "--embed-scale"}, {"activation", "--activation"},
+        {"embed_norm", "--embed-norm"}, {"qkv_bias", "--qkv-bias"}, {"alibi_max_bias", "--alibi-max-bias"}};
+    model.validate([](const std::string& f) {
+      auto it = flags.find(f);
+      return it == flags.end() ? f : it->second;
+    });
+  } catch (const ConfigError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+}  // namespace stretch
