@@ -198,7 +198,7 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
   w.set_f32(key("attention.layer_norm_rms_epsilon"), mc.norm_eps);
   write_tokenizer(w, tok, V);
 
-  ParamView v = bind_param_view(mc, m.specs(), const_cast<float*>(m.params().data()));
+  const ConstParamView v = bind_param_view(mc, m.specs(), m.params().data());
   const TensorSink out{w, type};
   auto mat = [&](const std::string& name, std::int64_t rows, std::int64_t cols, const float* data) {
     out.mat(name, rows, cols, data);
@@ -207,7 +207,7 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
   if (!freq_factors.empty()) vec("rope_freqs.weight", hd / 2, freq_factors.data());
   mat("token_embd.weight", V, C, v.wte);
   for (int l = 0; l < mc.n_layer; l++) {
-    const LayerView& L = v.layers[static_cast<std::size_t>(l)];
+    const ConstLayerView& L = v.layers[static_cast<std::size_t>(l)];
     const std::size_t c = static_cast<std::size_t>(C), kvd = static_cast<std::size_t>(KVD),
                       f = static_cast<std::size_t>(F);
     vec(blk(l, "attn_norm"), C, L.ln1_w);
@@ -251,7 +251,7 @@ GgufWriter mpt_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t
   if (pm == PositionMethod::alibi) w.set_f32(mpt("attention.max_alibi_bias"), static_cast<float>(mc.alibi_max_bias));
   write_tokenizer(w, tok, V);
 
-  ParamView v = bind_param_view(mc, m.specs(), const_cast<float*>(m.params().data()));
+  const ConstParamView v = bind_param_view(mc, m.specs(), m.params().data());
   const TensorSink out{w, type};
   const std::size_t vc = static_cast<std::size_t>(V) * static_cast<std::size_t>(C);
   std::vector<float> scaled;
@@ -277,7 +277,7 @@ GgufWriter mpt_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t
     if (mc.bias) out.vec(b_name, C, b);
   };
   for (int l = 0; l < mc.n_layer; l++) {
-    const LayerView& Lv = v.layers[static_cast<std::size_t>(l)];
+    const ConstLayerView& Lv = v.layers[static_cast<std::size_t>(l)];
     norm(blk(l, "attn_norm"), blk(l, "attn_norm", "bias"), Lv.ln1_w, Lv.ln1_b);
     out.mat(blk(l, "attn_qkv"), 3 * C, C, Lv.qkv_w);
     if (mc.bias) out.vec(blk(l, "attn_qkv", "bias"), 3 * C, Lv.qkv_b);

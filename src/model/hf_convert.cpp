@@ -287,15 +287,19 @@ enum class Xf {
   bloom_qkv,  // HF rows [h][q|k|v][hd] -> ours [q|k|v][h][hd] (weights or biases)
 };
 
-struct Link {
+// F = float for an import (the links are written), const float for an export (only read).
+template <class F>
+struct BasicLink {
   std::string hf;                        // tensor name in the checkpoint
   std::vector<std::int64_t> hf_shape;    // its shape there
-  float* tensor;                         // our tensor (null in a names-only table)
+  F* tensor;                             // our tensor (null in a names-only table)
   std::int64_t at = 0;                   // where in it (elements: a block of rows)
   Xf xf = Xf::copy;
   int heads = 0, hd = 0;                 // rope_rows, bloom_qkv
-  float* ours() const { return tensor + at; }
+  F* ours() const { return tensor + at; }
 };
+using Link = BasicLink<float>;
+using ConstLink = BasicLink<const float>;
 
 std::int64_t numel(const std::vector<std::int64_t>& s) {
   std::int64_t n = 1;
@@ -304,66 +308,67 @@ std::int64_t numel(const std::vector<std::int64_t>& s) {
 }
 
 // The HF row that our row `o` of a rope_rows or bloom_qkv link comes from (rows of `cols` values each).
-std::int64_t hf_row(const Link& l, std::int64_t o) {
-  const std::int64_t hd = l.hd, h = o / hd, k = o % hd;
-  if (l.xf == Xf::rope_rows) return h * hd + (k % 2) * (hd / 2) + k / 2;  // ours[2i + j] = hf[i + j hd/2]
-  const std::int64_t C = static_cast<std::int64_t>(l.heads) * hd;     // bloom_qkv: ours [part][h][d]
+std::int64_t hf_row(Xf xf, int heads, std::int64_t hd, std::int64_t o) {
+  const std::int64_t h = o / hd, k = o % hd;
+  if (xf == Xf::rope_rows) return h * hd + (k % 2) * (hd / 2) + k / 2;  // ours[2i + j] = hf[i + j hd/2]
+  const std::int64_t C = static_cast<std::int64_t>(heads) * hd;       // bloom_qkv: ours [part][h][d]
   const std::int64_t part = o / C, head = (o % C) / hd, d = o % hd;
   return (head * 3 + part) * hd + d;                                   // hf [h][part][d]
 }
 
-// Moves one link's values between the HF layout (`hf`) and ours (`ours`), in the direction `to_ours`.
-void convert(const Link& l, float* hf, float* ours, bool to_ours) {
+// Moves one link's values from `src` to `dst`: from the HF layout to ours when to_ours, else from ours to HF's.
+template <class F>
+void convert(const BasicLink<F>& l, const float* src, float* dst, bool to_ours) {
   const std::int64_t n = numel(l.hf_shape);
   const std::int64_t cols = l.hf_shape.size() == 2 ? l.hf_shape[1] : 1;
   const std::int64_t rows = n / cols;
   switch (l.xf) {
     case Xf::copy:
-      if (to_ours) std::copy(hf, hf + n, ours);
-      else std::copy(ours, ours + n, hf);
+      std::copy(src, src + n, dst);
       return;
     case Xf::transpose:  // hf (rows = in, cols = out), ours (out, in)
       for (std::int64_t r = 0; r < rows; r++)
         for (std::int64_t c = 0; c < cols; c++) {
-          if (to_ours) ours[c * rows + r] = hf[r * cols + c];
-          else hf[r * cols + c] = ours[c * rows + r];
+          if (to_ours) dst[c * rows + r] = src[r * cols + c];
+          else dst[r * cols + c] = src[c * rows + r];
         }
       return;
     case Xf::rope_rows:
     case Xf::bloom_qkv:
       for (std::int64_t o = 0; o < rows; o++) {
-        float* a = ours + o * cols;
-        float* b = hf + hf_row(l, o) * cols;
-        if (to_ours) std::copy(b, b + cols, a);
-        else std::copy(a, a + cols, b);
+        const std::int64_t h = hf_row(l.xf, l.heads, l.hd, o);
+        const float* from = src + (to_ours ? h : o) * cols;
+        std::copy(from, from + cols, dst + (to_ours ? o : h) * cols);
       }
       return;
   }
 }
 
-void to_ours(const Link& l, float* src) { convert(l, src, l.ours(), true); }  // src only read
+void to_ours(const Link& l, const float* src) { convert(l, src, l.ours(), true); }
 
-std::vector<float> to_hf(const Link& l) {
+std::vector<float> to_hf(const ConstLink& l) {
   std::vector<float> out(static_cast<std::size_t>(numel(l.hf_shape)));
-  convert(l, out.data(), l.ours(), false);
+  convert(l, l.ours(), out.data(), false);
   return out;
 }
 
 // The links of family f for config c over slab view v, with the checkpoint's name prefix (GPT-2 and BLOOM files
 // exist with and without "transformer."). Tied models have no lm_head link.
-std::vector<Link> hf_links(HfFamily f, const ModelConfig& c, const ParamView& v, const std::string& prefix) {
+template <class T>
+std::vector<BasicLink<T>> hf_links(HfFamily f, const ModelConfig& c, const BasicParamView<T>& v,
+                                   const std::string& prefix) {
   const std::int64_t V = c.vocab_size, C = c.n_embd, F = c.mlp_hidden, hd = c.head_dim(), NH = c.n_head;
   const std::int64_t NKV = c.kv_heads(), KVD = c.kv_dim();
   const int h = static_cast<int>(hd);
-  std::vector<Link> L;
-  auto add = [&](std::string name, std::vector<std::int64_t> shape, float* tensor, std::int64_t at = 0,
+  std::vector<BasicLink<T>> L;
+  auto add = [&](std::string name, std::vector<std::int64_t> shape, T* tensor, std::int64_t at = 0,
                  Xf xf = Xf::copy, int heads = 0) {
     L.push_back({std::move(name), std::move(shape), tensor, at, xf, heads, h});
   };
   if (llama_like(f)) {
     add("model.embed_tokens.weight", {V, C}, v.wte);
     for (int l = 0; l < c.n_layer; l++) {
-      const LayerView& w = v.layers[l];
+      const auto& w = v.layers[l];
       const std::string p = "model.layers." + std::to_string(l) + ".";
       add(p + "input_layernorm.weight", {C}, w.ln1_w);
       add(p + "self_attn.q_proj.weight", {C, C}, w.qkv_w, 0, Xf::rope_rows, static_cast<int>(NH));
@@ -388,7 +393,7 @@ std::vector<Link> hf_links(HfFamily f, const ModelConfig& c, const ParamView& v,
     add(prefix + "wte.weight", {V, C}, v.wte);
     add(prefix + "wpe.weight", {c.block_size, C}, v.wpe);
     for (int l = 0; l < c.n_layer; l++) {
-      const LayerView& w = v.layers[l];
+      const auto& w = v.layers[l];
       const std::string p = prefix + "h." + std::to_string(l) + ".";
       add(p + "ln_1.weight", {C}, w.ln1_w);
       add(p + "ln_1.bias", {C}, w.ln1_b);
@@ -411,7 +416,7 @@ std::vector<Link> hf_links(HfFamily f, const ModelConfig& c, const ParamView& v,
   if (f == HfFamily::mpt) {
     add("transformer.wte.weight", {V, C}, v.wte);
     for (int l = 0; l < c.n_layer; l++) {
-      const LayerView& w = v.layers[l];
+      const auto& w = v.layers[l];
       const std::string p = "transformer.blocks." + std::to_string(l) + ".";
       add(p + "norm_1.weight", {C}, w.ln1_w);
       add(p + "attn.Wqkv.weight", {3 * C, C}, w.qkv_w);
@@ -429,7 +434,7 @@ std::vector<Link> hf_links(HfFamily f, const ModelConfig& c, const ParamView& v,
   add(prefix + "word_embeddings_layernorm.weight", {C}, v.ln_emb_w);
   add(prefix + "word_embeddings_layernorm.bias", {C}, v.ln_emb_b);
   for (int l = 0; l < c.n_layer; l++) {
-    const LayerView& w = v.layers[l];
+    const auto& w = v.layers[l];
     const std::string p = prefix + "h." + std::to_string(l) + ".";
     add(p + "input_layernorm.weight", {C}, w.ln1_w);
     add(p + "input_layernorm.bias", {C}, w.ln1_b);
@@ -715,7 +720,7 @@ HfFamily model_to_hf(const Transformer& m, const fs::path& dir, const HfExportOp
   // embedding scaled by embed_scale (the classifier then reads the unscaled one: untied), and a sinusoidal table
   // as GPT-2's learned rows 0 .. block_size-1.
   ModelConfig out = c;
-  ParamView v = bind_param_view(c, m.specs(), const_cast<float*>(m.params().data()));  // read only
+  ConstParamView v = bind_param_view(c, m.specs(), m.params().data());
   std::vector<float> scaled_wte, table;
   if (c.embed_scale != 1.0f) {
     scaled_wte.assign(v.wte, v.wte + static_cast<std::size_t>(c.vocab_size) * c.n_embd);
@@ -733,7 +738,7 @@ HfFamily model_to_hf(const Transformer& m, const fs::path& dir, const HfExportOp
     out.position = PositionMethod::learned;
   }
   std::vector<HfTensorOut> tensors;
-  for (const Link& l : hf_links(f, out, v, "transformer.")) tensors.push_back({l.hf, l.hf_shape, to_hf(l)});
+  for (const ConstLink& l : hf_links(f, out, v, "transformer.")) tensors.push_back({l.hf, l.hf_shape, to_hf(l)});
   write_file_atomic(dir / "config.json", cfg.dump(2) + "\n");
   write_hf_weights(dir, tensors, o.dtype, o.max_shard_bytes);
   return f;

@@ -77,7 +77,7 @@ Llama2cWeights model_to_llama2c(const Transformer& m) {
   c.seq_len = mc.block_size;
   c.shared_classifier = mc.tie_embeddings;
   const std::size_t C = c.dim, KVD = c.kv_dim(), F = c.hidden_dim, NL = c.n_layers, V = c.vocab_size;
-  ParamView v = bind_param_view(mc, m.specs(), const_cast<float*>(m.params().data()));
+  const ConstParamView v = bind_param_view(mc, m.specs(), m.params().data());
   w.tok_embeddings.assign(v.wte, v.wte + V * C);
   w.rms_att.resize(NL * C);
   w.wq.resize(NL * C * C);
@@ -89,7 +89,7 @@ Llama2cWeights model_to_llama2c(const Transformer& m) {
   w.w2.resize(NL * C * F);
   w.w3.resize(NL * F * C);
   for (int l = 0; l < c.n_layers; l++) {
-    const LayerView& L = v.layers[l];
+    const ConstLayerView& L = v.layers[l];
     get(w.rms_att, L.ln1_w, C, l);
     get(w.wq, L.qkv_w, C * C, l);
     get(w.wk, L.qkv_w + C * C, KVD * C, l);

@@ -14,6 +14,17 @@ std::size_t ParamSpec::numel() const {
   return n;
 }
 
+std::string ParamSpec::where() const {
+  switch (place) {
+    case ParamPlace::block:
+      return "layer " + std::to_string(layer);
+    case ParamPlace::output:
+      return "output";
+    default:
+      return "embeddings";
+  }
+}
+
 namespace {
 
 // Names of the tensors every family has, by family (docs/MODEL.md). LLaMA names follow Meta's checkpoints, with
@@ -60,6 +71,7 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
   }
   for (int l = 0; l < c.n_layer; l++) {
     const Names n = names(c, l);
+    const std::size_t first = s.size();
     s.push_back({n.ln1_w, {C}, ParamKind::norm, 0});
     if (c.bias) s.push_back({n.ln1_b, {C}, ParamKind::bias, 0});
     s.push_back({n.qkv_w, {QKV, C}, ParamKind::matrix, std_w});
@@ -72,10 +84,16 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
     if (c.bias) s.push_back({n.fc_b, {FW}, ParamKind::bias, 0});
     s.push_back({n.fcproj_w, {C, F}, ParamKind::matrix, std_proj});
     if (c.bias) s.push_back({n.fcproj_b, {C}, ParamKind::bias, 0});
+    for (std::size_t i = first; i < s.size(); i++) {
+      s[i].place = ParamPlace::block;
+      s[i].layer = l;
+    }
   }
+  const std::size_t output = s.size();
   s.push_back({top.lnf_w, {C}, ParamKind::norm, 0});
   if (c.bias) s.push_back({top.lnf_b, {C}, ParamKind::bias, 0});
   if (!c.tie_embeddings) s.push_back({top.lm_head, {V, C}, ParamKind::matrix, std_w});
+  for (std::size_t i = output; i < s.size(); i++) s[i].place = ParamPlace::output;
   std::size_t off = 0;
   for (auto& p : s) {
     p.offset = off;
@@ -89,14 +107,17 @@ std::size_t slab_size(const std::vector<ParamSpec>& specs) {
   return specs.back().offset + (specs.back().numel() + 15) / 16 * 16;
 }
 
-ParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* slab) {
-  std::map<std::string, float*> at;
+namespace {
+
+template <class F>
+BasicParamView<F> bind(const ModelConfig& c, const std::vector<ParamSpec>& specs, F* slab) {
+  std::map<std::string, F*> at;
   for (auto& p : specs) at[p.name] = slab + p.offset;
-  auto get = [&](const std::string& n) -> float* {
+  auto get = [&](const std::string& n) -> F* {
     auto it = at.find(n);
     return it == at.end() ? nullptr : it->second;
   };
-  ParamView v;
+  BasicParamView<F> v;
   const Names top = names(c, 0);
   v.wte = get(top.wte);
   v.wpe = get("wpe");
@@ -112,6 +133,16 @@ ParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& sp
   v.lnf_b = get(top.lnf_b);
   v.lm_head = c.tie_embeddings ? v.wte : get(top.lm_head);
   return v;
+}
+
+}  // namespace
+
+ParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* slab) {
+  return bind(c, specs, slab);
+}
+
+ConstParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, const float* slab) {
+  return bind(c, specs, slab);
 }
 
 }  // namespace stretch

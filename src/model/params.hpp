@@ -13,13 +13,21 @@ namespace stretch {
 
 enum class ParamKind { matrix, embedding, norm, bias, position };
 
+// Where a tensor sits in the network: before the blocks (embeddings, position table or bias, embedding norm), in
+// block `layer`, or after them (final norm, classifier).
+enum class ParamPlace { embeddings, block, output };
+
 struct ParamSpec {
   std::string name;
   std::vector<std::int64_t> shape;
   ParamKind kind;
   float init_std;  // normal(0, init_std) for matrices/embeddings/position tables; norms start at 1, biases at 0
   std::size_t offset = 0;  // into the slab, in floats (each tensor starts 16-float aligned)
+  ParamPlace place = ParamPlace::embeddings;
+  int layer = -1;  // the block of a ParamPlace::block tensor, else -1
   std::size_t numel() const;
+  // "layer N" for a block's tensor, else "embeddings" or "output" (for messages)
+  std::string where() const;
 };
 
 // The parameter table in slab order.
@@ -27,26 +35,35 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c);
 // Total floats of the slab for these specs (including alignment padding).
 std::size_t slab_size(const std::vector<ParamSpec>& specs);
 
-struct LayerView {
-  float *ln1_w, *ln1_b;          // (C)
-  float *qkv_w, *qkv_b;          // (QKV, C), (QKV); qkv_b: gpt with bias, llama with qkv_bias
-  float *attproj_w, *attproj_b;  // (C, C), (C)
-  float *ln2_w, *ln2_b;          // (C)
-  float *fc_w, *fc_b;            // (F, C), (F)
-  float *fcproj_w, *fcproj_b;    // (C, F), (C)
+// Named pointers into a slab (parameters or gradients); absent tensors are null. F = float for a slab being
+// written (training, import), const float for one only read (export: ConstParamView, no const_cast).
+template <class F>
+struct BasicLayerView {
+  F *ln1_w, *ln1_b;          // (C)
+  F *qkv_w, *qkv_b;          // (QKV, C), (QKV); qkv_b: gpt with bias, llama with qkv_bias
+  F *attproj_w, *attproj_b;  // (C, C), (C)
+  F *ln2_w, *ln2_b;          // (C)
+  F *fc_w, *fc_b;            // (F, C), (F)
+  F *fcproj_w, *fcproj_b;    // (C, F), (C)
 };
 
-// Named pointers into a slab (parameters or gradients); absent tensors are null.
-struct ParamView {
-  float* wte = nullptr;      // (V, C)
-  float* wpe = nullptr;      // (block_size, C) learned only
-  float* t5_bias = nullptr;  // (32, NH) t5 only
-  float *ln_emb_w = nullptr, *ln_emb_b = nullptr;  // (C) embed_norm only
-  std::vector<LayerView> layers;
-  float *lnf_w = nullptr, *lnf_b = nullptr;  // (C)
-  float* lm_head = nullptr;                  // (V, C) untied; equals wte when tied
+template <class F>
+struct BasicParamView {
+  F* wte = nullptr;      // (V, C)
+  F* wpe = nullptr;      // (block_size, C) learned only
+  F* t5_bias = nullptr;  // (32, NH) t5 only
+  F *ln_emb_w = nullptr, *ln_emb_b = nullptr;  // (C) embed_norm only
+  std::vector<BasicLayerView<F>> layers;
+  F *lnf_w = nullptr, *lnf_b = nullptr;  // (C)
+  F* lm_head = nullptr;                  // (V, C) untied; equals wte when tied
 };
+
+using LayerView = BasicLayerView<float>;
+using ConstLayerView = BasicLayerView<const float>;
+using ParamView = BasicParamView<float>;
+using ConstParamView = BasicParamView<const float>;
 
 ParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, float* slab);
+ConstParamView bind_param_view(const ModelConfig& c, const std::vector<ParamSpec>& specs, const float* slab);
 
 }  // namespace stretch

@@ -55,19 +55,6 @@ float decay_for(const TrainOptions& o, ParamKind k) {
   }
 }
 
-// "layer N" for a tensor of block N (gpt "h.N.", llama "layers.N."), else where it sits.
-std::string layer_of(const std::string& name) {
-  for (const char* prefix : {"h.", "layers."}) {
-    const std::size_t k = std::char_traits<char>::length(prefix);
-    if (name.rfind(prefix, 0) == 0) {
-      const std::size_t dot = name.find('.', k);
-      if (dot != std::string::npos && dot > k) return "layer " + name.substr(k, dot - k);
-    }
-  }
-  return name == "wte" || name == "wpe" || name == "t5_bias" || name == "tok_embeddings.weight" ? "embeddings"
-                                                                                               : "output";
-}
-
 // The tensors of `slab` holding NaN/Inf, in backward order (the one nearest the loss first: a value that went
 // bad in block N spreads to the gradients of blocks N, N-1, ..., 0), e.g.
 // "'h.1.attn.c_attn.weight' (layer 1): 3 of 12288 values".
@@ -82,7 +69,7 @@ std::string nonfinite_tensors(const Transformer& model, const float* slab) {
       more++;
       continue;
     }
-    out += std::string(listed ? ", " : "") + "'" + it->name + "' (" + layer_of(it->name) + "): " +
+    out += std::string(listed ? ", " : "") + "'" + it->name + "' (" + it->where() + "): " +
            std::to_string(bad) + " of " + std::to_string(it->numel()) + " values";
     listed++;
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "model/params.hpp"
 #include "model/transformer.hpp"
 
 namespace stretch {
@@ -32,6 +33,45 @@ TEST(Transformer, ConfigErrorsNameTheField) {
     FAIL();
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("n_head"), std::string::npos) << e.what();
+  }
+}
+
+// Every tensor knows where it sits (the one table of model/params.cpp): its block, or before / after the blocks;
+// the NaN/Inf messages of the trainer say "layer N", "embeddings" or "output" from it.
+TEST(Transformer, EveryTensorKnowsItsPlaceFromTheParameterTable) {
+  for (Arch arch : {Arch::gpt, Arch::llama}) {
+    ModelConfig c = tiny(PositionMethod::t5);
+    c.arch = arch;
+    c.embed_norm = arch == Arch::gpt;
+    if (arch == Arch::llama) c.bias = false;
+    const auto specs = param_specs(c);
+    int blocks_seen = 0, before = 0, after = 0;
+    bool in_blocks = false, past_blocks = false;
+    for (const auto& s : specs) {
+      const std::string block_prefix = arch == Arch::gpt ? "h." : "layers.";
+      if (s.name.rfind(block_prefix, 0) == 0) {
+        EXPECT_FALSE(past_blocks) << s.name;
+        in_blocks = true;
+        ASSERT_EQ(s.place, ParamPlace::block) << s.name;
+        EXPECT_EQ(s.name.substr(block_prefix.size(), s.name.find('.', block_prefix.size()) - block_prefix.size()),
+                  std::to_string(s.layer));
+        EXPECT_EQ(s.where(), "layer " + std::to_string(s.layer));
+        blocks_seen = std::max(blocks_seen, s.layer + 1);
+      } else if (!in_blocks) {
+        EXPECT_EQ(s.place, ParamPlace::embeddings) << s.name;
+        EXPECT_EQ(s.layer, -1);
+        EXPECT_EQ(s.where(), "embeddings");
+        before++;
+      } else {
+        past_blocks = true;
+        EXPECT_EQ(s.place, ParamPlace::output) << s.name;
+        EXPECT_EQ(s.where(), "output");
+        after++;
+      }
+    }
+    EXPECT_EQ(blocks_seen, c.n_layer);
+    EXPECT_GE(before, 2);  // token embeddings and the t5 bias (and gpt's embedding norm)
+    EXPECT_GE(after, 1);   // the final norm
   }
 }
 
