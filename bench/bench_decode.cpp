@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
     if (model_arg == "reference") {
       ModelConfig c;
       c.block_size = ctx;
-      c.position = parse_position_method(position);
+      c.position = parse_position_method(position, "--position");
       model = std::make_unique<Transformer>(c);
       model->init_weights(1);
     } else {

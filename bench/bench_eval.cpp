@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   }
   ModelConfig c;
   c.block_size = T;  // (only the learned table depends on it)
-  c.position = parse_position_method(position);
+  c.position = parse_position_method(position, "--position");
   Transformer model(c);
   model.init_weights(1);
   Rng rng(3);

@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     }
   }
   c.mlp_hidden = 4 * c.n_embd;
-  c.position = parse_position_method(position);
+  c.position = parse_position_method(position, "--position");
   const int T = c.block_size;
   Transformer model(c);
   model.init_weights(1);

@@ -151,7 +151,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
         (j["architecture"] != "gpt" && j["architecture"] != "llama"))
       throw InputError(source + ": field 'architecture' is " + j["architecture"].dump() +
                        ", expected \"gpt\" or \"llama\"");
-    c.arch = parse_arch(j["architecture"].get<std::string>());
+    c.arch = parse_arch(j["architecture"].get<std::string>(), source + ": field 'architecture'");
     if (c.arch == Arch::llama) c.bias = false;
   }
   get_int("vocab_size", c.vocab_size);

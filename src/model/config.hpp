@@ -21,15 +21,15 @@ namespace stretch {
 
 enum class Arch { gpt, llama };
 std::string_view to_string(Arch a);
-// Throws UsageError naming `what` for an unknown name.
-Arch parse_arch(std::string_view name, std::string_view what = "--arch");
+// Throws UsageError naming `what` (the flag or the file field the name came from) for an unknown name.
+Arch parse_arch(std::string_view name, std::string_view what);
 
 // The gpt family's MLP nonlinearity (llama's is SwiGLU): the tanh approximation (GPT-2, BLOOM: "gelu_tanh") or the
 // exact erf form (MPT, PyTorch's nn.GELU(): "gelu"); kernels/gelu.hpp.
 enum class Activation { gelu_tanh, gelu };
 std::string_view to_string(Activation a);
-// Throws UsageError naming `what` for an unknown name.
-Activation parse_activation(std::string_view name, std::string_view what = "--activation");
+// Throws UsageError naming `what` (the flag or the file field the name came from) for an unknown name.
+Activation parse_activation(std::string_view name, std::string_view what);
 
 struct ModelConfig {
   Arch arch = Arch::gpt;

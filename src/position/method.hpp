@@ -41,7 +41,7 @@ inline std::string position_method_choices() {
 }
 
 // Throws UsageError naming `what` (a flag or a field) when `name` is not a known method.
-inline PositionMethod parse_position_method(std::string_view name, std::string_view what = "--position") {
+inline PositionMethod parse_position_method(std::string_view name, std::string_view what) {
   for (auto& [v, n] : kPositionMethodNames)
     if (n == name) return v;
   throw UsageError(std::string(what) + ": unknown position method '" + std::string(name) + "' (expected one of: " +

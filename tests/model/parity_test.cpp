@@ -35,11 +35,11 @@ TEST_P(Parity, LogitsLossGradientsAndAdamWMatchPyTorch) {
   SafetensorsReader f = SafetensorsReader::open(path);
   auto cj = nlohmann::json::parse(f.metadata().at("config"));
   ModelConfig c;
-  if (cj.contains("arch")) c.arch = parse_arch(cj["arch"].get<std::string>());
+  if (cj.contains("arch")) c.arch = parse_arch(cj["arch"].get<std::string>(), "fixture config: arch");
   if (cj.contains("n_kv_head")) c.n_kv_head = cj["n_kv_head"];
   if (cj.contains("norm_eps")) c.norm_eps = cj["norm_eps"];
   if (cj.contains("embed_scale")) c.embed_scale = cj["embed_scale"];
-  if (cj.contains("activation")) c.activation = parse_activation(cj["activation"].get<std::string>());
+  if (cj.contains("activation")) c.activation = parse_activation(cj["activation"].get<std::string>(), "fixture config: activation");
   if (cj.contains("embed_norm")) c.embed_norm = cj["embed_norm"];
   if (cj.contains("alibi_max_bias")) c.alibi_max_bias = cj["alibi_max_bias"];
   if (cj.contains("qkv_bias")) c.qkv_bias = cj["qkv_bias"];
@@ -49,7 +49,7 @@ TEST_P(Parity, LogitsLossGradientsAndAdamWMatchPyTorch) {
   c.n_embd = cj["n_embd"];
   c.mlp_hidden = cj["mlp_hidden"];
   c.block_size = cj["block_size"];
-  c.position = parse_position_method(cj["position"].get<std::string>());
+  c.position = parse_position_method(cj["position"].get<std::string>(), "fixture config: position");
   c.bias = cj["bias"];
   c.tie_embeddings = cj["tie_embeddings"];
   c.rope_base = cj["rope_base"];
