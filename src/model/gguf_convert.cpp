@@ -344,6 +344,7 @@ void read_into(const GgufReader& r, const std::string& name, std::int64_t rows, 
                      " (supported: F32, F16, BF16, Q8_0)");
   const std::vector<float> x = r.read_f32(name);
   std::copy(x.begin(), x.end(), dst);
+  r.release(name);  // each tensor is read once: its file pages need not stay resident beside the model
 }
 
 // A model from `c` with every parameter zero (filled by the readers), or InputError naming the source. Every
