@@ -12,6 +12,7 @@
 #include "cli/context_flags.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
+#include "distributed/comm.hpp"
 #include "io/corpus.hpp"
 #include "io/tokenizer.hpp"
 #include "run/checkpoint.hpp"
@@ -113,11 +114,14 @@ Runner add_eval(CLI::App& app) {
     const std::string doc_sep = unescape(o->doc_sep);
     const auto cache = o->cache_dir.empty() ? default_cache_dir() : o->cache_dir;
 
+    // under mpirun -np N every rank scores its shard of each length's batches; rank 0 alone prints and writes
+    Comm& comm = world_comm();
+    const bool lead = comm.rank() == 0;
     SweepReport report;
     report.text = o->text.string();
     report.protocol = settings.protocol;
     report.stride = o->stride;
-    std::printf("%s\n", table_header().c_str());
+    if (lead) std::printf("%s\n", table_header().c_str());
     std::map<std::string, std::vector<std::int32_t>> tokens_by_tokenizer;  // the text, once per tokenizer
     for (std::size_t mi = 0; mi < metas.size(); mi++) {
       const CheckpointMeta& meta = metas[mi];
@@ -150,12 +154,14 @@ Runner add_eval(CLI::App& app) {
         // --alibi-interp auto: the slopes of each length (none at or below the trained length)
         if (o->ctx.alibi_interp_auto() && meta.model.position == PositionMethod::alibi)
           model->set_alibi_interp(T > meta.model.block_size ? T : 0);
-        mr.results.push_back(evaluate_length(*model, tokens, T, settings));
+        mr.results.push_back(evaluate_length(*model, tokens, T, settings, comm));
+        if (!lead) continue;
         std::printf("%s\n", table_row(mr, mr.results.back()).c_str());
         std::fflush(stdout);
       }
       report.models.push_back(std::move(mr));
     }
+    if (!lead) return 0;
     if (!o->json_out.empty()) write_file_atomic(o->json_out, to_json(report).dump(2) + "\n");
     if (!o->csv_out.empty()) write_file_atomic(o->csv_out, to_csv(report));
     if (!o->plot_out.empty()) {

@@ -54,9 +54,9 @@ int main(int argc, char** argv) {
     for (auto& [sub, run] : runners) {
       if (!sub->parsed()) continue;
       const std::string& name = sub->get_name();
-      if (launch.size > 1 && name != "train" && name != "finetune" && name != "passkey")
-        throw stretch::UsageError("stretch " + name + " runs as one process; only train, finetune and passkey "
-                                  "run on several ranks (mpirun -np N), and this was launched as " +
+      if (launch.size > 1 && name != "train" && name != "finetune" && name != "eval" && name != "passkey")
+        throw stretch::UsageError("stretch " + name + " runs as one process; only train, finetune, eval and "
+                                  "passkey run on several ranks (mpirun -np N), and this was launched as " +
                                   std::to_string(launch.size));
       return run();
     }

@@ -180,4 +180,29 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
   return r;
 }
 
+LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>& tokens, int T, EvalSettings s,
+                             Comm& comm) {
+  if (comm.size() == 1) return evaluate_length(model, tokens, T, s);
+  const auto t0 = std::chrono::steady_clock::now();
+  s.shard = comm.rank();
+  s.shards = comm.size();
+  LengthResult r = evaluate_length(model, tokens, T, s);
+  // one all-reduce: tokens, sum_nll, sum_sq, then per bucket its NLL sum and token count
+  const std::size_t nb = r.bucket_nll.size();
+  std::vector<double> sums{static_cast<double>(r.tokens), r.sum_nll, r.sum_sq};
+  for (std::size_t b = 0; b < nb; b++) sums.push_back(r.bucket_nll[b] * static_cast<double>(r.bucket_tokens[b]));
+  for (std::size_t b = 0; b < nb; b++) sums.push_back(static_cast<double>(r.bucket_tokens[b]));
+  comm.allreduce_sum(sums.data(), sums.size());
+  r.tokens = static_cast<long>(sums[0]);
+  r.sum_nll = sums[1];
+  r.sum_sq = sums[2];
+  for (std::size_t b = 0; b < nb; b++) {
+    r.bucket_tokens[b] = static_cast<long>(sums[3 + nb + b]);
+    r.bucket_nll[b] = r.bucket_tokens[b] ? sums[3 + b] / static_cast<double>(r.bucket_tokens[b]) : 0.0;
+  }
+  r.bits_per_byte = s.byte_level ? r.mean_nll() / std::log(2.0) : 0.0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
 }  // namespace stretch

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "distributed/comm.hpp"
 #include "model/transformer.hpp"
 #include "position/position_ids.hpp"
 
@@ -78,5 +79,12 @@ struct LengthResult {
 // Evaluates one model at one length. Throws UsageError (naming --clamp-positions) when a learned position
 // table is shorter than the length and clamping was not asked for.
 LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s);
+
+// The same across the ranks of `comm` (mpirun -np N stretch eval): rank r scores the batches of shard r, and the
+// tokens, NLL sums and bucket sums are all-reduced, so every rank returns one process's result (the sums in another
+// order: equal to about 1e-15 relative). `s.shard` / `s.shards` are set from the communicator. A collective: every
+// rank calls it with the same arguments.
+LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>& tokens, int T, EvalSettings s,
+                             Comm& comm);
 
 }  // namespace stretch

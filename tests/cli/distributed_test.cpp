@@ -174,9 +174,42 @@ TEST(Distributed, ABatchThatDoesNotSplitAndOtherSubcommandsAreRefused) {
   EXPECT_NE(r.output.find("--batch 7"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("multiple of 2"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(fx.dir / "odd" / "checkpoints"));
-  r = stretch_on(2, "eval " + shell_quote(fx.dir / "none") + " --text " + shell_quote(fx.dir / "c.txt"));
+  r = stretch_on(2, "generate " + shell_quote(fx.dir / "none") + " -p x");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("stretch eval runs as one process"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stretch generate runs as one process"), std::string::npos) << r.output;
+}
+
+// `stretch eval` under mpirun: each rank scores its shard of every length's batches, the sums are all-reduced, and
+// rank 0 alone prints and writes: the same tokens, NLL and per-position buckets as one process (the sums added in
+// another order), for every protocol that batches differently.
+TEST(Distributed, EvalOnTwoRanksGivesOneProcesssResults) {
+  SKIP_WITHOUT_MPI();
+  Fixture fx;
+  auto t = stretch_on(0, fx.train(fx.dir / "ev", 10));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  for (const std::string protocol : {"nonoverlapping", "sliding"}) {
+    // small batches, so that each length has several for the ranks to share
+    const std::string args = "eval " + shell_quote(fx.dir / "ev") + " --text " + shell_quote(fx.dir / "c.txt") +
+                             " --protocol " + protocol + " --lengths 32,64 --batch-tokens 256 --threads 1 --json ";
+    auto one = stretch_on(0, args + shell_quote(fx.dir / "one.json"));
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    auto two = stretch_on(2, args + shell_quote(fx.dir / "two.json"));
+    ASSERT_EQ(two.exit_code, 0) << two.output;
+    EXPECT_EQ(two.output.find("length"), two.output.rfind("length")) << two.output;  // one table, rank 0's
+    auto a = nlohmann::json::parse(test::read_text(fx.dir / "one.json"))["models"][0]["results"];
+    auto b = nlohmann::json::parse(test::read_text(fx.dir / "two.json"))["models"][0]["results"];
+    ASSERT_EQ(a.size(), 2u);
+    ASSERT_EQ(b.size(), 2u);
+    for (std::size_t i = 0; i < 2; i++) {
+      EXPECT_EQ(a[i]["tokens"], b[i]["tokens"]) << protocol;
+      EXPECT_GT(a[i]["tokens"].get<long>(), 1000) << protocol;
+      EXPECT_NEAR(a[i]["nll"].get<double>(), b[i]["nll"].get<double>(), 1e-12) << protocol;
+      EXPECT_NEAR(a[i]["stderr_nll"].get<double>(), b[i]["stderr_nll"].get<double>(), 1e-12) << protocol;
+      ASSERT_EQ(a[i]["nll_by_position"].size(), b[i]["nll_by_position"].size());
+      for (std::size_t k = 0; k < a[i]["nll_by_position"].size(); k++)
+        EXPECT_NEAR(a[i]["nll_by_position"][k].get<double>(), b[i]["nll_by_position"][k].get<double>(), 1e-12);
+    }
+  }
 }
 
 // `stretch passkey` under mpirun: the trials are split across the ranks, rank 0 alone prints and writes, and the
