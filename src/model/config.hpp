@@ -31,6 +31,10 @@ std::string_view to_string(Activation a);
 // Throws UsageError naming `what` (the flag or the file field the name came from) for an unknown name.
 Activation parse_activation(std::string_view name, std::string_view what);
 
+// Maps a field or argument name of library code ("n_head", "ctx") to what the user knows it as (a flag such as
+// "--heads", or "config.json: n_head"); empty: the name itself. Library errors name fields; the command maps them.
+using FieldNames = std::function<std::string(const std::string&)>;
+
 struct ModelConfig {
   Arch arch = Arch::gpt;
   int vocab_size = 256;
@@ -77,7 +81,7 @@ struct ModelConfig {
   double alibi_slope_scale() const { return alibi_interp > 0 ? static_cast<double>(block_size) / alibi_interp : 1.0; }
   // Throws ConfigError naming the field and what was expected. `name` maps a field name ("n_head") to what the
   // user knows it as (a flag such as "--heads", or "config.json: n_head").
-  void validate(const std::function<std::string(const std::string&)>& name = {}) const;
+  void validate(const FieldNames& name = {}) const;
   nlohmann::json to_json() const;
   // Throws InputError naming `source` and the field for a missing or mistyped field.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& source);

@@ -36,24 +36,28 @@ bool Decoder::can_slide(PositionMethod p) {
   return p == PositionMethod::alibi || p == PositionMethod::t5 || p == PositionMethod::none;
 }
 
-Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep)
+Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldNames& name)
     : m_(model), c_(model.config()), S_(ctx), slide_(slide), keep_(keep) {
-  if (ctx < 1) throw ConfigError("--ctx: expected a positive number of tokens, got " + std::to_string(ctx));
+  auto n = [&](const char* field) { return name ? name(field) : std::string(field); };
+  if (ctx < 1) throw ConfigError(n("ctx") + ": expected a positive number of tokens, got " + std::to_string(ctx));
   if (keep >= 0) {
-    if (!slide) throw ConfigError("--keep: attention sinks are kept while the cache slides; sliding is off (--no-slide)");
+    if (!slide)
+      throw ConfigError(n("keep") + ": attention sinks are kept while the cache slides, and sliding is off (" +
+                        n("slide") + ")");
     if (keep >= ctx)
-      throw ConfigError("--keep: " + std::to_string(keep) + " sink tokens must be fewer than the --ctx " +
-                        std::to_string(ctx) + " cache slots");
+      throw ConfigError(n("keep") + ": " + std::to_string(keep) + " sink tokens must be fewer than the " + n("ctx") +
+                        " " + std::to_string(ctx) + " cache slots");
     if (c_.position == PositionMethod::sinusoidal || c_.position == PositionMethod::learned)
-      throw ConfigError("--keep: a " + std::string(to_string(c_.position)) + " model adds each token's position to "
-                        "its embedding once, so a token cannot move to its cache slot's position; attention sinks "
-                        "need rope, alibi, t5 or none");
+      throw ConfigError(n("keep") + ": a " + std::string(to_string(c_.position)) + " model adds each token's "
+                        "position to its embedding once, so a token cannot move to its cache slot's position; "
+                        "attention sinks need rope, alibi, t5 or none");
     if (c_.attn_window > 0)
-      throw ConfigError("--keep: with attention sinks the cache's ring is the window; drop --attn-window " +
-                        std::to_string(c_.attn_window));
+      throw ConfigError(n("keep") + ": with attention sinks the cache's ring is the window; drop " +
+                        n("attn_window") + " " + std::to_string(c_.attn_window));
   } else if (slide && !Decoder::can_slide(c_.position)) {
     throw ConfigError("sliding past the cache needs a model whose attention depends only on distances (alibi, t5 "
-                      "or none), or attention sinks (--keep N); this one uses " + std::string(to_string(c_.position)));
+                      "or none), or attention sinks (" + n("keep") + " N); this one uses " +
+                      std::string(to_string(c_.position)));
   }
   const std::size_t per_layer = static_cast<std::size_t>(S_) * c_.kv_dim();
   // a cache larger than the machine is refused by name, not left to fail as "out of memory" deep in a resize
@@ -62,8 +66,8 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep)
   const double memory = pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
   if (memory > 0 && cache_bytes > memory) {
     char b[256];
-    std::snprintf(b, sizeof b, "--ctx %d: the key/value cache would take %.1f GB (2 x %d layers x %d tokens x %d "
-                  "values x 4 bytes), more than this machine's %.1f GB of memory", ctx, cache_bytes / 1e9,
+    std::snprintf(b, sizeof b, "%s %d: the key/value cache would take %.1f GB (2 x %d layers x %d tokens x %d "
+                  "values x 4 bytes), more than this machine's %.1f GB of memory", n("ctx").c_str(), ctx, cache_bytes / 1e9,
                   c_.n_layer, ctx, c_.kv_dim(), memory / 1e9);
     throw ConfigError(b);
   }

@@ -52,9 +52,10 @@ class Decoder {
  public:
   // ctx: cache slots (>= 1). slide: drop the oldest tokens when full (alibi, t5 and none models only unless
   // keep >= 0; ConfigError for others). keep >= 0: attention sinks (above; needs slide, keep < ctx, a rope, alibi,
-  // t5 or none model and no attention window; ConfigError naming --keep otherwise). The model must outlive the
-  // decoder and not change meanwhile.
-  Decoder(Transformer& model, int ctx, bool slide, int keep = -1);
+  // t5 or none model and no attention window; ConfigError naming keep otherwise). Errors name the arguments
+  // "ctx", "slide", "keep" and the model's "attn_window" as `name` maps them (the command: to its flags); by
+  // default as they are. The model must outlive the decoder and not change meanwhile.
+  Decoder(Transformer& model, int ctx, bool slide, int keep = -1, const FieldNames& name = {});
 
   // Feeds tokens[0 .. n) and returns their logits, (n, V) when all_logits, else the last row's (V).
   const float* append(const std::int32_t* tokens, int n, bool all_logits = false);

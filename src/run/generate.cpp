@@ -37,6 +37,14 @@ std::vector<std::int32_t> prompt_ids(const Tokenizer& tok, const std::string& pr
   return ids;
 }
 
+FieldNames decoder_flag_names() {
+  return [](const std::string& field) -> std::string {
+    if (field == "slide") return "--no-slide";
+    if (field == "attn_window") return "--attn-window";
+    return "--" + field;  // ctx, keep
+  };
+}
+
 GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
                        const std::function<void(const std::string&)>& emit) {
   if (o.max_new < 0) throw UsageError("-n: expected a number of tokens >= 0");
@@ -50,7 +58,8 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
     throw UsageError("--keep: attention sinks are kept while the cache slides, and --no-slide turns sliding off");
   std::unique_ptr<Decoder> made;
   try {
-    made = std::make_unique<Decoder>(model, ctx, o.slide && (o.keep >= 0 || Decoder::can_slide(c.position)), o.keep);
+    made = std::make_unique<Decoder>(model, ctx, o.slide && (o.keep >= 0 || Decoder::can_slide(c.position)), o.keep,
+                                     decoder_flag_names());
   } catch (const ConfigError& e) {
     throw UsageError(e.what());
   }

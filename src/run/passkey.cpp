@@ -11,6 +11,7 @@
 #include "core/rng.hpp"
 #include "model/decoder.hpp"
 #include "run/generate.hpp"
+#include "run/generate.hpp"
 #include "run/report.hpp"
 #include "run/sampler.hpp"
 
@@ -126,7 +127,8 @@ PasskeyTrial run_passkey_trial(Transformer& model, const Tokenizer& tok, const P
   const int ctx = s.ctx > 0 ? s.ctx : n + s.answer_tokens;
   std::unique_ptr<Decoder> made;
   try {
-    made = std::make_unique<Decoder>(model, ctx, s.keep >= 0 || Decoder::can_slide(c.position), s.keep);
+    made = std::make_unique<Decoder>(model, ctx, s.keep >= 0 || Decoder::can_slide(c.position), s.keep,
+                                     decoder_flag_names());
   } catch (const ConfigError& e) {
     throw UsageError(e.what());
   }

@@ -235,12 +235,13 @@ TEST(Extension, SinksPrefillThenSlideAndBadKeepValues) {
   ref->forward(content.data(), nullptr, nullptr, 1, S, fo);
   EXPECT_LT(max_err(l, ref->logits() + static_cast<std::size_t>(S - 1) * V, V), 1e-5);
 
+  // the decoder names its argument "keep" (the commands map it to --keep: GenerateCli / PasskeyCli tests)
   auto expect_keep_error = [](auto&& fn) {
     try {
       fn();
-      ADD_FAILURE() << "expected ConfigError naming --keep";
+      ADD_FAILURE() << "expected ConfigError naming keep";
     } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find("--keep"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).rfind("keep: ", 0), 0u) << e.what();
     }
   };
   expect_keep_error([&] { Decoder(*m, 8, true, 8); });   // as many sinks as slots
@@ -254,6 +255,15 @@ TEST(Extension, SinksPrefillThenSlideAndBadKeepValues) {
   auto windowed = make(w);
   expect_keep_error([&] { Decoder(*windowed, 8, true, 2); });
   EXPECT_THROW(Decoder(*m, 8, true), ConfigError);  // rope still cannot slide without sinks
+  // with the names a command gives them (run/generate.cpp's decoder_flag_names maps them so)
+  const FieldNames flags = [](const std::string& f) -> std::string {
+    return f == "slide" ? "--no-slide" : f == "attn_window" ? "--attn-window" : "--" + f;
+  };
+  test::expect_message<ConfigError>([&] { Decoder(*m, 8, false, 2, flags); },
+                                    {"--keep: attention sinks are kept while the cache slides", "(--no-slide)"});
+  test::expect_message<ConfigError>([&] { Decoder(*windowed, 8, true, 2, flags); },
+                                    {"--keep: ", "drop --attn-window 4"});
+  test::expect_message<ConfigError>([&] { Decoder(*m, 0, true, -1, flags); }, {"--ctx: expected"});
 }
 
 TEST(Extension, AlibiInterpolationIsAlibiAtScaledPositions) {
