@@ -9,19 +9,15 @@
 #include <string>
 
 #include "kernels/attention_tiled.hpp"
-#include "kernels/embedding.hpp"
-#include "kernels/gelu.hpp"
 #include "kernels/layernorm.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/repeat_kv.hpp"
-#include "kernels/rmsnorm.hpp"
-#include "kernels/swiglu.hpp"
 #include "kernels/vecmath.hpp"
 #include "position/alibi.hpp"
 #include "position/logn.hpp"
+#include "model/block.hpp"
 #include "position/rope.hpp"
 #include "position/rope_scaling.hpp"
-#include "position/sinusoidal.hpp"
 #include "position/t5.hpp"
 
 namespace stretch {
@@ -271,7 +267,6 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
 void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool all_logits) {
   const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim(), KVD = c_.kv_dim();
   const int QKV = c_.qkv_width(), F = c_.mlp_hidden, FW = c_.mlp_width(), V = c_.vocab_size;
-  const bool llama = c_.arch == Arch::llama;
   const std::size_t nn = static_cast<std::size_t>(n);
   ensure(x_, nn * C);
   ensure(xn_, nn * C);
@@ -289,18 +284,10 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
 
   ParamView pv = bind_param_view(c_, m_.specs(), m_.params().data());
   auto norm = [&](float* out, const float* in, const float* w, const float* b) {
-    if (llama) {
-      rmsnorm_forward(out, rstd_.data(), in, w, n, C, c_.norm_eps);
-    } else {
-      layernorm_forward(out, mean_.data(), rstd_.data(), in, w, b, n, C, c_.norm_eps);
-    }
+    norm_forward(c_, out, mean_.data(), rstd_.data(), in, w, b, n);
   };
 
-  embedding_forward(x_.data(), tokens, pv.wte, n, C);
-  if (c_.embed_scale != 1.0f)
-    for (std::size_t i = 0; i < nn * C; i++) x_[i] *= c_.embed_scale;
-  if (c_.position == PositionMethod::learned) embedding_add_forward(x_.data(), pos.data(), pv.wpe, n, C);
-  if (c_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(x_.data(), pos.data(), n, C);
+  embed_forward(x_.data(), tokens, pos.data(), n, c_, pv.wte, pv.wpe);
   if (c_.embed_norm) {
     layernorm_forward(xn_.data(), mean_.data(), rstd_.data(), x_.data(), pv.ln_emb_w, pv.ln_emb_b, n, C, c_.norm_eps);
     std::copy(xn_.data(), xn_.data() + nn * C, x_.data());
@@ -373,17 +360,10 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
         }
         rope_forward(full_.data(), pos.data(), inv_freq_.data(), 1, n, C, NH);
       }
-      auto run = [&](const auto& bias) {
+      with_position_bias(c_, alibi_.data(), t5_table, nullptr, [&](const auto& bias) {
         attention_forward_tiled(att_.data(), full_.data(), pos.data(), bias, 1, n, C, NH, scale_, window,
                                 static_cast<float*>(nullptr), far);
-      };
-      if (c_.position == PositionMethod::alibi) {
-        run(AlibiBias{alibi_.data()});
-      } else if (c_.position == PositionMethod::t5) {
-        run(T5Bias<float>{t5_table, nullptr, NH});
-      } else {
-        run(NoBias{});
-      }
+      });
     } else {
       attend_cached(l, a0, n, pv);
     }
@@ -391,13 +371,7 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     for (std::size_t i = 0; i < nn * C; i++) x_[i] = x_[i] + proj_[i];
     norm(xn_.data(), x_.data(), w.ln2_w, w.ln2_b);
     matmul_forward(fc_.data(), xn_.data(), w.fc_w, w.fc_b, n, C, FW);
-    if (llama) {
-      swiglu_forward(act_.data(), fc_.data(), nn, F);
-    } else if (c_.activation == Activation::gelu) {
-      gelu_erf_forward(act_.data(), fc_.data(), nn * F);
-    } else {
-      gelu_forward(act_.data(), fc_.data(), nn * F);
-    }
+    mlp_act_forward(c_, act_.data(), fc_.data(), n);
     matmul_forward(proj_.data(), act_.data(), w.fcproj_w, w.fcproj_b, n, F, C);
     for (std::size_t i = 0; i < nn * C; i++) x_[i] = x_[i] + proj_[i];
   }

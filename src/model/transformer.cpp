@@ -6,20 +6,17 @@
 
 #include "core/error.hpp"
 #include "core/profile.hpp"
+#include "model/block.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/attention_tiled.hpp"
 #include "kernels/cross_entropy.hpp"
 #include "kernels/embedding.hpp"
-#include "kernels/gelu.hpp"
 #include "kernels/layernorm.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/repeat_kv.hpp"
-#include "kernels/rmsnorm.hpp"
-#include "kernels/swiglu.hpp"
 #include "position/alibi.hpp"
 #include "position/logn.hpp"
 #include "position/rope.hpp"
-#include "position/sinusoidal.hpp"
 #include "position/t5.hpp"
 
 namespace stretch {
@@ -108,24 +105,6 @@ float Transformer::attention_scale() const {
   return static_cast<float>(attn_factor_ * attn_factor_ / std::sqrt(static_cast<double>(cfg_.head_dim())));
 }
 
-void Transformer::norm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b,
-                               int N) const {
-  if (cfg_.arch == Arch::llama) {
-    rmsnorm_forward(out, rstd, inp, w, N, cfg_.n_embd, cfg_.norm_eps);
-  } else {
-    layernorm_forward(out, mean, rstd, inp, w, b, N, cfg_.n_embd, cfg_.norm_eps);
-  }
-}
-
-void Transformer::norm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
-                                const float* mean, const float* rstd, int N) const {
-  if (cfg_.arch == Arch::llama) {
-    rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, cfg_.n_embd);
-  } else {
-    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, cfg_.n_embd);
-  }
-}
-
 std::size_t Transformer::num_parameters() const {
   std::size_t n = 0;
   for (auto& s : specs_) n += s.numel();
@@ -152,24 +131,13 @@ void Transformer::init_weights(std::uint64_t seed) {
 
 template <class Fn>
 void Transformer::with_bias(Fn&& fn, int B) {
-  switch (cfg_.position) {
-    case PositionMethod::alibi: {
-      AlibiBias b{alibi_slopes_.data()};
-      fn(b);
-      break;
-    }
-    case PositionMethod::t5: {
-      ParamView pv = bind_param_view(cfg_, specs_, params_.data());
-      ensure(t5_partial_, static_cast<std::size_t>(B) * cfg_.n_head * kT5Buckets);
-      T5Bias<float> b{pv.t5_bias, t5_partial_.data(), cfg_.n_head};
-      fn(b);
-      break;
-    }
-    default: {
-      NoBias b;
-      fn(b);
-    }
+  float* partial = nullptr;
+  if (cfg_.position == PositionMethod::t5) {
+    ensure(t5_partial_, static_cast<std::size_t>(B) * cfg_.n_head * kT5Buckets);
+    partial = t5_partial_.data();
   }
+  const ParamView pv = bind_param_view(cfg_, specs_, params_.data());
+  with_position_bias(cfg_, alibi_slopes_.data(), pv.t5_bias, partial, fn);
 }
 
 void Transformer::linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC) {
@@ -309,11 +277,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   }
 
   // embeddings
-  TIMED("fwd.embedding", embedding_forward(encoded_.data(), tokens_.data(), pv.wte, BT, C));
-  if (cfg_.embed_scale != 1.0f)
-    for (std::size_t i = 0; i < static_cast<std::size_t>(BT) * C; i++) encoded_[i] *= cfg_.embed_scale;
-  if (cfg_.position == PositionMethod::learned) embedding_add_forward(encoded_.data(), pos_.data(), pv.wpe, BT, C);
-  if (cfg_.position == PositionMethod::sinusoidal) sinusoidal_add_forward(encoded_.data(), pos_.data(), BT, C);
+  TIMED("fwd.embedding", embed_forward(encoded_.data(), tokens_.data(), pos_.data(), BT, cfg_, pv.wte, pv.wpe));
   if (cfg_.embed_norm) {  // encoded = LayerNorm(the summed embeddings), which are kept for the backward pass
     ensure(emb_raw_, BTn * C);
     ensure(emb_mean_, BTn);
@@ -332,7 +296,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   for (int l = 0; l < cfg_.n_layer; l++) {
     LayerActs& a = infer ? infer_ : acts_[l];
     const LayerView& w = pv.layers[l];
-    TIMED("fwd.norm", norm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT));
+    TIMED("fwd.norm", norm_forward(cfg_, a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT));
     if (NKV == NH) {
       TIMED("fwd.matmul.qkv", linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
     } else {  // grouped-query attention: project to q|k|v of NKV heads, then give every query head its kv head
@@ -364,15 +328,9 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
       apply_mask(proj, a.mask_attn.data(), static_cast<std::size_t>(BT) * C);
     }
     TIMED("fwd.residual", add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C));
-    TIMED("fwd.norm", norm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT));
+    TIMED("fwd.norm", norm_forward(cfg_, a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT));
     TIMED("fwd.matmul.fc", linear_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
-    if (llama) {
-      TIMED("fwd.swiglu", swiglu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT), F));
-    } else if (cfg_.activation == Activation::gelu) {
-      TIMED("fwd.gelu", gelu_erf_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
-    } else {
-      TIMED("fwd.gelu", gelu_forward(a.fch_gelu.data(), a.fch.data(), static_cast<std::size_t>(BT) * F));
-    }
+    TIMED(llama ? "fwd.swiglu" : "fwd.gelu", mlp_act_forward(cfg_, a.fch_gelu.data(), a.fch.data(), BT));
     TIMED("fwd.matmul.fcproj", linear_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_mlp, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
@@ -381,7 +339,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     TIMED("fwd.residual", add(a.res3.data(), a.res2.data(), proj, static_cast<std::size_t>(BT) * C));
     x = a.res3.data();
   }
-  TIMED("fwd.norm", norm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, pv.lnf_w, pv.lnf_b, BT));
+  TIMED("fwd.norm", norm_forward(cfg_, lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, pv.lnf_w, pv.lnf_b, BT));
 
   // classifier, chunk by chunk: logits, per-token losses and (need_grad) the gradient into dlnf
   scored_ = 0;
@@ -452,7 +410,7 @@ void Transformer::backward() {
 
   const float* x_last = cfg_.n_layer > 0 ? acts_.back().res3.data() : encoded_.data();
   dres_.zero();
-  TIMED("bwd.norm", norm_backward(dres_.data(), gv.lnf_w, gv.lnf_b, dlnf_.data(), x_last, pv.lnf_w, lnf_mean_.data(),
+  TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), gv.lnf_w, gv.lnf_b, dlnf_.data(), x_last, pv.lnf_w, lnf_mean_.data(),
                                    lnf_rstd_.data(), BT));
 
   if (dropout_ > 0.0f) ensure(dmasked_, BTC);
@@ -472,16 +430,10 @@ void Transformer::backward() {
     TIMED("bwd.zero", dfch2_.zero());
     TIMED("bwd.matmul.fcproj", linear_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
     dfch_.zero();
-    if (llama) {
-      TIMED("bwd.swiglu", swiglu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT), F));
-    } else if (cfg_.activation == Activation::gelu) {
-      TIMED("bwd.gelu", gelu_erf_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
-    } else {
-      TIMED("bwd.gelu", gelu_backward(dfch_.data(), a.fch.data(), dfch2_.data(), static_cast<std::size_t>(BT) * F));
-    }
+    TIMED(llama ? "bwd.swiglu" : "bwd.gelu", mlp_act_backward(cfg_, dfch_.data(), a.fch.data(), dfch2_.data(), BT));
     dtmp_c_.zero();
     TIMED("bwd.matmul.fc", linear_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, FW));
-    TIMED("bwd.norm", norm_backward(dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w,
+    TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w,
                                     a.ln2_mean.data(), a.ln2_rstd.data(), BT));
     // res2 = x_in + drop(attproj(attention(rope(qkv(ln1(x_in))))))
     dproj = masked(a.mask_attn);
@@ -511,7 +463,7 @@ void Transformer::backward() {
     }
     dtmp_c_.zero();
     TIMED("bwd.matmul.qkv", linear_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, BT, C, QKV));
-    TIMED("bwd.norm", norm_backward(dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
+    TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
                                     a.ln1_rstd.data(), BT));
   }
   const float* denc = masked(mask_emb_);

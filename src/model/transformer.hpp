@@ -109,9 +109,6 @@ class Transformer {
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
   void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
                        int C, int OC);
-  void norm_forward(float* out, float* mean, float* rstd, const float* inp, const float* w, const float* b, int N) const;
-  void norm_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w,
-                     const float* mean, const float* rstd, int N) const;
 
   ModelConfig cfg_;
   std::vector<ParamSpec> specs_;

@@ -1,0 +1,64 @@
+#include "model/block.hpp"
+
+#include <cstddef>
+
+#include "kernels/embedding.hpp"
+#include "kernels/gelu.hpp"
+#include "kernels/layernorm.hpp"
+#include "kernels/rmsnorm.hpp"
+#include "kernels/swiglu.hpp"
+#include "position/sinusoidal.hpp"
+
+namespace stretch {
+
+void embed_forward(float* x, const std::int32_t* tokens, const int* pos, int N, const ModelConfig& c,
+                   const float* wte, const float* wpe) {
+  const int C = c.n_embd;
+  embedding_forward(x, tokens, wte, N, C);
+  if (c.embed_scale != 1.0f)
+    for (std::size_t i = 0; i < static_cast<std::size_t>(N) * C; i++) x[i] *= c.embed_scale;
+  if (c.position == PositionMethod::learned) embedding_add_forward(x, pos, wpe, N, C);
+  if (c.position == PositionMethod::sinusoidal) sinusoidal_add_forward(x, pos, N, C);
+}
+
+void norm_forward(const ModelConfig& c, float* out, float* mean, float* rstd, const float* inp, const float* w,
+                  const float* b, int N) {
+  if (c.arch == Arch::llama) {
+    rmsnorm_forward(out, rstd, inp, w, N, c.n_embd, c.norm_eps);
+  } else {
+    layernorm_forward(out, mean, rstd, inp, w, b, N, c.n_embd, c.norm_eps);
+  }
+}
+
+void norm_backward(const ModelConfig& c, float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                   const float* w, const float* mean, const float* rstd, int N) {
+  if (c.arch == Arch::llama) {
+    rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, c.n_embd);
+  } else {
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, c.n_embd);
+  }
+}
+
+void mlp_act_forward(const ModelConfig& c, float* act, const float* fc, int N) {
+  const std::size_t n = static_cast<std::size_t>(N), F = static_cast<std::size_t>(c.mlp_hidden);
+  if (c.arch == Arch::llama) {
+    swiglu_forward(act, fc, n, static_cast<int>(F));
+  } else if (c.activation == Activation::gelu) {
+    gelu_erf_forward(act, fc, n * F);
+  } else {
+    gelu_forward(act, fc, n * F);
+  }
+}
+
+void mlp_act_backward(const ModelConfig& c, float* dfc, const float* fc, const float* dact, int N) {
+  const std::size_t n = static_cast<std::size_t>(N), F = static_cast<std::size_t>(c.mlp_hidden);
+  if (c.arch == Arch::llama) {
+    swiglu_backward(dfc, fc, dact, n, static_cast<int>(F));
+  } else if (c.activation == Activation::gelu) {
+    gelu_erf_backward(dfc, fc, dact, n * F);
+  } else {
+    gelu_backward(dfc, fc, dact, n * F);
+  }
+}
+
+}  // namespace stretch
