@@ -13,7 +13,7 @@
 
 #include <filesystem>
 #include <map>
-#include <regex>
+#include <cctype>
 #include <set>
 #include <sstream>
 #include <string>
@@ -27,28 +27,63 @@ namespace {
 namespace fs = std::filesystem;
 using Graph = std::map<std::string, std::set<std::string>>;  // layer -> the layers it links directly
 
-// The stretch_* libraries each stretch_* library links, from the CMake text.
+// Plain string parsing, no std::regex: GCC 12's <regex> trips -Wmaybe-uninitialized in the sanitized build.
+bool is_name(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
+}
+
+// The words of every `call(...)` in the CMake text (comment lines skipped), e.g. {"core", "OpenMP::OpenMP_CXX"}.
+std::vector<std::vector<std::string>> calls(const std::string& cmake, const std::string& call) {
+  std::vector<std::vector<std::string>> out;
+  std::istringstream lines(cmake);
+  std::string text, line;
+  while (std::getline(lines, line)) {
+    const std::size_t first = line.find_first_not_of(" \t");
+    if (first != std::string::npos && line[first] != '#') text += line + "\n";
+  }
+  const std::string open = call + "(";
+  for (std::size_t at = text.find(open); at != std::string::npos; at = text.find(open, at + 1)) {
+    if (at > 0 && (std::isalnum(static_cast<unsigned char>(text[at - 1])) || text[at - 1] == '_')) continue;
+    const std::size_t close = text.find(')', at);
+    if (close == std::string::npos) break;
+    std::istringstream words(text.substr(at + open.size(), close - at - open.size()));
+    std::vector<std::string> w;
+    for (std::string word; words >> word;) w.push_back(word);
+    out.push_back(w);
+  }
+  return out;
+}
+
+// The stretch_* libraries each stretch_* library links, from the CMake text: `stretch_layer(name deps...)` and
+// `target_link_libraries(stretch_name PUBLIC|PRIVATE|INTERFACE deps...)`.
 Graph parse_layers(const std::string& cmake) {
   Graph g;
-  auto deps_of = [](const std::string& args) {
-    std::set<std::string> d;
-    static const std::regex dep(R"(\bstretch_([a-z_]+))");
-    for (std::sregex_iterator it(args.begin(), args.end(), dep), end; it != end; ++it) d.insert((*it)[1]);
-    return d;
+  auto add_deps = [&](const std::string& layer, const std::vector<std::string>& w, std::size_t from) {
+    auto& deps = g[layer];
+    for (std::size_t i = from; i < w.size(); i++)
+      if (w[i].rfind("stretch_", 0) == 0 && is_name(w[i].substr(8))) deps.insert(w[i].substr(8));
   };
-  static const std::regex layer(R"(\bstretch_layer\(\s*([a-z_]+)([^)]*)\))");
-  for (std::sregex_iterator it(cmake.begin(), cmake.end(), layer), end; it != end; ++it) {
-    const std::string name = (*it)[1];
-    if (name == "name") continue;  // the function's own definition
-    auto d = deps_of((*it)[2]);
-    g[name].insert(d.begin(), d.end());
-  }
-  static const std::regex link(R"(\btarget_link_libraries\(\s*stretch_([a-z_]+)\s+(?:PUBLIC|PRIVATE|INTERFACE)([^)]*)\))");
-  for (std::sregex_iterator it(cmake.begin(), cmake.end(), link), end; it != end; ++it) {
-    auto d = deps_of((*it)[2]);
-    g[(*it)[1]].insert(d.begin(), d.end());
-  }
+  for (const auto& w : calls(cmake, "stretch_layer"))
+    if (!w.empty() && is_name(w[0])) add_deps(w[0], w, 1);
+  for (const auto& w : calls(cmake, "target_link_libraries"))
+    if (w.size() >= 2 && w[0].rfind("stretch_", 0) == 0 && is_name(w[0].substr(8)) &&
+        (w[1] == "PUBLIC" || w[1] == "PRIVATE" || w[1] == "INTERFACE"))
+      add_deps(w[0].substr(8), w, 2);
   return g;
+}
+
+// The header an #include line names and its delimiter ('"' or '<'), or {"", 0} for any other line.
+std::pair<std::string, char> included(const std::string& line) {
+  std::size_t i = line.find_first_not_of(" \t");
+  if (i == std::string::npos || line[i] != '#') return {"", 0};
+  i = line.find_first_not_of(" \t", i + 1);
+  if (i == std::string::npos || line.compare(i, 7, "include") != 0) return {"", 0};
+  i = line.find_first_not_of(" \t", i + 7);
+  if (i == std::string::npos || (line[i] != '"' && line[i] != '<')) return {"", 0};
+  const char close = line[i] == '"' ? '"' : '>';
+  const std::size_t end = line.find(close, i + 1);
+  if (end == std::string::npos) return {"", 0};
+  return {line.substr(i + 1, end - i - 1), line[i]};
 }
 
 // Everything `layer` reaches through the graph, itself included.
@@ -80,8 +115,6 @@ const std::vector<std::pair<std::string, std::string>> kLibraryHeaders = {
 std::vector<std::string> layering_violations(const fs::path& root, int* files_scanned = nullptr) {
   std::vector<std::string> bad;
   const Graph g = parse_layers(test::read_text(root / "CMakeLists.txt"));
-  static const std::regex quoted(R"(^\s*#\s*include\s*"([^"]+)\")");
-  static const std::regex angled(R"(^\s*#\s*include\s*<([^>]+)>)");
   std::map<std::string, std::set<std::string>> used;  // layer -> the other layers its files include
   int files = 0;
   for (const auto& dir : fs::directory_iterator(root / "src")) {
@@ -100,16 +133,14 @@ std::vector<std::string> layering_violations(const fs::path& root, int* files_sc
       std::string line;
       for (int n = 1; std::getline(in, line); n++) {
         const std::string where = fs::relative(f.path(), root).string() + ":" + std::to_string(n);
-        std::smatch m;
-        if (std::regex_search(line, m, quoted)) {
-          const std::string inc = m[1];
+        const auto [inc, delim] = included(line);
+        if (delim == '"') {
           const std::size_t slash = inc.find('/');
           const std::string to = slash == std::string::npos ? layer : inc.substr(0, slash);
           if (to != layer) used[layer].insert(to);
           if (!allowed.count(to))
             bad.push_back(where + " includes \"" + inc + "\": src/" + layer + " may include " + join(allowed));
-        } else if (std::regex_search(line, m, angled)) {
-          const std::string inc = m[1];
+        } else if (delim == '<') {
           for (const auto& [prefix, owner] : kLibraryHeaders)
             if (inc.rfind(prefix, 0) == 0 && !allowed.count(owner))
               bad.push_back(where + " includes <" + inc + ">, whose library only stretch_" + owner +
