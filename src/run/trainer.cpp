@@ -174,14 +174,15 @@ class Session {
   int consecutive_skips_ = 0;
 };
 
-Comm& comm_of(const TrainOptions& opt) {
+// The options checked (UsageError naming the flag) before anything else of the session is built, and its ranks.
+Comm& validated_comm(const TrainOptions& opt) {
   opt.validate();
   return opt.comm ? *opt.comm : single_comm();
 }
 
 Session::Session(const TrainOptions& opt)
     : opt_(opt),
-      comm_(comm_of(opt)),
+      comm_(validated_comm(opt)),
       R_(comm_.size()),
       rank_(comm_.rank()),
       lead_(rank_ == 0),
