@@ -1,7 +1,10 @@
 // The machine's arithmetic peaks, measured, for the profile table of docs/PERFORMANCE.md (achieved GFLOP/s per op
 // against what the cores can do):
-//   fp32 FMA   AVX-512 vfmadd231ps on 12 independent accumulators (2 FLOP per lane), per core and on all threads
+//   fp32 FMA   vfmadd231ps on 12 independent accumulators (2 FLOP per lane), per core and on all threads: on zmm
+//              (AVX-512) when the CPU has it, and on ymm (AVX2), the portable build's vector width
 //   bf16 dot   AVX-512 BF16 vdpbf16ps on 12 accumulators (32 pairs per instruction: 64 FLOP), when the CPU has it
+// (The loops carry target attributes, core/cpu.hpp, and run only where the CPU has the instructions, whatever the
+// build target.)
 //   sgemm      oneDNN's sgemm (kernels/matmul.hpp gemm) on the reference config's matrix products
 //   bf16 gemm  oneDNN's bf16 matmul (kernels/matmul.hpp gemm_bf16, fp32 accumulation) on the same products
 // Prints one JSON line per measurement. Each figure is the best of --repeats runs (the machine is shared).
@@ -16,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu.hpp"
 #include "core/rng.hpp"
 #include "kernels/bf16.hpp"
 #include "kernels/matmul.hpp"
@@ -26,9 +30,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-#ifdef __AVX512F__
 // (not _mm512_reduce_add_ps: GCC 12 warns inside its header, -Wuninitialized)
-float lane_sum(__m512 v) {
+STRETCH_TARGET_AVX512 float lane_sum(const __m512& v) {
   alignas(64) float x[16];
   _mm512_store_ps(x, v);
   float s = 0;
@@ -37,7 +40,7 @@ float lane_sum(__m512 v) {
 }
 
 // FLOP done by `iters` rounds of 12 vfmadd231ps on zmm registers: 12 * 16 lanes * 2.
-double fma_loop(long iters, float* sink) {
+STRETCH_TARGET_AVX512 double fma_loop(long iters, float* sink) {
   __m512 a[12];
   for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(0.001f * static_cast<float>(i));
   const __m512 x = _mm512_set1_ps(0.9999f), y = _mm512_set1_ps(1e-7f);
@@ -48,12 +51,25 @@ double fma_loop(long iters, float* sink) {
   *sink += lane_sum(s);
   return static_cast<double>(iters) * 12 * 16 * 2;
 }
-#endif
 
-#if defined(__AVX512BF16__)
+// The same on ymm registers: 12 * 8 lanes * 2.
+__attribute__((target("avx2,fma"))) double fma_loop_avx2(long iters, float* sink) {
+  __m256 a[12];
+  for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps(0.001f * static_cast<float>(i));
+  const __m256 x = _mm256_set1_ps(0.9999f), y = _mm256_set1_ps(1e-7f);
+  for (long n = 0; n < iters; n++)
+    for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], x, y);
+  __m256 s = a[0];
+  for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+  alignas(32) float v[8];
+  _mm256_store_ps(v, s);
+  for (float f : v) *sink += f;
+  return static_cast<double>(iters) * 12 * 8 * 2;
+}
+
 // FLOP done by `iters` rounds of 12 vdpbf16ps: each multiplies 32 bf16 pairs and adds them in pairs into 16 fp32
 // lanes, 64 FLOP.
-double bf16_loop(long iters, float* sink) {
+STRETCH_TARGET_AVX512_BF16 double bf16_loop(long iters, float* sink) {
   __m512 a[12];
   for (int i = 0; i < 12; i++) a[i] = _mm512_setzero_ps();
   const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5f), _mm512_set1_ps(0.25f));
@@ -65,7 +81,6 @@ double bf16_loop(long iters, float* sink) {
   *sink += lane_sum(s);
   return static_cast<double>(iters) * 12 * 64;
 }
-#endif
 
 // GFLOP/s of `loop` on `threads` threads, each running for about `seconds`, best of `repeats`.
 template <class Loop>
@@ -112,18 +127,24 @@ int main(int argc, char** argv) {
     }
   }
   const int all = omp_get_max_threads();
-#ifdef __AVX512F__
-  for (int t : {1, all})
-    std::printf("{\"what\":\"fp32_fma_peak\",\"threads\":%d,\"gflops\":%.1f}\n", t, peak(fma_loop, t, seconds, repeats));
-#else
-  std::printf("{\"what\":\"fp32_fma_peak\",\"error\":\"built without AVX-512\"}\n");
-#endif
-#if defined(__AVX512BF16__)
-  for (int t : {1, all})
-    std::printf("{\"what\":\"bf16_dot_peak\",\"threads\":%d,\"gflops\":%.1f}\n", t, peak(bf16_loop, t, seconds, repeats));
-#else
-  std::printf("{\"what\":\"bf16_dot_peak\",\"error\":\"built without AVX-512 BF16\"}\n");
-#endif
+  const CpuFeatures& cpu = cpu_features();
+  std::printf("{\"what\":\"host\",\"cpu\":\"%s\",\"build_target\":\"%s\",\"avx512\":%s,\"avx512_bf16\":%s,"
+              "\"amx\":%s,\"threads\":%d}\n", cpu_model_name().c_str(), build_target(), cpu.avx512 ? "true" : "false",
+              cpu.avx512_bf16 ? "true" : "false", cpu.amx ? "true" : "false", all);
+  if (cpu.avx512)
+    for (int t : {1, all})
+      std::printf("{\"what\":\"fp32_fma_peak\",\"isa\":\"avx512\",\"threads\":%d,\"gflops\":%.1f}\n", t,
+                  peak(fma_loop, t, seconds, repeats));
+  if (cpu.avx2 && cpu.fma)
+    for (int t : {1, all})
+      std::printf("{\"what\":\"fp32_fma_peak\",\"isa\":\"avx2\",\"threads\":%d,\"gflops\":%.1f}\n", t,
+                  peak(fma_loop_avx2, t, seconds, repeats));
+  if (cpu.avx512_bf16)
+    for (int t : {1, all})
+      std::printf("{\"what\":\"bf16_dot_peak\",\"threads\":%d,\"gflops\":%.1f}\n", t,
+                  peak(bf16_loop, t, seconds, repeats));
+  else
+    std::printf("{\"what\":\"bf16_dot_peak\",\"error\":\"this CPU has no AVX-512 BF16\"}\n");
   // the reference config's products (B*T = 4096 rows, C = 256, MLP 1024, vocabulary 256): forward shapes
   struct Shape {
     const char* name;

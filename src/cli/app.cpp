@@ -10,7 +10,7 @@ StretchApp make_app() {
       "position methods.");
   CLI::App& app = *a.app;
   app.require_subcommand(1);
-  app.set_version_flag("--version", "stretch 0.1.0");
+  app.set_version_flag("--version", std::string("stretch ") + kVersion);
   const struct {
     const char* name;
     const char* help;
@@ -25,6 +25,7 @@ StretchApp make_app() {
        add_passkey},
       {"generate", "Generate text from a model, streaming, with a key/value cache", add_generate},
       {"corpus", "Extract a built-in corpus (janeausten) to a text file", add_corpus},
+      {"info", "This CPU, the build's target and the kernel paths this process takes", add_info},
   };
   for (const auto& s : subcommands) {
     CLI::App* sub = app.add_subcommand(s.name, s.help);

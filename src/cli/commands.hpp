@@ -11,6 +11,8 @@ namespace stretch::cli {
 
 using Runner = std::function<int()>;
 
+inline constexpr const char* kVersion = "0.1.0";  // stretch --version, stretch info
+
 Runner add_train(CLI::App& app);
 Runner add_finetune(CLI::App& app);
 Runner add_import(CLI::App& app);
@@ -19,5 +21,6 @@ Runner add_corpus(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_passkey(CLI::App& app);
+Runner add_info(CLI::App& app);
 
 }  // namespace stretch::cli

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/app.hpp"
+#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "distributed/comm.hpp"
 
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
   try {
+    stretch::cpu_paths();  // a bad STRETCH_MAX_ISA is reported before any work
     const stretch::LaunchInfo launch = stretch::detect_launch();
     for (auto& [sub, run] : runners) {
       if (!sub->parsed()) continue;

@@ -1,8 +1,8 @@
 // The plain (reference) causal attention kernel: the contract is in kernels/attention.hpp, which includes this
-// file at its end. attention_forward / attention_backward dispatch: for F = float, hd a multiple of 16 and an
-// AVX-512 target, to the register-blocked kernel of kernels/attention_fast.hpp (tested against the plain one in
-// tests/position/test_attention_fast.cpp); otherwise (double, the finite-difference oracle; other head sizes;
-// other targets) to the plain kernel below, attention_detail::forward_generic / backward_generic.
+// file at its end. attention_forward / attention_backward dispatch: for F = float, hd a multiple of 16 and a CPU
+// with AVX-512 (core/cpu.hpp's cpu_paths(), at run time), to the register-blocked kernel of
+// kernels/attention_fast.hpp (tested against the plain one in tests/kernels/test_attention_fast.cpp); otherwise
+// (double, the finite-difference oracle; other head sizes; other CPUs, or STRETCH_MAX_ISA=avx2) to the plain kernel below, attention_detail::forward_generic / backward_generic.
 //
 // Parallel over the B * NH (b, h) pairs with a static schedule. Every (b, h) task reads and writes only its own
 // head's channels (and its own probs block and, for a learned bias, its own partial sums), and does its
@@ -246,14 +246,12 @@ void attention_forward(F* out, F* probs, const F* qkv, const int* pos, const Bia
   attention_detail::check_shape(B, T, C, NH);
   attention_detail::check_window(window);
   if (B == 0 || T == 0) return;
-#ifdef __AVX512F__
   if constexpr (std::is_same_v<F, float>) {
-    if ((C / NH) % 16 == 0) {
+    if ((C / NH) % 16 == 0 && cpu_paths().avx512) {
       attention_fast::forward(out, probs, qkv, pos, bias, B, T, C, NH, scale, window);
       return;
     }
   }
-#endif
   attention_detail::forward_generic(out, probs, qkv, pos, bias, B, T, C, NH, scale, window);
 }
 
@@ -263,14 +261,12 @@ void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* probs, co
   attention_detail::check_shape(B, T, C, NH);
   attention_detail::check_window(window);
   if (B == 0 || T == 0) return;
-#ifdef __AVX512F__
   if constexpr (std::is_same_v<F, float>) {
-    if ((C / NH) % 16 == 0) {
+    if ((C / NH) % 16 == 0 && cpu_paths().avx512) {
       attention_fast::backward(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale, window);
       return;
     }
   }
-#endif
   attention_detail::backward_generic(dqkv, dout, qkv, probs, pos, bias, B, T, C, NH, scale, window);
 }
 

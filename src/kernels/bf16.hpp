@@ -4,7 +4,7 @@
 // (float_to_bf16, bf16_to_float) and their exact rules are core/numeric.hpp's.
 //
 //   to_bf16(dst, src, n)    dst[i] = float_to_bf16(src[i]), OpenMP-parallel for large n; AVX-512 BF16's
-//                           vcvtne2ps2bf16 when the target has it, else the scalar rounding (both round to nearest
+//                           vcvtne2ps2bf16 when the CPU has it (core/cpu.hpp), else the scalar rounding (both round to nearest
 //                           even and flush subnormals, so the results are identical: tested)
 #pragma once
 #include <cstddef>

@@ -133,7 +133,38 @@ dnnl::engine& cpu_engine() {
   return e;
 }
 
+std::string isa_name(dnnl_cpu_isa_t isa) {
+  switch (isa) {
+    case dnnl_cpu_isa_all: return "all";
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown (" + std::to_string(static_cast<int>(isa)) + ")";
+  }
+}
+
 }  // namespace
+
+const MatmulBackend& matmul_backend() {
+  static const MatmulBackend b = [] {
+    MatmulBackend m;
+    const dnnl_version_t* v = dnnl_version();
+    m.version = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    m.isa = isa_name(isa);
+    // the ISA values are bit sets: each includes the bits of the ones below it
+    m.bf16 = (static_cast<unsigned>(isa) & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+    return m;
+  }();
+  return b;
+}
 
 void gemm_bf16(char ta, char tb, long M, long N, long K, float alpha, const bf16_t* A, long lda, const bf16_t* B,
                long ldb, float beta, float* C, long ldc) {

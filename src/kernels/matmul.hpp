@@ -11,9 +11,20 @@
 // and everything outside the products stay fp32. Reference: the same products with the bf16 values widened to
 // float (gemm_bf16_ref), so only the accumulation order differs.
 #pragma once
+#include <string>
+
 #include "kernels/bf16.hpp"
 
 namespace stretch {
+
+// What runs the products on this CPU: oneDNN's version ("2.6.3") and the instruction set it dispatches to here
+// ("avx512_core_bf16", ...; capped by ONEDNN_MAX_CPU_ISA). bf16 is true where its bf16 matmul has a native kernel
+// (avx512_core and up): elsewhere the bf16 products have no fast path and --precision bf16 is refused.
+struct MatmulBackend {
+  std::string version, isa;
+  bool bf16 = false;
+};
+const MatmulBackend& matmul_backend();
 
 // out = inp @ weight^T + bias (overwrites out).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);

@@ -2,7 +2,9 @@
 #include <cmath>
 #include <map>
 
+#include "core/cpu.hpp"
 #include "core/error.hpp"
+#include "kernels/matmul.hpp"
 #include "run/trainer.hpp"
 
 namespace stretch {
@@ -67,6 +69,12 @@ void TrainOptions::validate() const {
   need(stop_after >= 0, "--stop-after", "expected an integer >= 0");
   need(nonfinite == "stop" || nonfinite == "skip", "--nonfinite", "expected 'stop' or 'skip', got '" + nonfinite + "'");
   need(precision == "fp32" || precision == "bf16", "--precision", "expected 'fp32' or 'bf16', got '" + precision + "'");
+  if (precision == "bf16") {  // up front, not as a failed or crawling product at the first step
+    const MatmulBackend& mb = matmul_backend();
+    need(mb.bf16, "--precision",
+         "bf16 needs a CPU with AVX-512, where oneDNN has bf16 matrix products (its avx512_core and up); on this CPU (" +
+             cpu_model_name() + ") oneDNN " + mb.version + " runs " + mb.isa + ": use --precision fp32");
+  }
   need(attention == "auto" || attention == "materialized" || attention == "tiled", "--attention",
        "expected 'auto', 'materialized' or 'tiled', got '" + attention + "'");
   need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "kernels/attention.hpp"
@@ -279,9 +281,14 @@ Result<F> run_kernel(const Shape& s, Kind kind, bool fast, int window, const std
   const auto slopes = alibi_slopes(s.NH);
   auto go = [&](auto& bias) {
     if (fast) {
-      attention_forward(r.out.data(), r.probs.data(), q.data(), pos.data(), bias, s.B, s.T, s.C, s.NH, scale, window);
-      attention_backward(r.dqkv.data(), wf.data(), q.data(), r.probs.data(), pos.data(), bias, s.B, s.T, s.C, s.NH,
-                         scale, window);
+      if constexpr (std::is_same_v<F, float>) {
+        attention_fast::forward(r.out.data(), r.probs.data(), q.data(), pos.data(), bias, s.B, s.T, s.C, s.NH,
+                                scale, window);
+        attention_fast::backward(r.dqkv.data(), wf.data(), q.data(), r.probs.data(), pos.data(), bias, s.B, s.T, s.C,
+                                 s.NH, scale, window);
+      } else {
+        ADD_FAILURE() << "the register-blocked path is float only";
+      }
     } else {
       attention_detail::forward_generic(r.out.data(), r.probs.data(), q.data(), pos.data(), bias, s.B, s.T, s.C, s.NH,
                                         scale, window);
@@ -335,9 +342,7 @@ void check_fast(const Shape& s, Kind kind, int window, std::uint64_t seed) {
 }
 
 TEST(AttentionWindow, FastPathMatchesPlainKernel) {
-#ifndef __AVX512F__
-  GTEST_SKIP() << "no AVX-512 target: attention_forward uses the plain kernel for every type";
-#endif
+  if (!cpu_features().avx512) GTEST_SKIP() << "this CPU has no AVX-512: the register-blocked path never runs here";
   // hd 16 .. 64, T not a multiple of the 8-row tiles or 32-key score tiles, windows narrower than a register tile
   // (1 .. 7), equal to it (8), straddling score tiles (31 .. 33) and wider than T
   const Shape shapes[] = {{2, 37, 64, 2}, {1, 70, 128, 2}, {2, 9, 32, 2}, {1, 100, 96, 2}, {1, 33, 80, 1}};
@@ -348,6 +353,7 @@ TEST(AttentionWindow, FastPathMatchesPlainKernel) {
 }
 
 TEST(AttentionWindow, FastPathSameBitsForAnyThreadCount) {
+  if (!cpu_features().avx512) GTEST_SKIP() << "this CPU has no AVX-512: the register-blocked path never runs here";
   const Shape s{3, 45, 96, 2};
   Rng rng(77);
   const auto qkv = random_normal(rng, s.nqkv());
