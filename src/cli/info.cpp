@@ -38,7 +38,11 @@ nlohmann::ordered_json describe() {
   j["max_isa"] = p.cap.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(p.cap);
   j["paths"] = {
       {"attention_materialized", p.avx512 ? "avx512" : "portable"},
-      {"attention_tiled", "portable"},
+#ifdef __AVX512F__  // the build target itself has AVX-512: a single copy
+      {"attention_tiled", "avx512"},
+#else  // kernels/attention_tiled.hpp's two copies
+      {"attention_tiled", p.avx512 ? "avx512" : "avx2"},
+#endif
       {"to_bf16", p.avx512_bf16 ? "avx512_bf16" : "scalar"},
       {"matmul", "onednn " + mb.version + " " + mb.isa},
   };
@@ -70,7 +74,7 @@ Runner add_info(CLI::App& app) {
     std::printf("STRETCH_MAX_ISA %s\n", j["max_isa"].is_null() ? "(unset)" : j["max_isa"].get<std::string>().c_str());
     std::printf("paths          attention with probabilities (training, short T): %s\n",
                 p["attention_materialized"].get<std::string>().c_str());
-    std::printf("               tiled attention (long T, eval, decode): %s (vector code of the build target)\n",
+    std::printf("               tiled attention (long T, eval, prefill): %s\n",
                 p["attention_tiled"].get<std::string>().c_str());
     std::printf("               fp32 -> bf16 conversion: %s\n", p["to_bf16"].get<std::string>().c_str());
     std::printf("               matrix products: %s\n", p["matmul"].get<std::string>().c_str());

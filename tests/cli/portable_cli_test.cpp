@@ -57,6 +57,9 @@ TEST(Portable, InfoSaysTheBuildTargetTheCpuAndThePathsItGets) {
   EXPECT_TRUE(j["max_isa"].is_null());
   EXPECT_EQ(j["paths"]["attention_materialized"], c.avx512 ? "avx512" : "portable");
   EXPECT_EQ(j["paths"]["to_bf16"], c.avx512_bf16 ? "avx512_bf16" : "scalar");
+#ifndef STRETCH_BUILD_NATIVE
+  EXPECT_EQ(j["paths"]["attention_tiled"], c.avx512 ? "avx512" : "avx2");
+#endif
   // the table form says the same
   const auto t = run_with("", "info");
   EXPECT_EQ(t.exit_code, 0) << t.output;
@@ -67,6 +70,9 @@ TEST(Portable, InfoSaysTheBuildTargetTheCpuAndThePathsItGets) {
   EXPECT_EQ(capped["max_isa"], "avx2");
   EXPECT_EQ(capped["paths"]["attention_materialized"], "portable");
   EXPECT_EQ(capped["paths"]["to_bf16"], "scalar");
+#ifndef STRETCH_BUILD_NATIVE
+  EXPECT_EQ(capped["paths"]["attention_tiled"], "avx2");
+#endif
   const auto mid = info("STRETCH_MAX_ISA=avx512");
   EXPECT_EQ(mid["paths"]["attention_materialized"], c.avx512 ? "avx512" : "portable");
   EXPECT_EQ(mid["paths"]["to_bf16"], "scalar");
@@ -147,9 +153,9 @@ TEST(Portable, TheIsaCapTrainsTheSameModelToRounding) {
 
 // The portable build's machine code: every instruction that needs AVX-512 (a zmm or mask register, xmm16-31 /
 // ymm16-31, an EVEX-only mnemonic) sits in a function that is only called after the CPU check: the register-blocked
-// attention (stretch::attention_fast) and the bf16 conversion (to_bf16_avx512_bf16). objdump is binutils', which
-// g++ needs.
-bool needs_avx512(const std::string& line) {
+// attention (stretch::attention_fast), the tiled attention's AVX-512 copy (stretch::tiled_avx512) and the bf16
+// conversion (to_bf16_avx512_bf16). objdump is binutils', which g++ needs.
+[[maybe_unused]] bool needs_avx512(const std::string& line) {
   const auto tab = line.rfind('\t');
   if (tab == std::string::npos) return false;
   const std::string insn = line.substr(tab + 1);
@@ -192,6 +198,7 @@ TEST(Portable, TheBinaryHoldsAvx512OnlyInTheFunctionsChosenAtRunTime) {
     }
     if (line.find('\t') == std::string::npos || !needs_avx512(line)) return;
     if (function.find("stretch::attention_fast::") != std::string::npos ||
+        function.find("stretch::tiled_avx512::") != std::string::npos ||
         function.find("to_bf16_avx512_bf16") != std::string::npos)
       allowed_lines++;
     else

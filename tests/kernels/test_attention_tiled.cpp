@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "kernels/attention.hpp"
@@ -266,6 +268,62 @@ TEST(AttentionTiled, AFarWindowCoveringTheSequenceIsThePlainKernelBitForBit) {
   EXPECT_THROW(attention_forward_tiled(b.data(), qkv.data(), pos.data(), NoBias{}, B, T, C, NH, 0.3f, 0,
                                        static_cast<float*>(nullptr), FarScores<float>{far.data(), 0}),
                ConfigError);
+}
+
+// The portable build holds two copies of the tiled kernels (attention_tiled.hpp): for the build target, with 32-byte
+// vectors, and for AVX-512 CPUs, with 64-byte ones. The products run lane by lane in the same order, but a softmax
+// row's sum is reduced over the vector's lanes, 8 or 16 of them: the copies agree to float rounding, not bit for bit
+// (and so do not both need to be bit-exact against the plain kernel's tests). Forward with its lse and backward, a
+// head size that needs padding (40), a window, T5's learned bias.
+TEST(AttentionTiled, TheAvx512CopyAgreesWithTheBuildTargetsOne) {
+#if !STRETCH_TILED_AVX512_COPY
+  GTEST_SKIP() << "one copy only: the build target has AVX-512";
+#else
+  if (!cpu_features().avx512) GTEST_SKIP() << "this CPU has no AVX-512: the AVX-512 copy cannot run here";
+  const int B = 2, T = 150, C = 80, NH = 2;
+  Rng rng(2024);
+  const auto qkv = random_normal<float>(rng, static_cast<std::size_t>(B) * T * 3 * C);
+  const auto dout = random_normal<float>(rng, static_cast<std::size_t>(B) * T * C);
+  const auto table = random_normal<float>(rng, static_cast<std::size_t>(kT5Buckets) * NH);
+  std::vector<int> pos(static_cast<std::size_t>(B) * T);
+  for (std::size_t i = 0; i < pos.size(); i++) pos[i] = static_cast<int>(i % T);
+  const float scale = 0.158f;
+  for (int window : {0, 37}) {
+    SCOPED_TRACE("window " + std::to_string(window));
+    struct Out {
+      std::vector<float> out, lse, dqkv, dtable;
+    };
+    auto go = [&](bool avx512) {
+      Out o;
+      o.out.assign(static_cast<std::size_t>(B) * T * C, 0.0f);
+      o.lse.assign(static_cast<std::size_t>(B) * NH * T, 0.0f);
+      o.dqkv.assign(qkv.size(), 0.0f);
+      std::vector<float> partial(static_cast<std::size_t>(B) * NH * kT5Buckets, 0.0f);
+      T5Bias<float> bias{table.data(), partial.data(), NH};
+      if (avx512) {
+        tiled_avx512::attention_forward_tiled(o.out.data(), qkv.data(), pos.data(), bias, B, T, C, NH, scale, window,
+                                              o.lse.data(), FarScores<float>{});
+        tiled_avx512::attention_backward_tiled(o.dqkv.data(), dout.data(), qkv.data(), o.out.data(), o.lse.data(),
+                                               pos.data(), bias, B, T, C, NH, scale, window);
+      } else {
+        tiled_build_target::attention_forward_tiled(o.out.data(), qkv.data(), pos.data(), bias, B, T, C, NH, scale,
+                                                    window, o.lse.data(), FarScores<float>{});
+        tiled_build_target::attention_backward_tiled(o.dqkv.data(), dout.data(), qkv.data(), o.out.data(),
+                                                     o.lse.data(), pos.data(), bias, B, T, C, NH, scale, window);
+      }
+      o.dtable.assign(table.size(), 0.0f);
+      t5_reduce_grad(o.dtable.data(), partial.data(), B, NH);
+      return o;
+    };
+    const Out a = go(true), p = go(false);
+    EXPECT_LT(test::rel_l2(a.out, p.out), 1e-6);
+    EXPECT_LT(test::rel_l2(a.lse, p.lse), 1e-6);
+    EXPECT_LT(test::rel_l2(a.dqkv, p.dqkv), 1e-5);
+    EXPECT_LT(test::rel_l2(a.dtable, p.dtable), 1e-5);
+    EXPECT_FALSE(test::bit_equal(a.out, p.out) && test::bit_equal(a.dqkv, p.dqkv))
+        << "the two copies gave the same bits: is the AVX-512 copy the one that ran?";
+  }
+#endif
 }
 
 }  // namespace
