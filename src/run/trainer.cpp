@@ -14,12 +14,14 @@
 #include <optional>
 
 #include "core/buffer.hpp"
+#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "distributed/comm.hpp"
 #include "io/tokenizer.hpp"
 #include "kernels/adamw.hpp"
 #include "kernels/grad_norm.hpp"
+#include "kernels/matmul.hpp"
 #include "model/transformer.hpp"
 #include "run/checkpoint.hpp"
 #include "run/evaluate.hpp"
@@ -141,6 +143,7 @@ class Session {
   LossResult eval_val(long max_tokens);
   void checkpoint();
   void check_ranks_agree();
+  void check_ranks_compute_alike();
   TrainResult stopped(int sig);
   TrainResult finish();
   double now_s() const {
@@ -414,6 +417,23 @@ void Session::checkpoint() {  // rank 0 only
 
 // Ranks apply the same update to the same weights; this catches ranks that drifted apart anyway (another
 // binary or CPU on some host), at every checkpoint interval and at the end. A collective: all ranks call it.
+// Before anything is written: ranks whose arithmetic takes different instruction-set paths (a host without
+// AVX-512 beside one with it, a different oneDNN ISA) round differently and would fail check_ranks_agree later, at
+// the first checkpoint. Refused up front, naming this rank's paths and the fix. A collective: all ranks call it.
+void Session::check_ranks_compute_alike() {
+  if (R_ == 1) return;
+  const CpuPaths& p = cpu_paths();
+  const MatmulBackend& mb = matmul_backend();
+  const std::string paths = std::string("build ") + build_target() + ", attention " +
+                            (p.avx512 ? "avx512" : "avx2") + ", bf16 conversion " +
+                            (p.avx512_bf16 ? "avx512_bf16" : "scalar") + ", oneDNN " + mb.version + " " + mb.isa;
+  if (!comm_.same_on_all(XXH3_64bits(paths.data(), paths.size())))
+    throw ConfigError("the ranks compute with different instruction-set paths (rank " + std::to_string(rank_) +
+                      " on " + cpu_model_name() + ": " + paths +
+                      "), so their weights would drift apart. Give every rank the same paths: set STRETCH_MAX_ISA "
+                      "and ONEDNN_MAX_CPU_ISA to what every host has (`stretch info` on each host shows its paths)");
+}
+
 void Session::check_ranks_agree() {
   if (R_ == 1) return;
   const std::uint64_t h = XXH3_64bits(model_->params().data(), model_->params().size() * sizeof(float));
@@ -423,6 +443,7 @@ void Session::check_ranks_agree() {
 }
 
 TrainResult Session::run() {
+  check_ranks_compute_alike();
   open_run_folder();
   announce();
   metrics_.open();

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu.hpp"
 #include "distributed/comm.hpp"
 #include "model/transformer.hpp"
 #include "run/checkpoint.hpp"
@@ -177,6 +178,27 @@ TEST(Distributed, ABatchThatDoesNotSplitAndOtherSubcommandsAreRefused) {
   r = stretch_on(2, "generate " + shell_quote(fx.dir / "none") + " -p x");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("stretch generate runs as one process"), std::string::npos) << r.output;
+}
+
+// Ranks on CPUs that take different kernel paths (here: one rank capped with STRETCH_MAX_ISA=avx2 on an AVX-512 CPU,
+// as on a host without AVX-512) would round differently and drift apart: refused before the run folder exists,
+// naming the variables that align them. With the cap on both ranks the job runs.
+TEST(Distributed, RanksThatComputeWithDifferentInstructionSetsAreRefusedUpFront) {
+  SKIP_WITHOUT_MPI();
+  if (!cpu_features().avx512) GTEST_SKIP() << "this CPU has no AVX-512: the cap changes no path here";
+  Fixture fx;
+  const std::string one = std::string(STRETCH_BINARY) + " " + fx.train(fx.dir / "mixed", 6, 8);
+  const std::string base = "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" mpirun --allow-run-as-root "
+                           "--oversubscribe ";
+  auto r = run_shell(base + "-np 1 env STRETCH_MAX_ISA=avx2 " + one + " : -np 1 " + one);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("different instruction-set paths"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("STRETCH_MAX_ISA"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(fx.dir / "mixed" / "checkpoints"));
+  const std::string both = std::string(STRETCH_BINARY) + " " + fx.train(fx.dir / "capped", 6, 8);
+  r = run_shell(base + "-np 2 env STRETCH_MAX_ISA=avx2 " + both);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(fx.dir / "capped" / "checkpoints" / "step-00000006")) << r.output;
 }
 
 // `stretch eval` under mpirun: each rank scores its shard of every length's batches, the sums are all-reduced, and
