@@ -70,7 +70,7 @@
 
 namespace stretch {
 
-// The far score set of attention_forward_tiled (above): qk (B, T, 2C) = q' | k' (null: one score set), used for
+// The far score set of attention_forward_tiled (below): qk (B, T, 2C) = q' | k' (null: one score set), used for
 // the pairs with i - j >= window (window >= 1).
 template <class F>
 struct FarScores {

@@ -181,6 +181,9 @@ TEST(AttentionFast, DispatchFollowsTheCpuPaths) {
   EXPECT_TRUE(test::bit_equal(dqkv, dqkv2));
   // The two paths agree to rounding but not bit for bit on this shape (the register-blocked path sums a row's
   // softmax denominator in vector lanes), so the comparison above tells which one ran.
+  // (Not in the sanitized build: compiled at -O2 with instrumentation, its row sums are not vectorized the same way,
+  // and there the two paths can agree bit for bit. The optimized builds check it.)
+#ifndef __SANITIZE_ADDRESS__
   if (cpu_paths().avx512) {
     std::vector<float> out3(nout), probs3(nprobs), dqkv3(nqkv, 0.0f);
     attention_detail::forward_generic(out3.data(), probs3.data(), qkv.data(), pos.data(), bias, s.B, s.T, s.C, s.NH,
@@ -189,6 +192,7 @@ TEST(AttentionFast, DispatchFollowsTheCpuPaths) {
                                        s.T, s.C, s.NH, scale, 0);
     EXPECT_FALSE(test::bit_equal(out, out3) && test::bit_equal(probs, probs3) && test::bit_equal(dqkv, dqkv3));
   }
+#endif
 }
 
 }  // namespace

@@ -320,8 +320,10 @@ TEST(AttentionTiled, TheAvx512CopyAgreesWithTheBuildTargetsOne) {
     EXPECT_LT(test::rel_l2(a.lse, p.lse), 1e-6);
     EXPECT_LT(test::rel_l2(a.dqkv, p.dqkv), 1e-5);
     EXPECT_LT(test::rel_l2(a.dtable, p.dtable), 1e-5);
+#ifndef __SANITIZE_ADDRESS__  // (sanitized build: see AttentionFast.DispatchFollowsTheCpuPaths)
     EXPECT_FALSE(test::bit_equal(a.out, p.out) && test::bit_equal(a.dqkv, p.dqkv))
         << "the two copies gave the same bits: is the AVX-512 copy the one that ran?";
+#endif
   }
 #endif
 }
