@@ -95,11 +95,10 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs the stretch binary with `args` (a shell-quoted string).
-inline RunResult run_stretch(const std::string& args) {
-  std::string cmd = std::string(STRETCH_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line, stdout and stderr together.
+inline RunResult run_shell(const std::string& cmd) {
   RunResult r{-1, ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
   std::size_t n;
@@ -108,5 +107,8 @@ inline RunResult run_stretch(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+// Runs the stretch binary with `args` (a shell-quoted string).
+inline RunResult run_stretch(const std::string& args) { return run_shell(std::string(STRETCH_BINARY) + " " + args); }
 
 }  // namespace stretch::test

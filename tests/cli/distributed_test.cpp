@@ -27,6 +27,7 @@
 namespace stretch {
 namespace {
 namespace fs = std::filesystem;
+using test::run_shell;
 using test::shell_quote;
 using test::TempDir;
 
@@ -57,18 +58,6 @@ bool mpi_usable(std::string& why) {
     std::string why;                          \
     if (!mpi_usable(why)) GTEST_SKIP() << why; \
   } while (0)
-
-test::RunResult run_shell(const std::string& cmd) {
-  test::RunResult r{-1, ""};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 test::RunResult stretch_on(int ranks, const std::string& args) {
   return run_shell((ranks > 0 ? mpirun(ranks) : std::string()) + STRETCH_BINARY + " " + args);

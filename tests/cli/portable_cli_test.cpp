@@ -23,16 +23,7 @@ std::string q(const fs::path& p) { return test::shell_quote(p); }
 
 // The stretch binary with environment assignments `env` ("A=1 B=2") before it.
 test::RunResult run_with(const std::string& env, const std::string& args) {
-  const std::string cmd = env + " " + std::string(STRETCH_BINARY) + " " + args + " 2>&1";
-  test::RunResult r{-1, ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_shell(env + " " + std::string(STRETCH_BINARY) + " " + args);
 }
 
 nlohmann::json info(const std::string& env) {
