@@ -13,6 +13,7 @@
 #include "cli/commands.hpp"
 #include "core/cpu.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/paths.hpp"
 
 namespace stretch::cli {
 
@@ -27,7 +28,6 @@ std::string join(const std::vector<std::string>& v) {
 nlohmann::ordered_json describe() {
   const CpuFeatures& f = cpu_features();
   const CpuPaths& p = cpu_paths();
-  const MatmulBackend& mb = matmul_backend();
   nlohmann::ordered_json j;
   j["version"] = kVersion;
   j["cpu"] = cpu_model_name();
@@ -36,17 +36,9 @@ nlohmann::ordered_json describe() {
   j["cpu_features"] = {{"avx2", f.avx2}, {"fma", f.fma}, {"avx512", f.avx512}, {"avx512_bf16", f.avx512_bf16},
                        {"amx", f.amx}};
   j["max_isa"] = p.cap.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(p.cap);
-  j["paths"] = {
-      {"attention_materialized", p.avx512 ? "avx512" : "portable"},
-#ifdef __AVX512F__  // the build target itself has AVX-512: a single copy
-      {"attention_tiled", "avx512"},
-#else  // kernels/attention_tiled.hpp's two copies
-      {"attention_tiled", p.avx512 ? "avx512" : "avx2"},
-#endif
-      {"to_bf16", p.avx512_bf16 ? "avx512_bf16" : "scalar"},
-      {"matmul", "onednn " + mb.version + " " + mb.isa},
-  };
-  j["precision_bf16"] = mb.bf16;
+  j["paths"] = nlohmann::ordered_json::object();
+  for (const KernelPath& k : kernel_paths()) j["paths"][k.kernel] = k.path;
+  j["precision_bf16"] = matmul_backend().bf16;
   j["threads"] = omp_get_max_threads();
   return j;
 }
@@ -64,7 +56,6 @@ Runner add_info(CLI::App& app) {
     }
     const auto yes = [](bool b) { return b ? "yes" : "no"; };
     const auto& f = j["cpu_features"];
-    const auto& p = j["paths"];
     std::printf("stretch %s\n", j["version"].get<std::string>().c_str());
     std::printf("cpu            %s\n", j["cpu"].get<std::string>().c_str());
     std::printf("build target   %s (assumes: %s)\n", build_target(), join(build_target_features()).c_str());
@@ -72,12 +63,11 @@ Runner add_info(CLI::App& app) {
                 yes(f["avx2"].get<bool>()), yes(f["fma"].get<bool>()), yes(f["avx512"].get<bool>()),
                 yes(f["avx512_bf16"].get<bool>()), yes(f["amx"].get<bool>()));
     std::printf("STRETCH_MAX_ISA %s\n", j["max_isa"].is_null() ? "(unset)" : j["max_isa"].get<std::string>().c_str());
-    std::printf("paths          attention with probabilities (training, short T): %s\n",
-                p["attention_materialized"].get<std::string>().c_str());
-    std::printf("               tiled attention (long T, eval, prefill): %s\n",
-                p["attention_tiled"].get<std::string>().c_str());
-    std::printf("               fp32 -> bf16 conversion: %s\n", p["to_bf16"].get<std::string>().c_str());
-    std::printf("               matrix products: %s\n", p["matmul"].get<std::string>().c_str());
+    const char* label = "paths";
+    for (const KernelPath& k : kernel_paths()) {
+      std::printf("%-15s%s: %s\n", label, k.what, k.path.c_str());
+      label = "";
+    }
     std::printf("--precision bf16 %s\n", j["precision_bf16"].get<bool>()
                                              ? "available"
                                              : "refused (oneDNN has no bf16 matrix products on this CPU)");

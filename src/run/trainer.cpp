@@ -21,7 +21,7 @@
 #include "io/tokenizer.hpp"
 #include "kernels/adamw.hpp"
 #include "kernels/grad_norm.hpp"
-#include "kernels/matmul.hpp"
+#include "kernels/paths.hpp"
 #include "model/transformer.hpp"
 #include "run/checkpoint.hpp"
 #include "run/evaluate.hpp"
@@ -422,11 +422,8 @@ void Session::checkpoint() {  // rank 0 only
 // the first checkpoint. Refused up front, naming this rank's paths and the fix. A collective: all ranks call it.
 void Session::check_ranks_compute_alike() {
   if (R_ == 1) return;
-  const CpuPaths& p = cpu_paths();
-  const MatmulBackend& mb = matmul_backend();
-  const std::string paths = std::string("build ") + build_target() + ", attention " +
-                            (p.avx512 ? "avx512" : "avx2") + ", bf16 conversion " +
-                            (p.avx512_bf16 ? "avx512_bf16" : "scalar") + ", oneDNN " + mb.version + " " + mb.isa;
+  std::string paths = std::string("build ") + build_target();
+  for (const KernelPath& k : kernel_paths()) paths += std::string(", ") + k.kernel + " " + k.path;
   if (!comm_.same_on_all(XXH3_64bits(paths.data(), paths.size())))
     throw ConfigError("the ranks compute with different instruction-set paths (rank " + std::to_string(rank_) +
                       " on " + cpu_model_name() + ": " + paths +
