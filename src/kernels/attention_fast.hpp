@@ -1,7 +1,7 @@
 // Register-blocked AVX-512 float path of the causal attention kernel (contract: kernels/attention.hpp). Included
 // by attention_impl.hpp, whose attention_forward / attention_backward use it for F = float when the head size hd
-// is a multiple of 16 and the CPU has AVX-512 (core/cpu.hpp, decided at run time); the plain kernel of attention_impl.hpp (the reference) is
-// used otherwise (double, other head sizes, other targets).
+// is a multiple of 16 and the CPU has AVX-512 (core/cpu.hpp, decided at run time); the plain kernel of
+// attention_impl.hpp (the reference) is used otherwise (double, other head sizes, other CPUs).
 //
 // Same parallel structure as the plain kernel: one task per (b, h) pair, static schedule, each task reads and writes
 // only its own head's channels, probs block and (learned bias) partial sums, with a fixed arithmetic order, so the
@@ -46,7 +46,8 @@ inline constexpr int kKeys = 32;  // keys per score tile (2 zmm)
 
 // S[r * lds + j] = sum_{d < hd} X[r * ldx + d] * YT[d * ldt + j] for r < R, j < ncols (ncols a multiple of 32).
 template <int R>
-STRETCH_TARGET_AVX512 inline void scores_tile(float* __restrict__ S, int lds, const float* __restrict__ X, std::int64_t ldx,
+STRETCH_TARGET_AVX512
+inline void scores_tile(float* __restrict__ S, int lds, const float* __restrict__ X, std::int64_t ldx,
                         const float* __restrict__ YT, int ldt, int hd, int ncols) {
   for (int j0 = 0; j0 < ncols; j0 += kKeys) {
     __m512 a0[R], a1[R];
@@ -74,7 +75,8 @@ STRETCH_TARGET_AVX512 inline void scores_tile(float* __restrict__ S, int lds, co
 // Y[r * ldy + c] (= 0 if !add, then) += sum_{s0 <= s < s1} A[r * ar + s * as] * X[s * ldx + c], s ascending,
 // for r < R and the 16 * NV channels c starting at Y, X.
 template <int R, int NV>
-STRETCH_TARGET_AVX512 inline void sum_tile(float* Y, std::int64_t ldy, const float* __restrict__ A, std::int64_t ar, std::int64_t as,
+STRETCH_TARGET_AVX512
+inline void sum_tile(float* Y, std::int64_t ldy, const float* __restrict__ A, std::int64_t ar, std::int64_t as,
                      const float* __restrict__ X, std::int64_t ldx, int s0, int s1, bool add) {
   __m512 acc[R][NV];
   for (int r = 0; r < R; r++)
@@ -95,19 +97,22 @@ STRETCH_TARGET_AVX512 inline void sum_tile(float* Y, std::int64_t ldy, const flo
 
 // sum_tile over all hd channels in chunks of 32 (and a last chunk of 16).
 template <int R>
-STRETCH_TARGET_AVX512 inline void sum_rows(float* Y, std::int64_t ldy, const float* A, std::int64_t ar, std::int64_t as, const float* X,
+STRETCH_TARGET_AVX512
+inline void sum_rows(float* Y, std::int64_t ldy, const float* A, std::int64_t ar, std::int64_t as, const float* X,
                      std::int64_t ldx, int s0, int s1, int hd, bool add) {
   int c = 0;
   for (; c + 32 <= hd; c += 32) sum_tile<R, 2>(Y + c, ldy, A, ar, as, X + c, ldx, s0, s1, add);
   if (c < hd) sum_tile<R, 1>(Y + c, ldy, A, ar, as, X + c, ldx, s0, s1, add);
 }
 
-STRETCH_TARGET_AVX512 inline int window_lo(int i, int W) { return i - W + 1 > 0 ? i - W + 1 : 0; }
+STRETCH_TARGET_AVX512
+inline int window_lo(int i, int W) { return i - W + 1 > 0 ? i - W + 1 : 0; }
 
 // Query-side sums, rows i0 .. i0+R-1, visible keys lo(i) <= j <= i ascending (W = effective window, see top):
 //   Y_i (= 0 if !add, then) += sum_{lo(i) <= j <= i} A[i * lda + j] X_j.
 template <int R>
-STRETCH_TARGET_AVX512 inline void query_sum(float* Y, std::int64_t ldy, const float* A, std::int64_t lda, const float* X, std::int64_t ldx,
+STRETCH_TARGET_AVX512
+inline void query_sum(float* Y, std::int64_t ldy, const float* A, std::int64_t lda, const float* X, std::int64_t ldx,
                       int i0, int hd, bool add, int W) {
   const int shared_lo = window_lo(i0 + R - 1, W);  // the last row's first key
   if (shared_lo > i0) {  // window narrower than the tile: no key is visible to every row; row by row
@@ -136,7 +141,8 @@ STRETCH_TARGET_AVX512 inline void query_sum(float* Y, std::int64_t ldy, const fl
 // Key-side sums, rows (keys) j0 .. j0+R-1, queries j <= i < min(T, j + W) ascending:
 //   Y_j += sum_{j <= i < min(T, j + W)} A[i * lda + j] X_i.
 template <int R>
-STRETCH_TARGET_AVX512 inline void key_sum(float* Y, std::int64_t ldy, const float* A, std::int64_t lda, const float* X, std::int64_t ldx,
+STRETCH_TARGET_AVX512
+inline void key_sum(float* Y, std::int64_t ldy, const float* A, std::int64_t lda, const float* X, std::int64_t ldx,
                     int j0, int T, int hd, int W) {
   auto hi = [&](int j) { return static_cast<int>(std::min<std::int64_t>(T, static_cast<std::int64_t>(j) + W)); };
   if (W < R) {  // window narrower than the tile: key by key
@@ -160,7 +166,8 @@ STRETCH_TARGET_AVX512 inline void key_sum(float* Y, std::int64_t ldy, const floa
 // permutes (vpermt2ps; the unpack / shuffle_f32x4 intrinsics' GCC 12 definitions trigger false
 // -Wmaybe-uninitialized warnings).
 template <int S>
-STRETCH_TARGET_AVX512 inline void transpose16_stage(__m512 r[16]) {
+STRETCH_TARGET_AVX512
+inline void transpose16_stage(__m512 r[16]) {
   // index l < 16 takes lane l of the first source, 16 + l lane l of the second
   alignas(64) std::int32_t m0[16], m1[16];
   for (int l = 0; l < 16; l++) {
@@ -176,7 +183,8 @@ STRETCH_TARGET_AVX512 inline void transpose16_stage(__m512 r[16]) {
     }
 }
 
-STRETCH_TARGET_AVX512 inline void transpose16(__m512 r[16]) {
+STRETCH_TARGET_AVX512
+inline void transpose16(__m512 r[16]) {
   transpose16_stage<8>(r);
   transpose16_stage<4>(r);
   transpose16_stage<2>(r);
@@ -185,7 +193,8 @@ STRETCH_TARGET_AVX512 inline void transpose16(__m512 r[16]) {
 
 // YT (hd, Tp) with row stride ldt = the (T, hd) rows of one head (row stride ld), columns T .. Tp-1 zero
 // (hd a multiple of 16: 16 x 16 blocks transposed in registers, the last T mod 16 rows one by one).
-STRETCH_TARGET_AVX512 inline void transpose_pad(float* __restrict__ YT, int ldt, const float* __restrict__ Y, std::int64_t ld, int hd, int T,
+STRETCH_TARGET_AVX512
+inline void transpose_pad(float* __restrict__ YT, int ldt, const float* __restrict__ Y, std::int64_t ld, int hd, int T,
                           int Tp) {
   int j0 = 0;
   for (; j0 + 16 <= T; j0 += 16)
@@ -201,16 +210,19 @@ STRETCH_TARGET_AVX512 inline void transpose_pad(float* __restrict__ YT, int ldt,
     for (int j = T; j < Tp; j++) YT[static_cast<std::int64_t>(d) * ldt + j] = 0.0f;
 }
 
-STRETCH_TARGET_AVX512 inline int round_up(int n, int m) { return (n + m - 1) / m * m; }
+STRETCH_TARGET_AVX512
+inline int round_up(int n, int m) { return (n + m - 1) / m * m; }
 
 // Leading dimension of a transposed (hd, Tp) block: Tp plus one cache line, so that the hd rows (read together by
 // scores_tile and written together by transpose_pad) do not all map to the same few L1 sets when Tp * 4 bytes is
 // a multiple of 1 KiB.
-STRETCH_TARGET_AVX512 inline int transposed_ld(int Tp) { return Tp + 16; }
+STRETCH_TARGET_AVX512
+inline int transposed_ld(int Tp) { return Tp + 16; }
 
 // One query row of the forward pass: prow[j] = softmax_j(scale * srow[j] + bias) for lo <= j <= i, 0 elsewhere.
 template <class Bias>
-STRETCH_TARGET_AVX512 inline void softmax_row(float* __restrict__ prow, const float* __restrict__ srow, const int* __restrict__ pb,
+STRETCH_TARGET_AVX512
+inline void softmax_row(float* __restrict__ prow, const float* __restrict__ srow, const int* __restrict__ pb,
                         const Bias& bias, int h, int i, int T, float scale, int lo) {
   const int pi = pb[i];
   const int n = i + 1;
@@ -245,7 +257,8 @@ STRETCH_TARGET_AVX512 inline void softmax_row(float* __restrict__ prow, const fl
 }
 
 template <class Bias>
-STRETCH_TARGET_AVX512 void forward(float* out, float* probs, const float* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
+STRETCH_TARGET_AVX512
+void forward(float* out, float* probs, const float* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
              float scale, int window = 0) {
   const int hd = C / NH;
   const int W = window > 0 && window < T ? window : T;
@@ -292,7 +305,8 @@ STRETCH_TARGET_AVX512 void forward(float* out, float* probs, const float* qkv, c
 // One query row of the backward pass: from dp_ij = dout_i . v_j (dprow), dsrow[j] = scale * p_ij (dp_ij - sum_k
 // p_ik dp_ik) for lo <= j <= i, and the bias gradient p_ij (dp_ij - ...) for j ascending (dsrow[j < lo] not written).
 template <class Bias>
-STRETCH_TARGET_AVX512 inline void dscore_row(float* __restrict__ dsrow, const float* __restrict__ dprow, const float* __restrict__ prow,
+STRETCH_TARGET_AVX512
+inline void dscore_row(float* __restrict__ dsrow, const float* __restrict__ dprow, const float* __restrict__ prow,
                        const int* __restrict__ pb, Bias& bias, int b, int h, int i, float scale, int lo) {
   const int n = i + 1;
   float pdp = 0.0f;
@@ -312,7 +326,8 @@ STRETCH_TARGET_AVX512 inline void dscore_row(float* __restrict__ dsrow, const fl
 }
 
 template <class Bias>
-STRETCH_TARGET_AVX512 void backward(float* dqkv, const float* dout, const float* qkv, const float* probs, const int* pos, Bias& bias, int B,
+STRETCH_TARGET_AVX512
+void backward(float* dqkv, const float* dout, const float* qkv, const float* probs, const int* pos, Bias& bias, int B,
               int T, int C, int NH, float scale, int window = 0) {
   const int hd = C / NH;
   const int W = window > 0 && window < T ? window : T;

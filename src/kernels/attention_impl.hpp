@@ -2,7 +2,8 @@
 // file at its end. attention_forward / attention_backward dispatch: for F = float, hd a multiple of 16 and a CPU
 // with AVX-512 (core/cpu.hpp's cpu_paths(), at run time), to the register-blocked kernel of
 // kernels/attention_fast.hpp (tested against the plain one in tests/kernels/test_attention_fast.cpp); otherwise
-// (double, the finite-difference oracle; other head sizes; other CPUs, or STRETCH_MAX_ISA=avx2) to the plain kernel below, attention_detail::forward_generic / backward_generic.
+// (double, the finite-difference oracle; other head sizes; other CPUs, or STRETCH_MAX_ISA=avx2) to the plain kernel
+// below, attention_detail::forward_generic / backward_generic.
 //
 // Parallel over the B * NH (b, h) pairs with a static schedule. Every (b, h) task reads and writes only its own
 // head's channels (and its own probs block and, for a learned bias, its own partial sums), and does its

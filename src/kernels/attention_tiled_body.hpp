@@ -21,11 +21,13 @@ struct Vec {
 
 // (vectors only by reference: passing or returning them by value changes the ABI without AVX-512, -Wpsabi)
 template <class V, class F>
-STRETCH_TILED_TARGET inline void loadv(V& v, const F* p) {
+STRETCH_TILED_TARGET
+inline void loadv(V& v, const F* p) {
   std::memcpy(&v, p, sizeof(V));
 }
 template <class V, class F>
-STRETCH_TILED_TARGET inline void storev(F* p, const V& v) {
+STRETCH_TILED_TARGET
+inline void storev(F* p, const V& v) {
   std::memcpy(p, &v, sizeof(V));
 }
 
@@ -33,7 +35,8 @@ STRETCH_TILED_TARGET inline void storev(F* p, const V& v) {
 // s (kRows, 2 * lanes), row stride lds = q (kRows, hd), row stride ldq, times kT (hd, .), row stride ldk;
 // each dot product summed in the order d = 0 .. hd-1.
 template <class F>
-STRETCH_TILED_TARGET inline void qk_tile(F* __restrict__ s, int lds, const F* __restrict__ q, int ldq, const F* __restrict__ kT, int ldk,
+STRETCH_TILED_TARGET
+inline void qk_tile(F* __restrict__ s, int lds, const F* __restrict__ q, int ldq, const F* __restrict__ kT, int ldk,
                     int hd) {
   using V = typename Vec<F>::type;
   constexpr int L = Vec<F>::kLanes;
@@ -60,7 +63,8 @@ STRETCH_TILED_TARGET inline void qk_tile(F* __restrict__ s, int lds, const F* __
 
 // o (kRows, NV * lanes), row stride ldo += p (kRows, n), row stride ldp, times v (n, .), row stride ldv (j ascending).
 template <class F, int NV>
-STRETCH_TILED_TARGET inline void pv_tile(F* __restrict__ o, int ldo, const F* __restrict__ p, int ldp, const F* __restrict__ v, int ldv,
+STRETCH_TILED_TARGET
+inline void pv_tile(F* __restrict__ o, int ldo, const F* __restrict__ p, int ldp, const F* __restrict__ v, int ldv,
                     int n) {
   using V = typename Vec<F>::type;
   constexpr int L = Vec<F>::kLanes;
@@ -85,7 +89,8 @@ struct AlignedFree {
   void operator()(F* p) const { ::operator delete(p, std::align_val_t(64)); }
 };
 template <class F>
-STRETCH_TILED_TARGET inline std::unique_ptr<F, AlignedFree<F>> aligned_zeros(std::size_t n) {
+STRETCH_TILED_TARGET
+inline std::unique_ptr<F, AlignedFree<F>> aligned_zeros(std::size_t n) {
   F* p = static_cast<F*>(::operator new(n * sizeof(F), std::align_val_t(64)));
   std::fill_n(p, n, F(0));
   return std::unique_ptr<F, AlignedFree<F>>(p);
@@ -94,7 +99,8 @@ STRETCH_TILED_TARGET inline std::unique_ptr<F, AlignedFree<F>> aligned_zeros(std
 
 // dst (hd, BK) = the n rows src[j * ld .. + hd) transposed, columns n .. BK-1 zero.
 template <class F>
-STRETCH_TILED_TARGET inline void load_transposed(F* __restrict__ dst, const F* src, std::int64_t ld, int n, int hd) {
+STRETCH_TILED_TARGET
+inline void load_transposed(F* __restrict__ dst, const F* src, std::int64_t ld, int n, int hd) {
   for (int j = 0; j < n; j++)
     for (int d = 0; d < hd; d++) dst[d * kBlockK + j] = src[j * ld + d];
   if (n < kBlockK)
@@ -104,7 +110,8 @@ STRETCH_TILED_TARGET inline void load_transposed(F* __restrict__ dst, const F* s
 // dst (BK, hdp) = the n rows src[j * ld .. + hd), rows n .. BK-1 zero (the padding columns hd .. hdp-1 of the
 // rows stay as allocated: zero).
 template <class F>
-STRETCH_TILED_TARGET inline void load_rows(F* __restrict__ dst, const F* src, std::int64_t ld, int n, int hd, int hdp) {
+STRETCH_TILED_TARGET
+inline void load_rows(F* __restrict__ dst, const F* src, std::int64_t ld, int n, int hd, int hdp) {
   for (int j = 0; j < n; j++) std::copy_n(src + j * ld, hd, dst + static_cast<std::ptrdiff_t>(j) * hdp);
   if (n < kBlockK)
     std::fill(dst + static_cast<std::ptrdiff_t>(n) * hdp, dst + static_cast<std::ptrdiff_t>(kBlockK) * hdp, F(0));
@@ -115,7 +122,8 @@ STRETCH_TILED_TARGET inline void load_rows(F* __restrict__ dst, const F* src, st
 
 // out (B,T,C) = causal softmax(scale * q k^T + bias) v, never storing more than a tile of scores.
 template <class F, class Bias>
-STRETCH_TILED_TARGET void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
+STRETCH_TILED_TARGET
+void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
                              F scale, int window, F* lse, const FarScores<F>& far) {
   namespace td = STRETCH_TILED_NS::attention_tiled_detail;
   ::stretch::attention_tiled_detail::check_args_tiled(B, T, C, NH, window);
@@ -311,7 +319,8 @@ STRETCH_TILED_TARGET void attention_forward_tiled(F* out, const F* qkv, const in
 // its output `out` and its `lse` (B, NH, T). Learned biases get their gradient through bias.accumulate (called by
 // the task owning (b, h)).
 template <class F, class Bias>
-STRETCH_TILED_TARGET void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const int* pos,
+STRETCH_TILED_TARGET
+void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const int* pos,
                               Bias& bias, int B, int T, int C, int NH, F scale, int window) {
   namespace td = STRETCH_TILED_NS::attention_tiled_detail;
   ::stretch::attention_tiled_detail::check_args_tiled(B, T, C, NH, window);
