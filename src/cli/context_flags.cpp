@@ -23,10 +23,10 @@ void add_context_flags(CLI::App& app, ContextFlags& f) {
 
 void add_extension_flags(CLI::App& app, ContextFlags& f) {
   app.add_option("--self-extend", f.self_extend,
-                 "Self-Extend (rope models, no fine-tuning): G,W = group size, neighbour window, e.g. 4,128; "
+                 "Self-Extend (rope, alibi, t5; no fine-tuning): G,W = group size, neighbour window, e.g. 4,128; "
                  "distances past W use positions floor(p/G) shifted by W - W/G (position/extension.hpp)");
   app.add_option("--rerope", f.rerope,
-                 "ReRoPE (rope models): W clamps relative positions at W; W,K (K > 1) is leaky ReRoPE, slope 1/K "
+                 "ReRoPE (rope, alibi, t5): W clamps relative positions at W; W,K (K > 1) is leaky ReRoPE, slope 1/K "
                  "past W");
   app.add_option("--alibi-interp", f.alibi_interp,
                  "ALiBi interpolation (alibi models): slopes x trained length / L for a target length L >= the "
@@ -129,13 +129,13 @@ void apply_context_flags(const ContextFlags& f, ModelConfig& c) {
     if (spec.empty()) continue;
     const PositionExtension e = flag == "--self-extend" ? PositionExtension::parse_self_extend(spec, flag)
                                                         : PositionExtension::parse_rerope(spec, flag);
-    if (c.position != PositionMethod::rope)
-      throw UsageError(flag + ": applies to rope models; this one uses " + std::string(to_string(c.position)) +
-                       " positions");
-    if (e.window >= c.rope_train_length())
+    if (!ModelConfig::extendable(c.position))
+      throw UsageError(flag + ": applies to rope, alibi and t5 models (relative positions); this one uses " +
+                       std::string(to_string(c.position)) + " positions");
+    if (e.window >= c.extension_train_length())
       throw UsageError(flag + ": the window " + std::to_string(e.window) + " must be smaller than the trained length " +
-                       std::to_string(c.rope_train_length()) + " (relative positions from it on were never trained; "
-                       "a window covering the sequence is plain RoPE)");
+                       std::to_string(c.extension_train_length()) + " (relative positions from it on were never "
+                       "trained; a window covering the sequence is the plain method)");
     c.extension = e;
   }
   if (!f.alibi_interp.empty()) {

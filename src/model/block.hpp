@@ -11,6 +11,7 @@
 //   with_position_bias: calls fn(bias) with the attention bias functor of the model's position method (ALiBi
 //                   slopes; the T5 table, and `t5_partial` for its gradient, null when inferring; none otherwise:
 //                   rope and the absolute methods add no score bias).
+//   with_inference_bias: the same for inference, where ALiBi and T5 also take Self-Extend / ReRoPE distances.
 #pragma once
 #include <cstdint>
 
@@ -51,6 +52,34 @@ void with_position_bias(const ModelConfig& c, const float* alibi_slopes, const f
       NoBias b;
       fn(b);
     }
+  }
+}
+
+// ALiBi or T5 with a fine-tuning-free extension (Self-Extend, ReRoPE; position/extension.hpp): the method's bias at
+// the remapped distance of far pairs. Inference only (no gradient).
+template <class Inner>
+struct ExtendedBias {
+  static constexpr bool kLearned = false;
+  Inner inner;
+  PositionExtension ext;
+  template <class F = float>
+  F operator()(int h, int pos_i, int pos_j) const {
+    if (pos_i - pos_j < ext.window) return attention_bias_value<F>(inner, h, pos_i, pos_j);
+    return inner.template at_distance<F>(h, ext.distance(pos_i, pos_j));
+  }
+};
+
+// with_position_bias for inference (no gradient): ALiBi and T5 models with an extension get ExtendedBias.
+template <class Fn>
+void with_inference_bias(const ModelConfig& c, const float* alibi_slopes, const float* t5_table, Fn&& fn) {
+  if (!c.extension.is_none() && c.position == PositionMethod::alibi) {
+    ExtendedBias<AlibiBias> b{AlibiBias{alibi_slopes}, c.extension};
+    fn(b);
+  } else if (!c.extension.is_none() && c.position == PositionMethod::t5) {
+    ExtendedBias<T5Bias<float>> b{T5Bias<float>{t5_table, nullptr, c.n_head}, c.extension};
+    fn(b);
+  } else {
+    with_position_bias(c, alibi_slopes, t5_table, nullptr, fn);
   }
 }
 

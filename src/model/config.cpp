@@ -85,12 +85,12 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
   } catch (const ConfigError& e) {
     bad("extension", e.what());
   }
-  if (!extension.is_none() && position != PositionMethod::rope)
-    bad("extension", extension.to_string() + " applies to rope models only (position is " +
+  if (!extension.is_none() && !extendable(position))
+    bad("extension", extension.to_string() + " applies to rope, alibi and t5 models only (position is " +
                          std::string(to_string(position)) + ")");
-  if (!extension.is_none() && extension.window >= rope_train_length())
+  if (!extension.is_none() && extension.window >= extension_train_length())
     bad("extension", "the window " + std::to_string(extension.window) + " must be smaller than the trained length " +
-                         std::to_string(rope_train_length()) + " (distances from it on were never trained)");
+                         std::to_string(extension_train_length()) + " (distances from it on were never trained)");
   if (alibi_interp != 0 && position != PositionMethod::alibi)
     bad("alibi_interp", "applies to alibi models only (position is " + std::string(to_string(position)) + ")");
   if (alibi_interp != 0 && (alibi_interp < block_size || alibi_interp > (1 << 30)))

@@ -76,6 +76,12 @@ struct ModelConfig {
   int qkv_width() const { return n_embd + 2 * kv_dim(); }       // fused q|k|v projection rows
   int mlp_width() const { return arch == Arch::llama ? 2 * mlp_hidden : mlp_hidden; }  // fc rows (gate|up)
   int rope_train_length() const { return rope_scaling.original_context > 0 ? rope_scaling.original_context : block_size; }
+  // Self-Extend / ReRoPE (position/extension.hpp) apply to the relative methods: rope (two score sets), alibi and t5
+  // (remapped distances in the bias). Their window must stay below this trained length.
+  static bool extendable(PositionMethod p) {
+    return p == PositionMethod::rope || p == PositionMethod::alibi || p == PositionMethod::t5;
+  }
+  int extension_train_length() const { return position == PositionMethod::rope ? rope_train_length() : block_size; }
 
   int head_dim() const { return n_embd / n_head; }
   double alibi_slope_scale() const { return alibi_interp > 0 ? static_cast<double>(block_size) / alibi_interp : 1.0; }

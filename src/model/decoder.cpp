@@ -237,12 +237,12 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
       for (int u = 0; u < group; u++) {
         const int h = g * group + u;
         float* s = sc.data() + u * n_keys;
-        if (c_.position == PositionMethod::alibi) {
-          const float m = alibi_[h];
-          for (std::size_t j = 0; j < n_keys; j++) s[j] += -m * static_cast<float>(qp - kpos[j]);
-        } else if (c_.position == PositionMethod::t5) {
-          for (std::size_t j = 0; j < n_keys; j++)
-            s[j] += t5_table[t5_bucket(static_cast<int>(qp - kpos[j])) * NH + h];
+        if (c_.position == PositionMethod::alibi || c_.position == PositionMethod::t5) {
+          // the bias of block.hpp's functors (Self-Extend / ReRoPE distances for far keys, ExtendedBias)
+          with_inference_bias(c_, alibi_.data(), t5_table, [&](const auto& bias) {
+            for (std::size_t j = 0; j < n_keys; j++)
+              s[j] += attention_bias_value<float>(bias, h, static_cast<int>(qp), static_cast<int>(kpos[j]));
+          });
         }
         float mx = -INFINITY;
         for (std::size_t j = 0; j < n_keys; j++) mx = std::max(mx, s[j]);
@@ -360,7 +360,7 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
         }
         rope_forward(full_.data(), pos.data(), inv_freq_.data(), 1, n, C, NH);
       }
-      with_position_bias(c_, alibi_.data(), t5_table, nullptr, [&](const auto& bias) {
+      with_inference_bias(c_, alibi_.data(), t5_table, [&](const auto& bias) {
         attention_forward_tiled(att_.data(), full_.data(), pos.data(), bias, 1, n, C, NH, scale_, window,
                                 static_cast<float*>(nullptr), far);
       });

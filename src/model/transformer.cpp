@@ -266,7 +266,9 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   const float scale = attention_scale();
   const int window = cfg_.attn_window;
   if (NKV != NH) ensure(qkvp_, static_cast<std::size_t>(BT) * QKV);
-  const bool far = !cfg_.extension.is_none();  // Self-Extend / ReRoPE: a second, remapped score set (infer only)
+  // Self-Extend / ReRoPE of a rope model: a second, remapped score set (infer only; alibi and t5 remap the distance
+  // in their bias instead, model/block.hpp)
+  const bool far = !cfg_.extension.is_none() && cfg_.position == PositionMethod::rope;
   if (far) {
     ensure(far_, static_cast<std::size_t>(BT) * 2 * C);
     far_pos_.resize(2 * static_cast<std::size_t>(BT));
@@ -309,10 +311,10 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     if (cfg_.logn != LognMode::off)
       logn_scale_queries(a.qkv.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
     if (infer) {
-      TIMED("fwd.attention", with_bias([&](auto& bias) {
+      TIMED("fwd.attention", with_inference_bias(cfg_, alibi_slopes_.data(), pv.t5_bias, [&](auto& bias) {
         attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, static_cast<float*>(nullptr),
                                 FarScores<float>{far ? far_.data() : nullptr, cfg_.extension.window});
-      }, B));
+      }));
     } else if (acts_tiled_) {
       TIMED("fwd.attention", with_bias([&](auto& bias) {
         attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, a.lse.data());

@@ -31,6 +31,11 @@ struct AlibiBias {
   F operator()(int h, int pos_i, int pos_j) const {
     return -static_cast<F>(slopes[h]) * static_cast<F>(pos_i - pos_j);
   }
+  // the bias at a (remapped, possibly fractional) relative position (position/extension.hpp)
+  template <class F = float>
+  F at_distance(int h, double distance) const {
+    return -static_cast<F>(slopes[h]) * static_cast<F>(distance);
+  }
 };
 
 }  // namespace stretch

@@ -22,6 +22,12 @@
 // T x T tensor; the decoder caches keys unrotated and rotates them per query at the near and far positions
 // (model/decoder.hpp). These are inference-time settings: a training forward with one of them is refused.
 //
+// ALiBi and T5 (bias methods; Self-Extend and ReRoPE were written for RoPE, and carry over because these biases are
+// functions of the relative position alone): the bias of a pair is the method's bias at distance(pi, pj), the
+// relative position above, with near and far decided on the position distance pi - pj (the same as the index
+// distance with the plain position ids of evaluation and generation). So ALiBi adds -m_h * distance, T5 looks up
+// the bucket of floor(distance). No second score set is needed (model/block.hpp, ExtendedBias).
+//
 // Textual forms (flags): --self-extend G,W (e.g. 4,128) and --rerope W or --rerope W,K (leaky, K > 1).
 // JSON (config): {"type": "self-extend", "group": 4, "window": 128}, {"type": "rerope", "window": 256,
 // "leaky": 16} ("leaky" only when set).
@@ -46,6 +52,15 @@ struct PositionExtension {
   double far_key(double p) const;
   // The relative position the model sees for a pair at positions (pi, pj), pi - pj >= 0 (near or far).
   double relative(double pi, double pj) const;
+  // The same for integer positions, as the bias methods need it once per score: integer arithmetic for Self-Extend
+  // (floor division) and plain ReRoPE; pi - pj when the type is none or the pair is near. Equals relative().
+  double distance(int pi, int pj) const {
+    const int d = pi - pj;
+    if (type == ExtensionType::none || d < window) return d;
+    if (type == ExtensionType::self_extend)
+      return floor_div(pi, group) - floor_div(pj, group) + window - floor_div(window, group);
+    return leaky > 0.0 ? window + (d - window) / leaky : window;
+  }
   // ConfigError naming the field: window < 1, group < 1, leaky in (0, 1] or not finite, and fields set on a type
   // that does not use them.
   void validate() const;
@@ -60,6 +75,9 @@ struct PositionExtension {
   static PositionExtension parse_rerope(const std::string& spec, const std::string& flag);
 
   friend bool operator==(const PositionExtension&, const PositionExtension&) = default;
+
+ private:
+  static int floor_div(int a, int b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 };
 
 }  // namespace stretch

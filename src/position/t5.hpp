@@ -7,6 +7,7 @@
 //   partial (B, NH, NB)    per-(b, h) gradient partial sums filled by accumulate(); t5_reduce_grad sums them
 #pragma once
 #include <array>
+#include <cmath>
 
 namespace stretch {
 
@@ -34,6 +35,12 @@ struct T5Bias {
   template <class G = F>
   G operator()(int h, int pos_i, int pos_j) const {
     return static_cast<G>(table[t5_bucket(pos_i - pos_j) * NH + h]);
+  }
+  // the bias at a (remapped, possibly fractional) relative position: the bucket of its floor (position/extension.hpp)
+  template <class G = F>
+  G at_distance(int h, double distance) const {
+    const double d = std::floor(distance);
+    return static_cast<G>(table[t5_bucket(d >= kT5MaxDistance ? kT5MaxDistance : static_cast<int>(d)) * NH + h]);
   }
   void accumulate(int b, int h, int pos_i, int pos_j, F d) {
     partial[(static_cast<long>(b) * NH + h) * kT5Buckets + t5_bucket(pos_i - pos_j)] += d;

@@ -109,6 +109,87 @@ TEST(Extension, SelfExtendAndReRopeLogitsMatchTheFloat64Reference) {
   EXPECT_GT(diff, 0.1);
 }
 
+// ALiBi and T5: the bias at the remapped relative position of far pairs (position/extension.hpp), against a
+// float64 evaluation of the formula over the whole T x T matrix (tools/make_extension_fixture.py).
+TEST(Extension, AlibiAndT5TakeSelfExtendAndReRopeDistancesAsTheFloat64Reference) {
+  const auto path = kFixture.parent_path() / "gpt_extension.safetensors";
+  ASSERT_TRUE(std::filesystem::exists(path)) << "run python3 tools/make_extension_fixture.py";
+  auto f = SafetensorsReader::open(path);
+  const auto tokens = f.read_i32("tokens");
+  const auto settings = nlohmann::json::parse(f.metadata().at("settings"));
+  const int T = static_cast<int>(tokens.size());
+  int checked = 0;
+  for (const std::string method : {"alibi", "t5"}) {
+    const auto cj = nlohmann::json::parse(f.metadata().at("config." + method));
+    ModelConfig c;
+    c.vocab_size = cj["vocab_size"];
+    c.n_layer = cj["n_layer"];
+    c.n_head = cj["n_head"];
+    c.n_embd = cj["n_embd"];
+    c.mlp_hidden = cj["mlp_hidden"];
+    c.block_size = cj["block_size"];
+    c.position = parse_position_method(cj["position"].get<std::string>(), "fixture");
+    c.bias = cj["bias"];
+    c.tie_embeddings = cj["tie_embeddings"];
+    Transformer m(c);
+    for (auto& s : m.specs()) f.read_into(method + ".param." + s.name, s.shape, m.params().data() + s.offset);
+    const int V = c.vocab_size;
+    ForwardOptions fo;
+    fo.keep_logits = true;
+    for (const char* name : {"plain", "self_extend_4_8", "self_extend_3_5", "rerope_8", "leaky_rerope_8_4"}) {
+      PositionExtension e;
+      if (settings.contains(name)) e = PositionExtension::from_json(settings[name], name);
+      m.set_extension(e);
+      const auto ref = f.read_f64(method + ".logits." + name);
+      ASSERT_EQ(ref.size(), static_cast<std::size_t>(T) * V);
+      m.forward(tokens.data(), nullptr, nullptr, 1, T, fo);
+      EXPECT_LT(rel_err(m.logits(), ref.data(), ref.size()), 1e-5) << method << " " << name << ": full forward";
+      Decoder whole(m, T, false);
+      EXPECT_LT(rel_err(whole.append(tokens.data(), T, true), ref.data(), ref.size()), 1e-5)
+          << method << " " << name << ": decoder prefill";
+      Decoder d(m, T, false);
+      std::vector<float> rows(static_cast<std::size_t>(T) * V);
+      const float* p = d.append(tokens.data(), 5, true);
+      std::copy(p, p + 5 * V, rows.begin());
+      for (int t = 5; t < T; t++) {
+        p = d.append(&tokens[t], 1);
+        std::copy(p, p + V, rows.begin() + static_cast<std::ptrdiff_t>(t) * V);
+      }
+      EXPECT_LT(rel_err(rows.data(), ref.data(), ref.size()), 1e-5) << method << " " << name << ": token by token";
+      checked++;
+    }
+    // a window covering the sequence (or G = 1) is the plain method (to float rounding: the kernel's bias sum is
+    // contracted into FMAs differently once the bias has a branch)
+    m.set_extension(PositionExtension{});
+    m.forward(tokens.data(), nullptr, nullptr, 1, T, fo);
+    const std::vector<float> plain(m.logits(), m.logits() + static_cast<std::size_t>(T) * V);
+    for (const char* spec : {"se:4,40", "se:1,3", "rr:40", "rr:45,8"}) {
+      const std::string sp(spec);
+      m.set_extension(sp[0] == 's' ? PositionExtension::parse_self_extend(sp.substr(3), "test")
+                                   : PositionExtension::parse_rerope(sp.substr(3), "test"));
+      m.forward(tokens.data(), nullptr, nullptr, 1, T, fo);
+      EXPECT_LT(max_err(m.logits(), plain.data(), plain.size()), 1e-6) << method << " " << spec;
+    }
+    // the settings change the logits enough for the comparison to tell them apart
+    const auto a = f.read_f64(method + ".logits.plain"), b = f.read_f64(method + ".logits.rerope_8");
+    double diff = 0;
+    for (std::size_t i = 0; i < a.size(); i++) diff = std::max(diff, std::abs(a[i] - b[i]));
+    EXPECT_GT(diff, 0.05) << method;
+  }
+  EXPECT_EQ(checked, 10);
+}
+
+// The integer distance the bias methods use equals relative() (the far positions' difference) everywhere.
+TEST(Extension, TheIntegerDistanceEqualsTheFarPositionsDifference) {
+  for (const char* spec : {"se:4,8", "se:3,5", "se:1,3", "se:7,100", "rr:8", "rr:8,4", "rr:1,2.5"}) {
+    const std::string s(spec);
+    const PositionExtension e = s[0] == 's' ? PositionExtension::parse_self_extend(s.substr(3), "test")
+                                            : PositionExtension::parse_rerope(s.substr(3), "test");
+    for (int i = 0; i < 300; i++)
+      for (int j = 0; j <= i; j++) ASSERT_NEAR(e.distance(i, j), e.relative(i, j), 1e-9) << spec << " " << i << "," << j;
+  }
+}
+
 ModelConfig small(PositionMethod p, int layers = 2) {
   ModelConfig c;
   c.arch = Arch::llama;
@@ -172,9 +253,22 @@ TEST(Extension, TrainingAndOtherMethodsRefuseIt) {
   ForwardOptions fo;
   fo.need_grad = true;
   EXPECT_THROW(m->forward(tok.data(), tok.data(), nullptr, 1, 16, fo), ConfigError);
-  // only rope models; the window below the trained length (64)
+  // rope, alibi and t5 models only (absolute positions and none have no relative position to remap); the window
+  // below the trained length (64)
+  for (PositionMethod p : {PositionMethod::sinusoidal, PositionMethod::learned, PositionMethod::none}) {
+    ModelConfig c = small(PositionMethod::alibi);
+    c.arch = Arch::gpt;
+    c.bias = true;
+    c.n_kv_head = 0;
+    c.position = p;
+    auto g = make(c);
+    EXPECT_THROW(g->set_extension(PositionExtension::parse_rerope("8", "test")), ConfigError) << to_string(p);
+  }
   auto a = make(small(PositionMethod::alibi));
-  EXPECT_THROW(a->set_extension(PositionExtension::parse_rerope("8", "test")), ConfigError);
+  a->set_extension(PositionExtension::parse_rerope("8", "test"));
+  EXPECT_THROW(a->forward(tok.data(), tok.data(), nullptr, 1, 16, fo), ConfigError);  // training refuses it too
+  EXPECT_THROW(a->set_extension(PositionExtension::parse_rerope("64", "test")), ConfigError);
+  a->set_extension(PositionExtension{});
   EXPECT_THROW(m->set_extension(PositionExtension::parse_self_extend("4,64", "test")), ConfigError);
   EXPECT_THROW(m->set_alibi_interp(128), ConfigError);  // ALiBi interpolation on a rope model
   EXPECT_THROW(a->set_alibi_interp(32), ConfigError);   // a target below the trained length
