@@ -41,6 +41,8 @@ struct EvalCli {
   std::string doc_sep;
   ContextFlags ctx;
   std::uint64_t seed = 1;
+  int keep = -1;   // attention sinks: stream each window through a cache of `cache` slots
+  int cache = 0;   // 0: each model's trained length
 };
 
 }  // namespace
@@ -73,6 +75,10 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--json", o->json_out, "Write the results as JSON");
   app.add_option("--csv", o->csv_out, "Write the results as CSV");
   app.add_option("--plot", o->plot_out, "Draw perplexity vs length into this PNG (gnuplot)");
+  app.add_option("--keep", o->keep,
+                 "Attention sinks (StreamingLLM): stream each window through a --ctx cache that keeps its first N "
+                 "tokens while it slides (rope, alibi, t5, none; docs/RETRIEVAL.md)");
+  app.add_option("--ctx", o->cache, "Cache slots with --keep (default: each model's trained length)");
   app.add_option("--batch-tokens", o->batch_tokens, "Tokens per forward pass (windows are batched up to it)")
       ->capture_default_str();
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
@@ -87,6 +93,9 @@ Runner add_eval(CLI::App& app) {
     if (o->max_tokens < 0) throw UsageError("--max-tokens: expected an integer >= 0");
     if (o->batch_tokens < 1) throw UsageError("--batch-tokens: expected a positive integer");
     if (o->stride < 0) throw UsageError("--stride: expected a positive integer");
+    if (o->keep < -1) throw UsageError("--keep: expected a number of sink tokens >= 0, got " + std::to_string(o->keep));
+    if (o->cache < 0) throw UsageError("--ctx: expected a number of cache slots >= 1, got " + std::to_string(o->cache));
+    if (o->cache > 0 && o->keep < 0) throw UsageError("--ctx: applies with --keep (the cache of attention sinks)");
     // output paths before any work: a long sweep must not end in a failed write
     if (!o->json_out.empty()) check_output_path(o->json_out, "--json");
     if (!o->csv_out.empty()) check_output_path(o->csv_out, "--csv");
@@ -145,6 +154,9 @@ Runner add_eval(CLI::App& app) {
       mr.name = o->checkpoints[mi];
       while (mr.name.size() > 1 && mr.name.back() == '/') mr.name.pop_back();
       mr.position = describe_context(meta.model, o->ctx);
+      settings.keep = o->keep;
+      settings.cache = o->cache > 0 ? o->cache : meta.train_length;
+      if (o->keep >= 0) mr.position += " keep:" + std::to_string(o->keep) + " ctx:" + std::to_string(settings.cache);
       mr.train_length = meta.train_length;
       mr.byte_level = tok->is_byte_level();
       settings.byte_level = mr.byte_level;

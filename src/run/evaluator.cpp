@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <memory>
 #include <cmath>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "model/decoder.hpp"
+#include "run/generate.hpp"
 
 namespace stretch {
 
@@ -98,6 +101,34 @@ std::vector<Window> plan_windows(long n_tokens, int T, EvalProtocol protocol, in
   return w;
 }
 
+namespace {
+
+// The NLL of each scored token (y >= 0) of one window (x, y of length len) fed to the decoder from empty.
+// (Chunks of at most kStreamChunk tokens bound the logits kept at once; the decoder splits them further itself.)
+constexpr int kStreamChunk = 256;
+const float* stream_losses(Transformer& model, const std::vector<std::int32_t>& x, const std::vector<std::int32_t>& y,
+                           int len, Decoder& decoder, std::vector<float>& out) {
+  decoder.reset();
+  const int V = model.config().vocab_size;
+  out.assign(static_cast<std::size_t>(len), 0.0f);
+  for (int t0 = 0; t0 < len; t0 += kStreamChunk) {
+    const int n = std::min(kStreamChunk, len - t0);
+    const float* logits = decoder.append(x.data() + t0, n, true);
+    for (int t = t0; t < t0 + n; t++) {
+      const std::int32_t target = y[static_cast<std::size_t>(t)];
+      if (target < 0) continue;
+      const float* row = logits + static_cast<std::size_t>(t - t0) * V;
+      const float mx = *std::max_element(row, row + V);
+      double sum = 0.0;
+      for (int v = 0; v < V; v++) sum += std::exp(static_cast<double>(row[v]) - mx);
+      out[static_cast<std::size_t>(t)] = static_cast<float>(std::log(sum) + mx - static_cast<double>(row[target]));
+    }
+  }
+  return out.data();
+}
+
+}  // namespace
+
 LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>& tokens, int T, const EvalSettings& s) {
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = model.config();
@@ -114,6 +145,18 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
   r.bucket_tokens.assign(nb, 0);
   std::vector<std::int32_t> x, y, pos;
   Rng rng(s.seed);
+  std::unique_ptr<Decoder> decoder;
+  std::vector<float> losses;
+  if (s.keep >= 0) {
+    if (s.positions.kind != PositionIdsKind::plain)
+      throw UsageError("--keep: attention sinks place tokens at cache positions; position ids " +
+                       s.positions.to_string() + " cannot be combined with it");
+    try {  // the model or the cache cannot take sinks: a usage error naming the flag
+      decoder = std::make_unique<Decoder>(model, s.cache, true, s.keep, decoder_flag_names());
+    } catch (const ConfigError& e) {
+      throw UsageError(e.what());
+    }
+  }
   if (s.shards < 1 || s.shard < 0 || s.shard >= s.shards)
     throw UsageError("evaluation shard " + std::to_string(s.shard) + " of " + std::to_string(s.shards) +
                      ": expected 0 <= shard < shards");
@@ -122,7 +165,7 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
   while (i < plan.size()) {
     // batch consecutive windows of the same length
     const int len = plan[i].length;
-    const int max_b = std::max(1, s.batch_tokens / len);
+    const int max_b = s.keep >= 0 ? 1 : std::max(1, s.batch_tokens / len);
     // with --max-tokens, the batch ends at the window that reaches the cap, and that window's scored range is cut
     // so that exactly min(cap, all) tokens are scored (the cap is "at most", whatever --batch-tokens holds)
     const long left = s.max_tokens > 0 ? s.max_tokens - scored_all : std::numeric_limits<long>::max();
@@ -156,8 +199,13 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
       if (s.max_tokens > 0 && scored_all >= s.max_tokens) break;
       continue;
     }
-    model.forward(x.data(), y.data(), pos.data(), B, len);
-    const float* l = model.token_losses();
+    const float* l = nullptr;
+    if (s.keep >= 0) {
+      l = stream_losses(model, x, y, len, *decoder, losses);
+    } else {
+      model.forward(x.data(), y.data(), pos.data(), B, len);
+      l = model.token_losses();
+    }
     for (int b = 0; b < B; b++)
       for (int t = 0; t < len; t++) {
         const std::size_t k = static_cast<std::size_t>(b) * len + t;

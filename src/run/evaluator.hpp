@@ -16,6 +16,11 @@
 //                      chunk is dropped), positions T/2 .. T-2 scored (first = T/2, as llama.cpp). Needs
 //                      N >= 2T. Like llama.cpp, the chunk's first token is replaced by BOS when the
 //                      tokenizer has one (EvalSettings::bos).
+// Attention sinks (StreamingLLM's evaluation; EvalSettings::keep >= 0): each window goes through the key/value-cache
+// decoder (model/decoder.hpp) with `cache` slots of which the first `keep` tokens stay while the rest slides, so
+// a window longer than the cache is scored as a stream in bounded memory: token t sees the window's first `keep`
+// tokens and its latest cache - keep ones, at cache positions. A window that fits the cache is the full forward.
+// One window per batch (the ranks take windows round-robin); plain position ids only.
 // Per length: tokens scored, mean NLL (nats, summed in double), perplexity exp(mean), bits per byte for
 // byte-level tokenizers (mean / ln 2), the standard error of the mean NLL (sample std / sqrt(n)), and the NLL
 // by position inside the window in `buckets` equal buckets.
@@ -57,6 +62,8 @@ struct EvalSettings {
   std::int32_t bos = -1;       // llamacpp: the first token of each chunk becomes BOS (when >= 0)
   PositionIds positions;       // position ids of each window (plain: 0 .. n-1); randomized needs `seed`
   std::uint64_t seed = 1;
+  int keep = -1;               // attention sinks (above); -1: the full forward
+  int cache = 0;               // decoder slots with keep >= 0 (> keep)
   // distributed evaluation: this process scores the batches b with b % shards == shard, and the shards' sum_nll,
   // sum_sq and tokens add up to one process's (bucket means and seconds are then this shard's); max_tokens
   // still counts every shard's tokens, so all shards stop at the same batch

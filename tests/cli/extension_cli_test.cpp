@@ -45,6 +45,21 @@ TEST(ExtensionCli, EvalPasskeyAndGenerateRunWithEachMethod) {
     const std::string pos = j["models"][0]["position"];
     EXPECT_NE(pos.find(std::string(flags).substr(2, 4)), std::string::npos) << pos;  // "self" / "rero"
   }
+  // alibi models take Self-Extend and ReRoPE as distances in their bias
+  for (const char* flags : {"--self-extend 2,8", "--rerope 8,4"}) {
+    auto r = run_stretch(t.eval("alibi", std::string("--lengths 128 --json ") + q(t.dir / "e.json") + " " + flags));
+    ASSERT_EQ(r.exit_code, 0) << flags << "\n" << r.output;
+    const std::string pos = nlohmann::json::parse(test::read_text(t.dir / "e.json"))["models"][0]["position"];
+    EXPECT_NE(pos.find(std::string(flags).substr(2, 4)), std::string::npos) << pos;
+  }
+  // eval with attention sinks: windows of 128 streamed through a cache of the trained 32 that keeps 4
+  for (const char* m : {"rope", "alibi"}) {
+    auto r = run_stretch(t.eval(m, "--lengths 32,128 --keep 4 --json " + q(t.dir / "s.json")));
+    ASSERT_EQ(r.exit_code, 0) << m << "\n" << r.output;
+    auto j = nlohmann::json::parse(test::read_text(t.dir / "s.json"))["models"][0];
+    EXPECT_NE(j["position"].get<std::string>().find("keep:4 ctx:32"), std::string::npos) << j["position"];
+    EXPECT_GT(j["results"][1]["tokens"].get<long>(), 0);
+  }
   auto r = run_stretch(t.eval("alibi", "--lengths 32,128 --alibi-interp auto --json " + q(t.dir / "a.json")));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(nlohmann::json::parse(test::read_text(t.dir / "a.json"))["models"][0]["position"], "alibi alibi-interp:auto");
@@ -84,7 +99,8 @@ TEST(ExtensionCli, BadValuesAreRefusedNamingTheFlag) {
   expect_error(run_stretch(t.eval("rope", "--lengths 64 --rerope 8,1")), "--rerope");
   expect_error(run_stretch(t.eval("rope", "--lengths 64 --rerope 40")), "--rerope");             // window >= L
   expect_error(run_stretch(t.eval("rope", "--lengths 64 --rerope 8 --self-extend 2,8")), "give one");
-  expect_error(run_stretch(t.eval("alibi", "--lengths 64 --self-extend 2,8")), "--self-extend");  // not rope
+  expect_error(run_stretch(t.eval("learned", "--lengths 32 --self-extend 2,8")), "--self-extend");  // absolute
+  expect_error(run_stretch(t.eval("alibi", "--lengths 64 --rerope 32")), "--rerope");              // window >= L
   expect_error(run_stretch(t.eval("rope", "--lengths 64 --alibi-interp 64")), "--alibi-interp");  // not alibi
   expect_error(run_stretch(t.eval("alibi", "--lengths 64 --alibi-interp 16")), "--alibi-interp"); // below L
   expect_error(run_stretch(t.eval("alibi", "--lengths 64 --alibi-interp x")), "--alibi-interp");
@@ -94,6 +110,10 @@ TEST(ExtensionCli, BadValuesAreRefusedNamingTheFlag) {
   expect_error(run_stretch(gen + "--keep -3"), "--keep");
   expect_error(run_stretch("generate " + q(t.dir / "learned") + " -p 'the cat' -n 5 --keep 2"), "--keep");
   expect_error(run_stretch("passkey " + q(t.dir / "rope") + " --lengths 300 --keep -2"), "--keep");
+  expect_error(run_stretch(t.eval("rope", "--lengths 64 --keep -2")), "--keep");
+  expect_error(run_stretch(t.eval("rope", "--lengths 64 --ctx 16")), "--ctx");          // --ctx without --keep
+  expect_error(run_stretch(t.eval("rope", "--lengths 64 --keep 16 --ctx 16")), "--keep");  // no room to slide
+  expect_error(run_stretch(t.eval("learned", "--lengths 32 --keep 2")), "--keep");
 }
 
 }  // namespace

@@ -260,3 +260,80 @@ TEST(EvalProtocols, ShardsAddUpToTheWhole) {
 
 }  // namespace
 }  // namespace stretch
+
+namespace stretch {
+namespace {
+
+// Attention sinks in evaluation (EvalSettings::keep): a window that fits the cache is the full forward; a longer one
+// is streamed, and for a one-layer model every scored token's NLL is that of a full forward over the cache's
+// content when it is predicted (the first `keep` tokens of the window, then its latest cache - keep tokens).
+TEST(EvalSinks, StreamingEqualsFullForwardOverSinksAndWindow) {
+  ModelConfig c;
+  c.vocab_size = 40;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.mlp_hidden = 32;
+  c.block_size = 64;
+  const int T = 48, S = 16, keep = 4;
+  std::vector<std::int32_t> tokens(2 * T + 1);
+  for (std::size_t i = 0; i < tokens.size(); i++) tokens[i] = static_cast<std::int32_t>((i * 13 + 5 + i * i) % 40);
+  for (auto m : {PositionMethod::rope, PositionMethod::alibi, PositionMethod::t5, PositionMethod::none}) {
+    c.position = m;
+    Transformer g(c);
+    g.init_weights(7);
+    for (std::size_t i = 0; i < g.params().size(); i++) g.params()[i] *= 4.0f;  // attention far from uniform
+    EvalSettings plain;
+    EvalSettings sinks;
+    sinks.keep = keep;
+    sinks.cache = T;  // the window fits: the full forward
+    EXPECT_NEAR(evaluate_length(g, tokens, T, sinks).mean_nll(), evaluate_length(g, tokens, T, plain).mean_nll(), 1e-5)
+        << to_string(m);
+    sinks.cache = S;
+    const LengthResult r = evaluate_length(g, tokens, T, sinks);
+    // the reference: per target, a full forward over what the cache holds
+    double sum = 0;
+    long n = 0;
+    for (long w0 = 0; w0 < 2 * T; w0 += T)
+      for (int t = 0; t < T; t++) {
+        std::vector<std::int32_t> ctx;
+        if (t < S) {
+          ctx.assign(tokens.begin() + w0, tokens.begin() + w0 + t + 1);
+        } else {
+          ctx.assign(tokens.begin() + w0, tokens.begin() + w0 + keep);
+          ctx.insert(ctx.end(), tokens.begin() + w0 + t - (S - keep) + 1, tokens.begin() + w0 + t + 1);
+        }
+        std::vector<std::int32_t> y(ctx.size(), -1);
+        y.back() = tokens[static_cast<std::size_t>(w0 + t + 1)];
+        ForwardOptions fo;
+        sum += g.forward(ctx.data(), y.data(), nullptr, 1, static_cast<int>(ctx.size()), fo);
+        n++;
+      }
+    EXPECT_EQ(r.tokens, n);
+    EXPECT_NEAR(r.mean_nll(), sum / n, 1e-5) << to_string(m);
+    EXPECT_GT(std::abs(r.mean_nll() - evaluate_length(g, tokens, T, plain).mean_nll()), 1e-3) << to_string(m);
+  }
+}
+
+TEST(EvalSinks, MethodsThatCannotSlideAndBadValuesAreRefused) {
+  ModelConfig c = one_layer_config();
+  c.position = PositionMethod::sinusoidal;
+  Transformer g(c);
+  g.init_weights(3);
+  std::vector<std::int32_t> tokens(100, 1);
+  EvalSettings s;
+  s.keep = 2;
+  s.cache = 8;
+  EXPECT_THROW(evaluate_length(g, tokens, 32, s), UsageError);  // names --keep
+  c.position = PositionMethod::rope;
+  Transformer r(c);
+  r.init_weights(3);
+  s.cache = 2;  // keep must be below the cache
+  EXPECT_THROW(evaluate_length(r, tokens, 32, s), UsageError);
+  s.cache = 8;
+  s.positions = PositionIds::parse("randomized:64", "test");
+  EXPECT_THROW(evaluate_length(r, tokens, 32, s), UsageError);
+}
+
+}  // namespace
+}  // namespace stretch
