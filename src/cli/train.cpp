@@ -42,6 +42,12 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
   app.add_option("--cache-dir", o.cache_dir, "Token cache folder (default: $STRETCH_CACHE or ~/.cache/stretch)");
   app.add_option("--doc-sep", doc_sep,
                  "Split the text into documents at this string (e.g. '\\n\\n'), each starting with the tokenizer's BOS");
+  app.add_option("--retrieval-mix", o.retrieval_mix,
+                 "Write a synthetic passkey item over this fraction of the windows (docs/RETRIEVAL.md)")
+      ->capture_default_str();
+  app.add_option("--retrieval-haystack", o.retrieval_haystack,
+                 "The items' haystack: filler (the passkey sentences) | text (the corpus) | mixed")
+      ->capture_default_str();
 
   app.add_option("--batch", o.batch, "Windows per micro-batch")->capture_default_str();
   app.add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")->capture_default_str();

@@ -11,7 +11,6 @@
 #include "core/rng.hpp"
 #include "model/decoder.hpp"
 #include "run/generate.hpp"
-#include "run/generate.hpp"
 #include "run/report.hpp"
 #include "run/sampler.hpp"
 

@@ -5,6 +5,7 @@
 #include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "kernels/matmul.hpp"
+#include "run/retrieval_data.hpp"
 #include "run/trainer.hpp"
 
 namespace stretch {
@@ -36,6 +37,10 @@ json TrainOptions::to_json() const {
           {"decay_norms_biases", decay_norms_biases},
           {"seed", seed}};
   if (precision != "fp32") j["precision"] = precision;
+  if (retrieval_mix > 0.0) {
+    j["retrieval_mix"] = retrieval_mix;
+    j["retrieval_haystack"] = retrieval_haystack;
+  }
   return j;
 }
 
@@ -77,6 +82,9 @@ void TrainOptions::validate() const {
   }
   need(attention == "auto" || attention == "materialized" || attention == "tiled", "--attention",
        "expected 'auto', 'materialized' or 'tiled', got '" + attention + "'");
+  need(retrieval_mix >= 0.0 && retrieval_mix <= 1.0, "--retrieval-mix",
+       "expected a fraction of the windows in [0, 1], got " + std::to_string(retrieval_mix));
+  parse_haystack(retrieval_haystack, "--retrieval-haystack");
   need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");
   try {
     static const std::map<std::string, std::string> flags = {

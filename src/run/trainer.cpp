@@ -26,6 +26,7 @@
 #include "run/checkpoint.hpp"
 #include "run/evaluate.hpp"
 #include "run/metrics_log.hpp"
+#include "run/retrieval_data.hpp"
 #include "run/progress.hpp"
 #include "run/run_lock.hpp"
 #include "run/train_data.hpp"
@@ -161,6 +162,7 @@ class Session {
   std::unique_ptr<Tokenizer> tok_;
   json tok_json_;  // its description, stored with each checkpoint
   TrainData data_;
+  std::unique_ptr<RetrievalRows> retrieval_;  // --retrieval-mix: synthetic passkey rows
   ModelConfig mc_;
   json opt_json_;
   std::unique_ptr<Transformer> model_;
@@ -203,6 +205,13 @@ Session::Session(const TrainOptions& opt)
   tok_ = run_tokenizer(opt, init_);
   tok_json_ = tok_->describe();
   data_ = load_train_data(opt, *tok_);
+  if (opt.retrieval_mix > 0.0) {
+    try {
+      retrieval_ = std::make_unique<RetrievalRows>(*tok_, T_);
+    } catch (const ConfigError& e) {
+      throw UsageError(std::string("--retrieval-mix with --length ") + std::to_string(T_) + " (block_size): " + e.what());
+    }
+  }
   mc_ = opt.model;
   mc_.vocab_size = tok_->vocab_size();
   TrainOptions eff = opt;
@@ -300,6 +309,9 @@ double Session::forward_backward() {
   const std::size_t pos_offset = static_cast<std::size_t>(rank_) * lB_ * T_;  // this rank's rows of pos
   for (int micro = 0; micro < opt_.grad_accum; micro++) {
     draw_windows(data_.train, T_, B_, lB_, rank_, data_rng_, x_, y_);
+    if (retrieval_)
+      retrieval_->apply(data_.train, B_, lB_, rank_, opt_.retrieval_mix,
+                        parse_haystack(opt_.retrieval_haystack, "--retrieval-haystack"), data_rng_, x_, y_);
     ForwardOptions fo;
     fo.need_grad = true;
     fo.training = true;

@@ -37,6 +37,10 @@ struct TrainOptions {
   std::filesystem::path cache_dir;          // token cache (empty: default_cache_dir())
   std::string doc_separator;                // split the text into documents here, each preceded by the
                                             // tokenizer's BOS (io/corpus.hpp Segmenting); empty: one stream
+  // synthetic passkey items written over this fraction of the windows (run/retrieval_data.hpp); 0: none. Their
+  // haystack: "filler", "text" or "mixed". Part of the resume match (written only when set).
+  double retrieval_mix = 0.0;
+  std::string retrieval_haystack = "mixed";
   // model
   ModelConfig model;
   // fine-tuning: start from this checkpoint's weights and tokenizer (model must match its architecture; the
