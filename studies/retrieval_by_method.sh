@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Which position methods keep retrieval past the training length? One small byte-level model per method (alibi,
+# rope, t5, none, sinusoidal), trained at L = 512 on TinyStories with a synthetic passkey item over every window
+# (`--retrieval-mix 1.0 --retrieval-haystack mixed`: half the items hide the needle in the passkey filler, half
+# in TinyStories text; run/retrieval_data.hpp), then:
+#   passkey accuracy (docs/RETRIEVAL.md's protocol, the filler haystack) at L, 2L, ..., 16L: 5 depths x 4 trials
+#     per length, seed 1 (keys and prompts are a function of the seed, so every model sees the same prompts);
+#   perplexity on TinyStories valid.txt (nonoverlapping windows, the ALiBi paper's protocol) at L .. 16L.
+# Model: 3 layers, width 128, 4 heads, MLP 512, dropout 0; AdamW lr 2e-3 (warm-up 100, cosine to 10%), batch 8
+# windows of 512 bytes, 2,000 steps (8.2 M tokens), seed 1337. Results: docs/RESULTS.md; runs and JSON under
+# runs/retrieval-by-method/ (a finished piece is kept: rerun to continue; the record without weights is published
+# with studies/retrieval_by_method_publish.sh).
+# Usage: studies/retrieval_by_method.sh [DATA_DIR] [METHODS...]   (default ../shared/data, all methods)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data}
+shift || true
+METHODS=("$@")
+[ ${#METHODS[@]} -gt 0 ] || METHODS=(alibi rope t5 none sinusoidal)
+S=build/stretch
+OUT=runs/retrieval-by-method
+L=512
+mkdir -p "$OUT"
+for m in "${METHODS[@]}"; do
+  R="$OUT/$m"
+  if ! grep -q '"final":true' "$R/metrics.jsonl" 2>/dev/null; then
+    resume=()
+    [ -d "$R/checkpoints/latest" ] && resume=(--resume)
+    /usr/bin/time -v -o "$OUT/$m.time" $S train --text "$DATA/tinystories/train.txt" --out "$R" --position "$m" \
+      --layers 3 --width 128 --heads 4 --length $L --batch 8 --steps 2000 --lr 2e-3 --dropout 0 \
+      --retrieval-mix 1.0 --retrieval-haystack mixed --eval-interval 500 --ckpt-interval 250 "${resume[@]}" --quiet |
+      tee "$OUT/$m.train.txt"
+  fi
+  [ -f "$OUT/passkey-$m.json" ] ||
+    { $S passkey "$R" --up-to 16x --trials 4 --seed 1 --json "$OUT/passkey-$m.json.tmp" --csv "$OUT/passkey-$m.csv" |
+        tee "$OUT/passkey-$m.txt" && mv "$OUT/passkey-$m.json.tmp" "$OUT/passkey-$m.json"; }
+  [ -f "$OUT/ppl-$m.json" ] ||
+    { $S eval "$R" --text "$DATA/tinystories/valid.txt" --up-to 16x --json "$OUT/ppl-$m.json.tmp" |
+        tee "$OUT/ppl-$m.txt" && mv "$OUT/ppl-$m.json.tmp" "$OUT/ppl-$m.json"; }
+done
+echo "done: python3 studies/retrieval_by_method_tables.py prints the tables"
