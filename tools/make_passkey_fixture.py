@@ -16,6 +16,11 @@ finalizer, then k = 1 + below(50000) of xoshiro256** seeded from h through split
 written here from the algorithms' definitions.
 
 Each case: tokenizer, seed, length, depth, trial, key, fillers, fillers_before, tokens (prompt length), text.
+
+Needle in a haystack ("haystack": {"text", "cases"}): the fillers replaced by the words of HAYSTACK (split at
+whitespace) joined by single spaces, taken cyclically from word s = below(number of words) of xoshiro256** seeded
+from sm(h ^ 0x4861797374616b), h as for the key; the largest word count w whose prompt fits, a = floor(d w + 1/2)
+words before the needle. Byte tokenizer; each case also gives start and words (w).
 """
 import json
 import math
@@ -31,6 +36,9 @@ INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant tex
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 QUESTION = "What is the pass key? The pass key is"
 M64 = (1 << 64) - 1
+HAYSTACK = ("Mary had 3 red apples and 12 green pears.\nShe gave 2 to Tom, who\tlived at 41 Oak Street since 1999. "
+            "The   market opened at 7 and closed at 19; prices rose by 5 percent.  Later that year the town built "
+            "a new bridge of 240 meters, and 1,500 people came to see it. Nobody remembered the old one.")
 
 
 def sm(z):
@@ -78,6 +86,32 @@ def key_of(seed, length, depth, trial):
     return 1 + Xoshiro(h).below(50000)
 
 
+def hash_of(seed, length, depth, trial):
+    h = sm(seed)
+    h = sm(h ^ length)
+    h = sm(h ^ round(depth * 1e6))
+    return sm(h ^ trial)
+
+
+def haystack_case(seed, length, depth, trial):
+    words = HAYSTACK.split()
+    key = key_of(seed, length, depth, trial)
+    start = Xoshiro(sm(hash_of(seed, length, depth, trial) ^ 0x4861797374616B)).below(len(words))
+
+    def text(w):
+        a = min(max(math.floor(depth * w + 0.5), 0), w)
+        ws = [words[(start + i) % len(words)] for i in range(w)]
+        needle = f"The pass key is {key}. Remember it. {key} is the pass key."
+        return "\n".join([INSTRUCTION, " ".join(ws[:a]), needle, " ".join(ws[a:]), QUESTION]), a
+
+    w = 0
+    while len(text(w + 1)[0].encode("utf-8")) <= length:
+        w += 1
+    t, a = text(w)
+    return dict(seed=seed, length=length, depth=depth, trial=trial, key=key, start=start, words=w,
+                fillers_before=a, tokens=len(t.encode("utf-8")), text=t)
+
+
 def text_of(key, n, depth):
     a = min(max(math.floor(depth * n + 0.5), 0), n)
     needle = f"The pass key is {key}. Remember it. {key} is the pass key."
@@ -109,7 +143,9 @@ def main():
             for s in (1, 42) for L in (512, 4096) for d in (0.0, 0.5, 1.0) for t in range(3)]
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
-        json.dump({"generator": "tools/make_passkey_fixture.py", "cases": cases, "keys": keys}, f, indent=1)
+        hay = [haystack_case(*c) for c in ((1, 300, 0.5, 0), (3, 700, 0.25, 2), (11, 1500, 1.0, 1), (2, 260, 0.0, 0))]
+        json.dump({"generator": "tools/make_passkey_fixture.py", "cases": cases, "keys": keys,
+                   "haystack": {"text": HAYSTACK, "cases": hay}}, f, indent=1)
         f.write("\n")
     print(f"wrote {OUT}: {len(cases)} prompts, {len(keys)} keys")
 

@@ -28,7 +28,7 @@ struct PasskeyCli {
   std::vector<std::string> checkpoints;
   std::string lengths, up_to, depths = "0,0.25,0.5,0.75,1";
   PasskeySettings s;
-  std::filesystem::path json_out, csv_out, plot_out;
+  std::filesystem::path json_out, csv_out, plot_out, haystack;
   int threads = 0;
   bool verbose = false;
   ContextFlags ctx;
@@ -69,6 +69,9 @@ Runner add_passkey(CLI::App& app) {
                  "the prompt, rope models slide too)");
   add_context_flags(app, o->ctx);
   add_extension_flags(app, o->ctx);
+  app.add_option("--haystack", o->haystack,
+                 "Needle in a haystack: hide the needle in this text's words instead of the passkey fillers")
+      ->check(CLI::ExistingFile);
   app.add_option("--json", o->json_out, "Write every trial as JSON");
   app.add_option("--csv", o->csv_out, "Write every trial as CSV");
   app.add_option("--plot", o->plot_out, "Draw a length x depth heat map into this PNG (gnuplot)");
@@ -92,6 +95,10 @@ Runner add_passkey(CLI::App& app) {
     if (!o->csv_out.empty()) check_output_path(o->csv_out, "--csv");
     if (!o->plot_out.empty()) check_output_path(o->plot_out, "--plot");
     o->s.depths = parse_depths(o->depths);
+    if (!o->haystack.empty()) {
+      o->s.haystack = haystack_words(read_file(o->haystack), o->haystack.string());
+      o->s.haystack_name = o->haystack.string();
+    }
     o->s.alibi_interp_auto = o->ctx.alibi_interp_auto();
     const std::vector<int> fixed = o->lengths.empty() ? std::vector<int>{} : parse_lengths(o->lengths);
     const int up_to = o->up_to.empty() ? 0 : parse_up_to(o->up_to);
@@ -105,6 +112,7 @@ Runner add_passkey(CLI::App& app) {
     }
     PasskeyReport report;
     report.seed = o->s.seed;
+    report.haystack = o->s.haystack_name;
     report.trials = o->s.trials;
     report.answer_tokens = o->s.answer_tokens;
     for (std::size_t mi = 0; mi < metas.size(); mi++) {

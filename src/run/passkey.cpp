@@ -102,6 +102,65 @@ PasskeyPrompt build_passkey_prompt(const Tokenizer& tok, int key, double depth, 
   return p;
 }
 
+std::vector<std::string> haystack_words(const std::string& text, const std::string& source) {
+  std::vector<std::string> words;
+  std::string w;
+  for (char ch : text) {
+    if (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v') {
+      if (!w.empty()) words.push_back(std::move(w));
+      w.clear();
+    } else {
+      w += ch;
+    }
+  }
+  if (!w.empty()) words.push_back(std::move(w));
+  if (words.size() < 16)
+    throw InputError(source + ": a haystack needs at least 16 words of text, got " + std::to_string(words.size()));
+  return words;
+}
+
+std::size_t haystack_start(std::uint64_t seed, int length, double depth, int trial, std::size_t n_words) {
+  const auto D = static_cast<std::uint64_t>(std::llround(depth * 1e6));
+  std::uint64_t h = splitmix(seed);
+  h = splitmix(h ^ static_cast<std::uint64_t>(length));
+  h = splitmix(h ^ D);
+  h = splitmix(h ^ static_cast<std::uint64_t>(trial));
+  Rng rng(splitmix(h ^ 0x4861797374616bULL));
+  return static_cast<std::size_t>(rng.below(n_words));
+}
+
+PasskeyPrompt build_haystack_prompt(const Tokenizer& tok, int key, double depth, int length,
+                                    const std::vector<std::string>& words, std::size_t start) {
+  auto text_for = [&](int w) {
+    const int a = passkey_fillers_before(w, depth);
+    std::string before, after;
+    for (int i = 0; i < w; i++) {
+      std::string& dst = i < a ? before : after;
+      if (!dst.empty()) dst += ' ';
+      dst += words[(start + static_cast<std::size_t>(i)) % words.size()];
+    }
+    return std::string(kPasskeyInstruction) + "\n" + before + "\n" + passkey_needle(key) + "\n" + after + "\n" +
+           std::string(kPasskeyQuestion);
+  };
+  auto count = [&](int w) { return static_cast<long>(prompt_ids(tok, text_for(w)).size()); };
+  const long base = count(0);
+  if (base > length)
+    throw UsageError("--lengths: a passkey prompt of " + std::to_string(length) + " tokens cannot hold the fixed "
+                     "lines (instruction, needle, question), which take " + std::to_string(base) +
+                     " tokens with this tokenizer; use lengths of at least " + std::to_string(base));
+  const double per = std::max(0.25, static_cast<double>(count(32) - base) / 32.0);
+  int w = std::max(0, static_cast<int>((length - base) / per));
+  while (w > 0 && count(w) > length) w = std::max(0, w - 1 - static_cast<int>((count(w) - length) / per));
+  while (count(w + 1) <= length) w++;
+  PasskeyPrompt p;
+  p.key = key;
+  p.fillers = w;
+  p.fillers_before = passkey_fillers_before(w, depth);
+  p.text = text_for(w);
+  p.ids = prompt_ids(tok, p.text);
+  return p;
+}
+
 int PasskeyCell::correct() const {
   int n = 0;
   for (auto& t : trials) n += t.correct;
@@ -203,8 +262,12 @@ PasskeyModelResult passkey_sweep(Transformer& model, const Tokenizer& tok, const
       if (number % size != rank) continue;
       if (s.alibi_interp_auto && c.position == PositionMethod::alibi)
         model.set_alibi_interp(cell.length > c.block_size ? cell.length : 0);
-      const PasskeyPrompt p = build_passkey_prompt(tok, passkey_key(s.seed, cell.length, cell.depth, t), cell.depth,
-                                                   cell.length);
+      const int key = passkey_key(s.seed, cell.length, cell.depth, t);
+      const PasskeyPrompt p =
+          s.haystack.empty()
+              ? build_passkey_prompt(tok, key, cell.depth, cell.length)
+              : build_haystack_prompt(tok, key, cell.depth, cell.length, s.haystack,
+                                      haystack_start(s.seed, cell.length, cell.depth, t, s.haystack.size()));
       PasskeyTrial tr = run_passkey_trial(model, tok, p, s);
       double* o = buf.data() + static_cast<std::size_t>(number) * kTrialDoubles;
       o[0] = tr.fillers;
@@ -311,7 +374,8 @@ nlohmann::json to_json(const PasskeyReport& r) {
                       {"accuracy_by_length", by_length},
                       {"cells", cells}});
   }
-  return {{"protocol", "passkey (landmark attention)"},
+  return {{"protocol", r.haystack.empty() ? "passkey (landmark attention)" : "passkey in a text haystack"},
+          {"haystack", r.haystack.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.haystack)},
           {"seed", r.seed},
           {"trials", r.trials},
           {"answer_tokens", r.answer_tokens},

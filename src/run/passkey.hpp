@@ -23,6 +23,14 @@
 //   h = sm(sm(sm(sm(s) ^ L) ^ D) ^ t),   k = 1 + Rng(h).below(50000)     (core/rng.hpp: xoshiro256**, Lemire)
 // so any cell's prompt is reproducible from (seed, length, depth, trial) alone, whatever else was swept.
 //
+// Needle in a haystack (PasskeySettings::haystack, `--haystack FILE`): the fillers are replaced by consecutive words
+// of a real text (its whitespace runs made single spaces), the same five lines around them:
+//   text = I + "\n" + W[0, a) + "\n" + N(k) + "\n" + W[a, w) + "\n" + Q,   a = floor(d w + 1/2)
+// with W the words joined by single spaces, taken cyclically from word s, and w the largest word count whose
+// prompt fits in the length (as n above). s is a function of the trial too: s = Rng(sm(h ^ 0x4861797374616b)).below
+// (number of words), h as above; so the prompt of any cell is still reproducible from (seed, length, depth, trial).
+// The text may hold other numbers: retrieval must find the one after "The pass key is".
+//
 // A trial feeds the prompt to the model's key/value-cache decoder (model/decoder.hpp), decodes `answer_tokens`
 // (10) tokens greedily (argmax, the lowest id on ties; stopping early at EOS or a new BOS), decodes them to text
 // and is correct when the first integer in that text (the first maximal run of ASCII digits, read in decimal;
@@ -64,9 +72,14 @@ int passkey_key(std::uint64_t seed, int length, double depth, int trial);
 // The first integer of `text` (above); values past 10^18 saturate at 10^18 (never a key). nullopt: no digits.
 std::optional<long long> first_integer(std::string_view text);
 
+// A haystack text as words (whitespace runs collapsed); InputError naming `source` when it has fewer than 16 words.
+std::vector<std::string> haystack_words(const std::string& text, const std::string& source);
+// The first haystack word of trial `trial` of cell (length, depth) under `seed` (above), in [0, n_words).
+std::size_t haystack_start(std::uint64_t seed, int length, double depth, int trial, std::size_t n_words);
+
 struct PasskeyPrompt {
   int key = 0;
-  int fillers = 0;          // n
+  int fillers = 0;          // n (with a haystack: the words w)
   int fillers_before = 0;   // a
   std::string text;
   std::vector<std::int32_t> ids;  // BOS (when the tokenizer has one) + encode(text); ids.size() <= length
@@ -74,6 +87,9 @@ struct PasskeyPrompt {
 // The prompt with the most fillers that fits in `length` tokens. UsageError naming --lengths when even no filler
 // fits (saying how many tokens the fixed lines take).
 PasskeyPrompt build_passkey_prompt(const Tokenizer& tok, int key, double depth, int length);
+// The haystack form (above): words from `start`, cyclically.
+PasskeyPrompt build_haystack_prompt(const Tokenizer& tok, int key, double depth, int length,
+                                    const std::vector<std::string>& words, std::size_t start);
 
 struct PasskeySettings {
   std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};
@@ -83,6 +99,8 @@ struct PasskeySettings {
   int ctx = 0;     // decoder cache slots; 0: each prompt's length + answer_tokens
   int keep = -1;   // attention sinks while sliding (model/decoder.hpp); -1: the model's own sliding rule
   bool alibi_interp_auto = false;  // ALiBi interpolation to each cell's length (position/alibi.hpp)
+  std::vector<std::string> haystack;  // needle in a haystack: these words instead of the fillers (empty: fillers)
+  std::string haystack_name;          // the haystack's file, for the reports
 };
 
 struct PasskeyTrial {
@@ -130,6 +148,7 @@ PasskeyModelResult passkey_sweep(Transformer& model, const Tokenizer& tok, const
 // (one row per trial) and a heat map PNG (gnuplot; one panel per model, depth up, length across).
 struct PasskeyReport {
   std::uint64_t seed = 1;
+  std::string haystack;  // the haystack's file; empty: the passkey fillers
   int trials = 1;
   int answer_tokens = 10;
   std::vector<PasskeyModelResult> models;

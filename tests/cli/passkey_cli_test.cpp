@@ -102,6 +102,25 @@ TEST(PasskeyCli, BadValuesAreRefusedNamingTheFlag) {
   expect_error(run_stretch("passkey " + q(t.dir / "learned") + " --lengths 300"), "--lengths");  // table of 64
   expect_error(run_stretch(t.passkey("")), "exactly one");
   expect_error(run_stretch("passkey " + q(t.dir / "nope") + " --lengths 300"), "nope", 3);
+  test::write_text(t.dir / "short.txt", "only five words in here");
+  expect_error(run_stretch(t.passkey("--lengths 300 --haystack " + q(t.dir / "short.txt"))), "short.txt", 3);
+  expect_error(run_stretch(t.passkey("--lengths 300 --haystack " + q(t.dir / "absent.txt"))), "--haystack");
+}
+
+TEST(PasskeyCli, NeedleInATextHaystack) {
+  Runs t;
+  test::write_text(t.dir / "hay.txt", test::generated_text(3000, 5));
+  auto r = run_stretch(t.passkey("--lengths 300,600 --depths 0.5 --trials 2 --answer-tokens 2 --haystack " +
+                                 q(t.dir / "hay.txt") + " --json " + q(t.dir / "h.json")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(test::read_text(t.dir / "h.json"));
+  EXPECT_EQ(j["protocol"], "passkey in a text haystack");
+  EXPECT_EQ(j["haystack"], (t.dir / "hay.txt").string());
+  for (auto& c : j["models"][0]["cells"])
+    for (auto& tr : c["trials"]) {
+      EXPECT_LE(tr["prompt_tokens"].get<int>(), c["length"].get<int>());
+      EXPECT_GT(tr["prompt_tokens"].get<int>(), c["length"].get<int>() - 20);  // whole words fill it
+    }
 }
 
 }  // namespace

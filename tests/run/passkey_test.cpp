@@ -84,6 +84,30 @@ TEST(Passkey, KeysFollowTheDocumentedDerivation) {
   EXPECT_LE(same, 2);
 }
 
+// Needle in a text haystack: the words of the fixture's text around the needle, from the documented start.
+TEST(Passkey, HaystackPromptsAreTheFixturesText) {
+  auto byte = make_byte_tokenizer();
+  const nlohmann::json f = fixture()["haystack"];
+  const auto words = haystack_words(f["text"].get<std::string>(), "fixture");
+  int checked = 0;
+  for (auto& c : f["cases"]) {
+    const int length = c["length"], trial = c["trial"];
+    const double depth = c["depth"];
+    const std::uint64_t seed = c["seed"].get<std::uint64_t>();
+    const std::size_t start = haystack_start(seed, length, depth, trial, words.size());
+    ASSERT_EQ(start, c["start"].get<std::size_t>());
+    const PasskeyPrompt p = build_haystack_prompt(*byte, passkey_key(seed, length, depth, trial), depth, length,
+                                                  words, start);
+    EXPECT_EQ(p.text, c["text"].get<std::string>()) << length;
+    EXPECT_EQ(p.fillers, c["words"].get<int>()) << length;
+    EXPECT_EQ(p.fillers_before, c["fillers_before"].get<int>()) << length;
+    EXPECT_EQ(static_cast<int>(p.ids.size()), c["tokens"].get<int>()) << length;
+    checked++;
+  }
+  EXPECT_EQ(checked, 4);
+  EXPECT_THROW(haystack_words("too few words here", "h.txt"), InputError);
+}
+
 TEST(Passkey, AnswerParserTakesTheFirstInteger) {
   EXPECT_EQ(first_integer("12345"), 12345);
   EXPECT_EQ(first_integer(" 4821. Remember"), 4821);
