@@ -5,7 +5,12 @@
 # in TinyStories text; run/retrieval_data.hpp), then:
 #   passkey accuracy (docs/RETRIEVAL.md's protocol, the filler haystack) at L, 2L, ..., 16L: 5 depths x 4 trials
 #     per length, seed 1 (keys and prompts are a function of the seed, so every model sees the same prompts);
-#   perplexity on TinyStories valid.txt (nonoverlapping windows, the ALiBi paper's protocol) at L .. 16L.
+#   needle accuracy, the same prompts with the needle hidden in TinyStories valid.txt (never trained on) instead
+#     of the filler sentences (`passkey --haystack`);
+#   perplexity on TinyStories valid.txt (nonoverlapping windows, the ALiBi paper's protocol) at L .. 16L;
+#   then passkey at 2L .. 16L with the fine-tuning-free extensions: alibi with --alibi-interp auto, Self-Extend
+#   (G = T / 256, W = 128) and ReRoPE (W = 256); rope with ntk and yarn (s = T / L), Self-Extend and ReRoPE.
+#   (T5's buckets are all one past distance 128, so W = 128 or 256 changes nothing for it: not run.)
 # Model: 3 layers, width 128, 4 heads, MLP 512, dropout 0; AdamW lr 2e-3 (warm-up 100, cosine to 10%), batch 8
 # windows of 512 bytes, 2,000 steps (8.2 M tokens), seed 1337. Results: docs/RESULTS.md; runs and JSON under
 # runs/retrieval-by-method/ (a finished piece is kept: rerun to continue; the record without weights is published
@@ -34,8 +39,35 @@ for m in "${METHODS[@]}"; do
   [ -f "$OUT/passkey-$m.json" ] ||
     { $S passkey "$R" --up-to 16x --trials 4 --seed 1 --json "$OUT/passkey-$m.json.tmp" --csv "$OUT/passkey-$m.csv" |
         tee "$OUT/passkey-$m.txt" && mv "$OUT/passkey-$m.json.tmp" "$OUT/passkey-$m.json"; }
+  [ -f "$OUT/needle-$m.json" ] ||
+    { $S passkey "$R" --up-to 16x --trials 4 --seed 1 --haystack "$DATA/tinystories/valid.txt" \
+        --json "$OUT/needle-$m.json.tmp" --csv "$OUT/needle-$m.csv" | tee "$OUT/needle-$m.txt" &&
+        mv "$OUT/needle-$m.json.tmp" "$OUT/needle-$m.json"; }
   [ -f "$OUT/ppl-$m.json" ] ||
     { $S eval "$R" --text "$DATA/tinystories/valid.txt" --up-to 16x --json "$OUT/ppl-$m.json.tmp" |
         tee "$OUT/ppl-$m.txt" && mv "$OUT/ppl-$m.json.tmp" "$OUT/ppl-$m.json"; }
+done
+
+ext_flags() {  # extension T -> flags at length T (L = 512)
+  case $1 in
+    alibi-interp) echo "--alibi-interp auto" ;;
+    self-extend) echo "--self-extend $(($2 / 256)),128" ;;
+    rerope) echo "--rerope 256" ;;
+    ntk|yarn) echo "--rope-scaling $1:$(($2 / L))" ;;
+  esac
+}
+for m in alibi rope; do
+  [ -d "$OUT/$m/checkpoints" ] || continue
+  exts=(self-extend rerope)
+  [ "$m" = alibi ] && exts=(alibi-interp "${exts[@]}")
+  [ "$m" = rope ] && exts=(ntk yarn "${exts[@]}")
+  for e in "${exts[@]}"; do
+    for T in 1024 2048 4096 8192; do
+      name="ext-$m-$e-$T"
+      [ -f "$OUT/$name.json" ] ||
+        { $S passkey "$OUT/$m" --lengths $T --trials 4 --seed 1 $(ext_flags $e $T) --json "$OUT/$name.json.tmp" |
+            tee "$OUT/$name.txt" && mv "$OUT/$name.json.tmp" "$OUT/$name.json"; }
+    done
+  done
 done
 echo "done: python3 studies/retrieval_by_method_tables.py prints the tables"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies the record of studies/retrieval_by_method.sh (no weights) beside docs/RESULTS.md: per finished method
-# <m>/metrics.jsonl and the final checkpoint's config.json, and every report (passkey-*, needle-*, ppl-*: .json,
-# .txt, .csv; <m>.time, <m>.train.txt). Copying it back (cp -r DEST/. OUT/) lets the study skip what is done.
+# <m>/metrics.jsonl and the final checkpoint's config.json, and every report (passkey-*, needle-*, ppl-*, ext-*:
+# .json, .txt, .csv; <m>.time, <m>.train.txt). Copying it back (cp -r DEST/. OUT/) lets the study skip what is done.
 #   studies/retrieval_by_method_publish.sh [OUT] [DEST]   (defaults: runs/retrieval-by-method
 #                                                          docs/results/retrieval-by-method)
 set -euo pipefail
@@ -17,7 +17,7 @@ for dir in "$OUT"/*/; do
   cp "$dir/metrics.jsonl" "$DEST/$m/"
   latest=$(cat "$dir/checkpoints/latest" 2>/dev/null || true)
   [ -n "$latest" ] && [ -f "$dir/checkpoints/$latest/config.json" ] && cp "$dir/checkpoints/$latest/config.json" "$DEST/$m/"
-  for f in "$OUT/$m.time" "$OUT/$m.train.txt" "$OUT"/{passkey,needle,ppl}-"$m".{json,txt,csv}; do
+  for f in "$OUT/$m.time" "$OUT/$m.train.txt" "$OUT"/{passkey,needle,ppl}-"$m".{json,txt,csv} "$OUT"/ext-"$m"-*.{json,txt}; do
     [ -f "$f" ] && cp "$f" "$DEST/"
   done
   n=$((n + 1))

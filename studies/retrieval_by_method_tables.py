@@ -89,6 +89,22 @@ def main():
                     row.append(f"{100 * c['accuracy']:.0f}")
                 print(f"| {n} | " + " | ".join(row) + " |")
             print()
+    exts = {}
+    for f in sorted(os.listdir(d)):
+        if f.startswith("ext-") and f.endswith(".json"):
+            _, m, rest = f[:-5].split("-", 2)
+            e, T = rest.rsplit("-", 1)
+            r = json.load(open(os.path.join(d, f)))["models"][0]
+            exts.setdefault((m, e), {})[int(T)] = (sum(c["correct"] for c in r["cells"]),
+                                                  sum(len(c["trials"]) for c in r["cells"]))
+    if exts:
+        lengths = sorted({T for v in exts.values() for T in v})
+        print("#### Passkey with fine-tuning-free extensions (correct / trials)\n")
+        print("| model | extension | " + " | ".join(str(T) for T in lengths) + " |")
+        print("|---" * (len(lengths) + 2) + "|")
+        for (m, e), v in sorted(exts.items()):
+            print(f"| {m} | {e} | " + " | ".join(f"{v[T][0]}/{v[T][1]}" if T in v else "-" for T in lengths) + " |")
+        print()
     if ppl:
         first = next(iter(ppl.values()))
         lengths = [x["length"] for x in first["results"]]

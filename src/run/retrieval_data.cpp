@@ -40,8 +40,8 @@ RetrievalRows::RetrievalRows(const Tokenizer& tok, int T) : tok_(tok), T_(T) {
   // the longest fixed part: a five-digit key, no filler or haystack
   const std::size_t fixed_text = prompt_ids(tok, passkey_text(kPasskeyMaxKey, 0, 0.0) + " " +
                                                      std::to_string(kPasskeyMaxKey) + ".").size();
-  const std::size_t fixed_tokens =
-      head_.size() + tok.encode("\n" + passkey_needle(kPasskeyMaxKey) + "\n").size() + answer_tail(kPasskeyMaxKey).size();
+  const std::size_t fixed_tokens = head_.size() + tok.encode("\n" + passkey_needle(kPasskeyMaxKey) + "\n").size() +
+                                   answer_tail(kPasskeyMaxKey).size();
   min_tokens_ = static_cast<int>(std::max(fixed_text, fixed_tokens));
   if (min_tokens_ > T + 1)
     throw ConfigError("retrieval_mix: a passkey item takes up to " + std::to_string(min_tokens_) +
@@ -67,7 +67,8 @@ RetrievalItem RetrievalRows::item(int key, double depth, double u_len, bool text
     const std::string text = passkey_text(key, n, depth);
     it.ids = prompt_ids(tok_, text + answer);
     // a BPE tokenizer may join the answer's first token with the prompt's end: then one filler less
-    while (static_cast<long>(it.ids.size()) > T_ + 1 && n > 0) it.ids = prompt_ids(tok_, passkey_text(key, --n, depth) + answer);
+    while (static_cast<long>(it.ids.size()) > T_ + 1 && n > 0)
+      it.ids = prompt_ids(tok_, passkey_text(key, --n, depth) + answer);
     it.answer_start = std::min(it.ids.size(), prompt_ids(tok_, passkey_text(key, n, depth)).size());
     return it;
   }

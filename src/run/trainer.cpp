@@ -209,7 +209,8 @@ Session::Session(const TrainOptions& opt)
     try {
       retrieval_ = std::make_unique<RetrievalRows>(*tok_, T_);
     } catch (const ConfigError& e) {
-      throw UsageError(std::string("--retrieval-mix with --length ") + std::to_string(T_) + " (block_size): " + e.what());
+      throw UsageError(std::string("--retrieval-mix with --length ") + std::to_string(T_) + " (block_size): " +
+                       e.what());
     }
   }
   mc_ = opt.model;

@@ -186,7 +186,8 @@ TEST(Extension, TheIntegerDistanceEqualsTheFarPositionsDifference) {
     const PositionExtension e = s[0] == 's' ? PositionExtension::parse_self_extend(s.substr(3), "test")
                                             : PositionExtension::parse_rerope(s.substr(3), "test");
     for (int i = 0; i < 300; i++)
-      for (int j = 0; j <= i; j++) ASSERT_NEAR(e.distance(i, j), e.relative(i, j), 1e-9) << spec << " " << i << "," << j;
+      for (int j = 0; j <= i; j++)
+        ASSERT_NEAR(e.distance(i, j), e.relative(i, j), 1e-9) << spec << " " << i << "," << j;
   }
 }
 
