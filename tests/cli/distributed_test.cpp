@@ -198,7 +198,8 @@ TEST(Distributed, EvalOnTwoRanksGivesOneProcesssResults) {
   Fixture fx;
   auto t = stretch_on(0, fx.train(fx.dir / "ev", 10));
   ASSERT_EQ(t.exit_code, 0) << t.output;
-  for (const std::string protocol : {"nonoverlapping", "sliding"}) {
+  // (with --keep, attention sinks: each window streamed through the decoder, one window per batch)
+  for (const std::string protocol : {"nonoverlapping", "sliding", "nonoverlapping --keep 4 --ctx 16"}) {
     // small batches, so that each length has several for the ranks to share
     const std::string args = "eval " + shell_quote(fx.dir / "ev") + " --text " + shell_quote(fx.dir / "c.txt") +
                              " --protocol " + protocol + " --lengths 32,64 --batch-tokens 256 --threads 1 --json ";
