@@ -70,4 +70,9 @@ for m in alibi rope; do
     done
   done
 done
+# one heat map of every finished model (the trials again: the same prompts and answers as above)
+done_models=()
+for m in "${METHODS[@]}"; do [ -f "$OUT/passkey-$m.json" ] && done_models+=("$OUT/$m"); done
+[ -f "$OUT/passkey-heatmap.png" ] || [ ${#done_models[@]} -eq 0 ] ||
+  $S passkey "${done_models[@]}" --up-to 16x --trials 4 --seed 1 --plot "$OUT/passkey-heatmap.png" > /dev/null
 echo "done: python3 studies/retrieval_by_method_tables.py prints the tables"

@@ -22,4 +22,5 @@ for dir in "$OUT"/*/; do
   done
   n=$((n + 1))
 done
+[ -f "$OUT/passkey-heatmap.png" ] && cp "$OUT/passkey-heatmap.png" "$DEST/"
 echo "published $n finished runs of $OUT to $DEST"
