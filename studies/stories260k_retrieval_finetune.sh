@@ -4,7 +4,7 @@
 # length 512 on TinyStories with a synthetic passkey item over half the windows (`--retrieval-mix 0.5
 # --retrieval-haystack filler`, run/retrieval_data.hpp), 1,200 steps of 8 x 512 tokens, lr 1e-3 (and more stages
 # while it does not retrieve, below); then passkey
-# accuracy at 512 .. 8192 (5 depths x 4 trials, seed 1) with no extension, linear / ntk / yarn (s = T / 512),
+# accuracy at 512 .. 8192 (5 depths x 2 trials, seed 1) with no extension, linear / ntk / yarn (s = T / 512),
 # Self-Extend (G = T / 256, W = 128) and ReRoPE (W = 256; leaky with K = s), the settings of
 # studies/stories260k_retrieval.sh, and perplexity (chunked, valid.txt) at 512 to see what the fine-tune cost.
 # Results: docs/RESULTS.md; runs and JSON under runs/s260-retrieval/ (finished pieces are kept: rerun to continue).
@@ -29,13 +29,13 @@ fi
 
 # Retrieval comes as a phase change whose step is not known in advance: while the model gets under half of the 20
 # trials at 512 right, it is fine-tuned 1,000 steps more (from the last stage's weights, every window an item,
-# lr 1e-3, warm-up 50), at most three more stages (retriever-2 .. retriever-4). The sweeps below use the last stage.
+# lr 1e-3, warm-up 50), at most two more stages (retriever-2, retriever-3). The sweeps below use the last stage.
 accuracy_at_512() {
   $S passkey "$1" --lengths 512 --trials 4 --json "$OUT/check.json" > /dev/null
   python3 -c "import json; print(json.load(open('$OUT/check.json'))['models'][0]['accuracy_by_length'][0]['accuracy'])"
 }
 stage=1
-while python3 -c "import sys; sys.exit(0 if float('$(accuracy_at_512 "$M")') < 0.5 else 1)" && [ $stage -lt 4 ]; do
+while python3 -c "import sys; sys.exit(0 if float('$(accuracy_at_512 "$M")') < 0.5 else 1)" && [ $stage -lt 3 ]; do
   stage=$((stage + 1))
   N="$OUT/retriever-$stage"
   if ! grep -q '"final":true' "$N/metrics.jsonl" 2>/dev/null; then
@@ -66,7 +66,7 @@ for method in none linear ntk yarn self-extend rerope leaky-rerope; do
     f=$(flags $method $T)
     name="$method-$T"
     [ -f "$OUT/passkey-$name.json" ] ||
-      { $S passkey "$M" --lengths $T --trials 4 $f --json "$OUT/passkey-$name.json.tmp" |
+      { $S passkey "$M" --lengths $T --trials 2 $f --json "$OUT/passkey-$name.json.tmp" |
           tee "$OUT/passkey-$name.txt" && mv "$OUT/passkey-$name.json.tmp" "$OUT/passkey-$name.json"; }
   done
 done
