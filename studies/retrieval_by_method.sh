@@ -100,6 +100,15 @@ for m in alibi rope; do
     done
   done
 done
+# perplexity of the alibi model with one extension setting at every length
+for e in self-extend rerope; do
+  [ -d "$OUT/alibi/checkpoints" ] || break
+  case $e in self-extend) f="--self-extend 16,128" ;; rerope) f="--rerope 256" ;; esac
+  [ -f "$OUT/ppl-ext-alibi-$e.json" ] ||
+    { $S eval "$OUT/alibi" --text "$DATA/tinystories/valid.txt" --up-to 16x $f --json "$OUT/ppl-ext-alibi-$e.json.tmp" |
+        tee "$OUT/ppl-ext-alibi-$e.txt" && mv "$OUT/ppl-ext-alibi-$e.json.tmp" "$OUT/ppl-ext-alibi-$e.json"; }
+done
+
 # one heat map of every finished model (the trials again: the same prompts and answers as above)
 done_models=()
 for m in "${METHODS[@]}"; do

@@ -17,7 +17,7 @@ for dir in "$OUT"/*/; do
   cp "$dir/metrics.jsonl" "$DEST/$m/"
   latest=$(cat "$dir/checkpoints/latest" 2>/dev/null || true)
   [ -n "$latest" ] && [ -f "$dir/checkpoints/$latest/config.json" ] && cp "$dir/checkpoints/$latest/config.json" "$DEST/$m/"
-  for f in "$OUT/$m.time" "$OUT/$m.train.txt" "$OUT"/{passkey,needle,ppl}-"$m".{json,txt,csv} "$OUT"/ext-"$m"-*.{json,txt}; do
+  for f in "$OUT/$m.time" "$OUT/$m.train.txt" "$OUT"/{passkey,needle,ppl}-"$m".{json,txt,csv} "$OUT"/ext-"$m"-*.{json,txt} "$OUT"/ppl-ext-"$m"-*.{json,txt}; do
     [ -f "$f" ] && cp "$f" "$DEST/"
   done
   n=$((n + 1))
