@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 
 #include "core/error.hpp"
@@ -59,13 +60,19 @@ std::string passkey_text(int key, int n_filler, double depth) {
          repeat_filler(n_filler - a) + "\n" + std::string(kPasskeyQuestion);
 }
 
-int passkey_key(std::uint64_t seed, int length, double depth, int trial) {
+namespace {
+// h = sm(sm(sm(sm(seed) ^ length) ^ round(depth 10^6)) ^ trial): a trial's hash, for its key and haystack start
+std::uint64_t trial_hash(std::uint64_t seed, int length, double depth, int trial) {
   const auto D = static_cast<std::uint64_t>(std::llround(depth * 1e6));
   std::uint64_t h = splitmix(seed);
   h = splitmix(h ^ static_cast<std::uint64_t>(length));
   h = splitmix(h ^ D);
-  h = splitmix(h ^ static_cast<std::uint64_t>(trial));
-  Rng rng(h);
+  return splitmix(h ^ static_cast<std::uint64_t>(trial));
+}
+}  // namespace
+
+int passkey_key(std::uint64_t seed, int length, double depth, int trial) {
+  Rng rng(trial_hash(seed, length, depth, trial));
   return 1 + static_cast<int>(rng.below(kPasskeyMaxKey));
 }
 
@@ -80,26 +87,36 @@ std::optional<long long> first_integer(std::string_view text) {
   return v;
 }
 
-PasskeyPrompt build_passkey_prompt(const Tokenizer& tok, int key, double depth, int length) {
-  PasskeyPrompt p;
-  p.key = key;
-  auto ids_for = [&](int n) { return prompt_ids(tok, passkey_text(key, n, depth)); };
-  auto count = [&](int n) { return static_cast<long>(ids_for(n).size()); };
+namespace {
+
+// The prompt with the most units (fillers, haystack words) that fits in `length` tokens, text_for(n) giving the
+// text with n units: estimated from the tokens of `probe` units, then stepped to the largest n that fits (the
+// token count grows with n). UsageError naming --lengths when even none fits.
+PasskeyPrompt fit_prompt(const Tokenizer& tok, int key, double depth, int length, int probe,
+                         const std::function<std::string(int)>& text_for) {
+  auto count = [&](int n) { return static_cast<long>(prompt_ids(tok, text_for(n)).size()); };
   const long base = count(0);
   if (base > length)
     throw UsageError("--lengths: a passkey prompt of " + std::to_string(length) + " tokens cannot hold the fixed "
                      "lines (instruction, needle, question), which take " + std::to_string(base) +
                      " tokens with this tokenizer; use lengths of at least " + std::to_string(base));
-  // estimate from the tokens of 8 fillers, then step to the largest n that fits
-  const double per = std::max(1.0, static_cast<double>(count(8) - base) / 8.0);
+  const double per = std::max(0.25, static_cast<double>(count(probe) - base) / probe);
   int n = std::max(0, static_cast<int>((length - base) / per));
-  while (n > 0 && count(n) > length) n--;
+  while (n > 0 && count(n) > length) n = std::max(0, n - 1 - static_cast<int>((count(n) - length) / per));
   while (count(n + 1) <= length) n++;
+  PasskeyPrompt p;
+  p.key = key;
   p.fillers = n;
   p.fillers_before = passkey_fillers_before(n, depth);
-  p.text = passkey_text(key, n, depth);
-  p.ids = ids_for(n);
+  p.text = text_for(n);
+  p.ids = prompt_ids(tok, p.text);
   return p;
+}
+
+}  // namespace
+
+PasskeyPrompt build_passkey_prompt(const Tokenizer& tok, int key, double depth, int length) {
+  return fit_prompt(tok, key, depth, length, 8, [&](int n) { return passkey_text(key, n, depth); });
 }
 
 std::vector<std::string> haystack_words(const std::string& text, const std::string& source) {
@@ -120,12 +137,7 @@ std::vector<std::string> haystack_words(const std::string& text, const std::stri
 }
 
 std::size_t haystack_start(std::uint64_t seed, int length, double depth, int trial, std::size_t n_words) {
-  const auto D = static_cast<std::uint64_t>(std::llround(depth * 1e6));
-  std::uint64_t h = splitmix(seed);
-  h = splitmix(h ^ static_cast<std::uint64_t>(length));
-  h = splitmix(h ^ D);
-  h = splitmix(h ^ static_cast<std::uint64_t>(trial));
-  Rng rng(splitmix(h ^ 0x4861797374616bULL));
+  Rng rng(splitmix(trial_hash(seed, length, depth, trial) ^ 0x4861797374616bULL));
   return static_cast<std::size_t>(rng.below(n_words));
 }
 
@@ -142,23 +154,7 @@ PasskeyPrompt build_haystack_prompt(const Tokenizer& tok, int key, double depth,
     return std::string(kPasskeyInstruction) + "\n" + before + "\n" + passkey_needle(key) + "\n" + after + "\n" +
            std::string(kPasskeyQuestion);
   };
-  auto count = [&](int w) { return static_cast<long>(prompt_ids(tok, text_for(w)).size()); };
-  const long base = count(0);
-  if (base > length)
-    throw UsageError("--lengths: a passkey prompt of " + std::to_string(length) + " tokens cannot hold the fixed "
-                     "lines (instruction, needle, question), which take " + std::to_string(base) +
-                     " tokens with this tokenizer; use lengths of at least " + std::to_string(base));
-  const double per = std::max(0.25, static_cast<double>(count(32) - base) / 32.0);
-  int w = std::max(0, static_cast<int>((length - base) / per));
-  while (w > 0 && count(w) > length) w = std::max(0, w - 1 - static_cast<int>((count(w) - length) / per));
-  while (count(w + 1) <= length) w++;
-  PasskeyPrompt p;
-  p.key = key;
-  p.fillers = w;
-  p.fillers_before = passkey_fillers_before(w, depth);
-  p.text = text_for(w);
-  p.ids = prompt_ids(tok, p.text);
-  return p;
+  return fit_prompt(tok, key, depth, length, 32, text_for);
 }
 
 int PasskeyCell::correct() const {
