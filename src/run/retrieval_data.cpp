@@ -14,10 +14,6 @@ namespace {
 // floor(u * n) for u in [0, 1), clamped to n - 1 (n >= 1)
 long pick(double u, long n) { return std::min<long>(n - 1, static_cast<long>(std::floor(u * static_cast<double>(n)))); }
 
-void append(std::vector<std::int32_t>& dst, const std::vector<std::int32_t>& src) {
-  dst.insert(dst.end(), src.begin(), src.end());
-}
-
 }  // namespace
 
 Haystack parse_haystack(const std::string& s, const std::string& flag) {
@@ -27,14 +23,6 @@ Haystack parse_haystack(const std::string& s, const std::string& flag) {
   throw UsageError(flag + ": expected filler, text or mixed, got '" + s + "'");
 }
 
-const char* to_string(Haystack h) {
-  switch (h) {
-    case Haystack::filler: return "filler";
-    case Haystack::text: return "text";
-    default: return "mixed";
-  }
-}
-
 RetrievalRows::RetrievalRows(const Tokenizer& tok, int T) : tok_(tok), T_(T) {
   head_ = prompt_ids(tok, std::string(kPasskeyInstruction) + "\n");
   // the longest fixed part: a five-digit key, no filler or haystack
@@ -42,12 +30,13 @@ RetrievalRows::RetrievalRows(const Tokenizer& tok, int T) : tok_(tok), T_(T) {
                                                      std::to_string(kPasskeyMaxKey) + ".").size();
   const std::size_t fixed_tokens = head_.size() + tok.encode("\n" + passkey_needle(kPasskeyMaxKey) + "\n").size() +
                                    answer_tail(kPasskeyMaxKey).size();
-  min_tokens_ = static_cast<int>(std::max(fixed_text, fixed_tokens));
-  if (min_tokens_ > T + 1)
-    throw ConfigError("retrieval_mix: a passkey item takes up to " + std::to_string(min_tokens_) +
+  // the largest item with no filler and no haystack
+  const int min_tokens = static_cast<int>(std::max(fixed_text, fixed_tokens));
+  if (min_tokens > T + 1)
+    throw ConfigError("retrieval_mix: a passkey item takes up to " + std::to_string(min_tokens) +
                       " tokens with this tokenizer (instruction, needle, question and answer), more than a training "
                       "window of block_size + 1 = " + std::to_string(T + 1) + " holds; use a block_size of at least " +
-                      std::to_string(min_tokens_ - 1));
+                      std::to_string(min_tokens - 1));
 }
 
 std::vector<std::int32_t> RetrievalRows::answer_tail(int key) const {
@@ -57,8 +46,6 @@ std::vector<std::int32_t> RetrievalRows::answer_tail(int key) const {
 RetrievalItem RetrievalRows::item(int key, double depth, double u_len, bool text_haystack, double u_start,
                                   const std::vector<std::int32_t>& corpus) const {
   RetrievalItem it;
-  it.key = key;
-  it.text_haystack = text_haystack;
   const std::string answer = " " + std::to_string(key) + ".";
   if (!text_haystack) {
     const int answer_len = static_cast<int>(tok_.encode(answer).size());
@@ -82,7 +69,7 @@ RetrievalItem RetrievalRows::item(int key, double depth, double u_len, bool text
   const auto hay = corpus.begin() + start;
   it.ids = head_;
   it.ids.insert(it.ids.end(), hay, hay + a);
-  append(it.ids, needle);
+  it.ids.insert(it.ids.end(), needle.begin(), needle.end());
   it.ids.insert(it.ids.end(), hay + a, hay + h);
   it.ids.insert(it.ids.end(), tail.begin(), tail.end());
   it.answer_start = it.ids.size() - tok_.encode(answer).size();

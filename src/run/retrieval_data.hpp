@@ -33,11 +33,8 @@ namespace stretch {
 enum class Haystack { filler, text, mixed };
 // "filler" | "text" | "mixed"; UsageError naming `flag` otherwise.
 Haystack parse_haystack(const std::string& s, const std::string& flag);
-const char* to_string(Haystack h);
 
 struct RetrievalItem {
-  int key = 0;
-  bool text_haystack = false;
   std::vector<std::int32_t> ids;  // prompt and answer
   std::size_t answer_start = 0;   // ids[answer_start, size): the tokens after the question (the answer)
 };
@@ -58,14 +55,11 @@ class RetrievalRows {
   int apply(const std::vector<std::int32_t>& corpus, int batch, int local, int rank, double fraction,
             Haystack haystack, Rng& rng, std::vector<std::int32_t>& x, std::vector<std::int32_t>& y) const;
 
-  int min_item_tokens() const { return min_tokens_; }
-
  private:
   std::vector<std::int32_t> answer_tail(int key) const;  // encode("\n" + Q + " " + k + ".")
   const Tokenizer& tok_;
   int T_;
   std::vector<std::int32_t> head_;  // BOS? + encode(I + "\n")
-  int min_tokens_ = 0;              // the largest item with no filler and no haystack (key 50000)
 };
 
 }  // namespace stretch

@@ -163,6 +163,7 @@ class Session {
   json tok_json_;  // its description, stored with each checkpoint
   TrainData data_;
   std::unique_ptr<RetrievalRows> retrieval_;  // --retrieval-mix: synthetic passkey rows
+  Haystack retrieval_haystack_ = Haystack::mixed;
   ModelConfig mc_;
   json opt_json_;
   std::unique_ptr<Transformer> model_;
@@ -208,6 +209,7 @@ Session::Session(const TrainOptions& opt)
   if (opt.retrieval_mix > 0.0) {
     try {
       retrieval_ = std::make_unique<RetrievalRows>(*tok_, T_);
+      retrieval_haystack_ = parse_haystack(opt.retrieval_haystack, "--retrieval-haystack");
     } catch (const ConfigError& e) {
       throw UsageError(std::string("--retrieval-mix with --length ") + std::to_string(T_) + " (block_size): " +
                        e.what());
@@ -311,8 +313,7 @@ double Session::forward_backward() {
   for (int micro = 0; micro < opt_.grad_accum; micro++) {
     draw_windows(data_.train, T_, B_, lB_, rank_, data_rng_, x_, y_);
     if (retrieval_)
-      retrieval_->apply(data_.train, B_, lB_, rank_, opt_.retrieval_mix,
-                        parse_haystack(opt_.retrieval_haystack, "--retrieval-haystack"), data_rng_, x_, y_);
+      retrieval_->apply(data_.train, B_, lB_, rank_, opt_.retrieval_mix, retrieval_haystack_, data_rng_, x_, y_);
     ForwardOptions fo;
     fo.need_grad = true;
     fo.training = true;
