@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "kernels/cross_entropy.hpp"
 #include "model/decoder.hpp"
 #include "run/generate.hpp"
 
@@ -103,8 +104,9 @@ std::vector<Window> plan_windows(long n_tokens, int T, EvalProtocol protocol, in
 
 namespace {
 
-// The NLL of each scored token (y >= 0) of one window (x, y of length len) fed to the decoder from empty.
-// (Chunks of at most kStreamChunk tokens bound the logits kept at once; the decoder splits them further itself.)
+// The NLL of each scored token (y >= 0; 0 for the others) of one window (x, y of length len) fed to the decoder from
+// empty, by the training path's cross-entropy kernel. (Chunks of at most kStreamChunk tokens bound the logits kept at
+// once; the decoder splits them further itself.)
 constexpr int kStreamChunk = 256;
 const float* stream_losses(Transformer& model, const std::vector<std::int32_t>& x, const std::vector<std::int32_t>& y,
                            int len, Decoder& decoder, std::vector<float>& out) {
@@ -114,15 +116,7 @@ const float* stream_losses(Transformer& model, const std::vector<std::int32_t>& 
   for (int t0 = 0; t0 < len; t0 += kStreamChunk) {
     const int n = std::min(kStreamChunk, len - t0);
     const float* logits = decoder.append(x.data() + t0, n, true);
-    for (int t = t0; t < t0 + n; t++) {
-      const std::int32_t target = y[static_cast<std::size_t>(t)];
-      if (target < 0) continue;
-      const float* row = logits + static_cast<std::size_t>(t - t0) * V;
-      const float mx = *std::max_element(row, row + V);
-      double sum = 0.0;
-      for (int v = 0; v < V; v++) sum += std::exp(static_cast<double>(row[v]) - mx);
-      out[static_cast<std::size_t>(t)] = static_cast<float>(std::log(sum) + mx - static_cast<double>(row[target]));
-    }
+    cross_entropy_forward(out.data() + t0, logits, y.data() + t0, n, V);
   }
   return out.data();
 }
