@@ -77,8 +77,10 @@ Runner add_eval(CLI::App& app) {
   app.add_option("--plot", o->plot_out, "Draw perplexity vs length into this PNG (gnuplot)");
   app.add_option("--keep", o->keep,
                  "Attention sinks (StreamingLLM): stream each window through a --ctx cache that keeps its first N "
-                 "tokens while it slides (rope, alibi, t5, none; docs/RETRIEVAL.md)");
-  app.add_option("--ctx", o->cache, "Cache slots with --keep (default: each model's trained length)");
+                 "tokens while it slides (rope, alibi, t5, none; docs/RETRIEVAL.md)")
+      ->check(sink_count());
+  app.add_option("--ctx", o->cache, "Cache slots with --keep (default: each model's trained length)")
+      ->check(positive_count());
   app.add_option("--batch-tokens", o->batch_tokens, "Tokens per forward pass (windows are batched up to it)")
       ->capture_default_str();
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
@@ -93,8 +95,6 @@ Runner add_eval(CLI::App& app) {
     if (o->max_tokens < 0) throw UsageError("--max-tokens: expected an integer >= 0");
     if (o->batch_tokens < 1) throw UsageError("--batch-tokens: expected a positive integer");
     if (o->stride < 0) throw UsageError("--stride: expected a positive integer");
-    if (o->keep < -1) throw UsageError("--keep: expected a number of sink tokens >= 0, got " + std::to_string(o->keep));
-    if (o->cache < 0) throw UsageError("--ctx: expected a number of cache slots >= 1, got " + std::to_string(o->cache));
     if (o->cache > 0 && o->keep < 0) throw UsageError("--ctx: applies with --keep (the cache of attention sinks)");
     // output paths before any work: a long sweep must not end in a failed write
     if (!o->json_out.empty()) check_output_path(o->json_out, "--json");

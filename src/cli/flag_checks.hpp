@@ -19,6 +19,9 @@ inline CLI::Validator non_negative_integer() {
 // A count that must be at least 1 when given (--stride, --ctx): 0 is not "automatic" once typed.
 inline CLI::Validator positive_count() { return CLI::Range(1, INT_MAX); }
 
+// --keep when given: a number of attention-sink tokens, 0 or more (left out: -1, no sinks).
+inline CLI::Validator sink_count() { return CLI::Range(0, INT_MAX); }
+
 // --threads when given: 1 to 4096 (left out: OMP_NUM_THREADS, else all cores).
 inline CLI::Validator thread_count() { return CLI::Range(1, 4096); }
 

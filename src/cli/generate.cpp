@@ -45,7 +45,8 @@ Runner add_generate(CLI::App& app) {
                "Stop with an error at --ctx instead of dropping the oldest tokens (alibi, t5, none models slide)");
   app.add_option("--keep", o->opt.keep,
                  "Attention sinks (StreamingLLM): keep the first N tokens while the cache slides; rope models then "
-                 "slide too, indefinitely in bounded memory");
+                 "slide too, indefinitely in bounded memory")
+      ->check(sink_count());
   app.add_flag("--ignore-eos", o->ignore_eos, "Keep going past end-of-text / a new BOS");
   app.add_flag("--interactive,-i", o->interactive, "Read prompts from stdin, one per line");
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
@@ -62,7 +63,6 @@ Runner add_generate(CLI::App& app) {
     o->opt.slide = !o->no_slide;
     o->opt.stop_at_eos = !o->ignore_eos;
     CheckpointMeta meta = read_checkpoint_meta(o->model);
-    if (o->opt.keep < -1) throw UsageError("--keep: expected a number of sink tokens >= 0, got " + std::to_string(o->opt.keep));
     override_context(o->ctx, meta.model, o->model);
     if (o->ctx.alibi_interp_auto() && meta.model.position == PositionMethod::alibi) {
       const int ctx = o->opt.ctx > 0 ? o->opt.ctx : meta.model.block_size;  // auto: the cache's length

@@ -66,7 +66,8 @@ Runner add_passkey(CLI::App& app) {
       ->check(positive_count());
   app.add_option("--keep", o->s.keep,
                  "Attention sinks: keep the first N tokens while the cache slides (StreamingLLM; with --ctx below "
-                 "the prompt, rope models slide too)");
+                 "the prompt, rope models slide too)")
+      ->check(sink_count());
   add_context_flags(app, o->ctx);
   add_extension_flags(app, o->ctx);
   app.add_option("--haystack", o->haystack,
@@ -89,7 +90,6 @@ Runner add_passkey(CLI::App& app) {
     if (o->s.answer_tokens < 1 || o->s.answer_tokens > 4096)
       throw UsageError("--answer-tokens: expected an integer in [1, 4096], got " + std::to_string(o->s.answer_tokens));
     if (o->s.ctx < 0) throw UsageError("--ctx: expected a positive number of tokens, got " + std::to_string(o->s.ctx));
-    if (o->s.keep < -1) throw UsageError("--keep: expected a number of sink tokens >= 0, got " + std::to_string(o->s.keep));
     // output paths before any work: a long sweep must not end in a failed write
     if (!o->json_out.empty()) check_output_path(o->json_out, "--json");
     if (!o->csv_out.empty()) check_output_path(o->csv_out, "--csv");

@@ -112,6 +112,7 @@ TEST(ExtensionCli, BadValuesAreRefusedNamingTheFlag) {
   expect_error(run_stretch("passkey " + q(t.dir / "rope") + " --lengths 300 --keep -2"), "--keep");
   expect_error(run_stretch(t.eval("rope", "--lengths 64 --keep -2")), "--keep");
   expect_error(run_stretch(t.eval("rope", "--lengths 64 --ctx 16")), "--ctx");          // --ctx without --keep
+  expect_error(run_stretch(t.eval("rope", "--lengths 64 --keep 2 --ctx 0")), "--ctx");  // 0 slots, typed
   expect_error(run_stretch(t.eval("rope", "--lengths 64 --keep 16 --ctx 16")), "--keep");  // no room to slide
   expect_error(run_stretch(t.eval("learned", "--lengths 32 --keep 2")), "--keep");
 }
