@@ -17,17 +17,7 @@ T1=(--threads 1)
   $S import llama2c "$DATA/llama2c/stories260K.bin" --tokenizer "$DATA/llama2c/tok512.bin" --out "$OUT/stories260K"
 M="$OUT/stories260K"
 
-flags() {  # method T -> the context flags of that method at length T
-  local s=$(($2 / 512))
-  case $1 in
-    none) ;;
-    linear|ntk|yarn) [ "$s" -gt 1 ] && echo "--rope-scaling $1:$s" ;;
-    self-extend) echo "--self-extend $(($2 / 256)),128" ;;
-    rerope) echo "--rerope 256" ;;
-    leaky-rerope) [ "$s" -gt 1 ] && echo "--rerope 256,$s" || echo "--rerope 256" ;;
-  esac
-  return 0
-}
+source studies/stories260k_flags.sh  # flags METHOD T
 
 for method in none linear ntk yarn self-extend rerope leaky-rerope; do
   for T in 512 1024 2048 4096 8192; do
