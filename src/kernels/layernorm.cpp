@@ -38,7 +38,7 @@ void layernorm_forward(F* out, F* mean, F* rstd, const F* inp, const F* weight, 
 
 //   dout          (N, C)
 //   dinp          (N, C)   +=
-//   dweight       (C)      +=
+//   dweight       (C)      += (may be null: a frozen weight)
 //   dbias         (C)      += (may be null)
 template <class F>
 void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* inp, const F* weight, const F* mean,
@@ -72,6 +72,7 @@ void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* i
 
   // dweight += sum_n norm * dout, dbias += sum_n dout: blocks of columns per task, rows summed in order, so the
   // result does not depend on the thread count.
+  if (!dweight && !dbias) return;  // frozen
   constexpr int kBlock = 32;
   const int nblocks = (C + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static)
@@ -91,7 +92,7 @@ void layernorm_backward(F* dinp, F* dweight, F* dbias, const F* dout, const F* i
       }
     }
     for (int c = c0; c < c1; c++) {
-      dweight[c] += dw[c - c0];
+      if (dweight) dweight[c] += dw[c - c0];
       if (dbias) dbias[c] += db[c - c0];
     }
   }

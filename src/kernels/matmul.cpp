@@ -118,7 +118,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
     // dinp (N, C) += dout (N, OC) @ weight (OC, C)
     if (dinp) sgemm('N', 'N', N, C, OC, dout, OC, weight, C, 1.0f, dinp, C, "backward dinp");
     // dweight (OC, C) += dout^T (OC, N) @ inp (N, C)
-    sgemm('T', 'N', OC, C, N, dout, OC, inp, C, 1.0f, dweight, C, "backward dweight");
+    if (dweight) sgemm('T', 'N', OC, C, N, dout, OC, inp, C, 1.0f, dweight, C, "backward dweight");
   }
   if (dbias) column_sums_add(dbias, dout, N, OC);
 }
@@ -234,7 +234,7 @@ void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float
   if (N == 0 || OC == 0) return;
   if (C > 0) {
     if (dinp) gemm_bf16('N', 'N', N, C, OC, 1.0f, dout_bf, OC, weight, C, 1.0f, dinp, C);
-    gemm_bf16('T', 'N', OC, C, N, 1.0f, dout_bf, OC, inp, C, 1.0f, dweight, C);
+    if (dweight) gemm_bf16('T', 'N', OC, C, N, 1.0f, dout_bf, OC, inp, C, 1.0f, dweight, C);
   }
   if (dbias) column_sums_add(dbias, dout, N, OC);
 }
@@ -273,8 +273,8 @@ void matmul_backward_ref(F* dinp, F* dweight, F* dbias, const F* dout, const F* 
     }
   }
   // dweight (OC, C) += dout^T (OC, N) @ inp (N, C); one output row per task, rows n in order
-#pragma omp parallel for schedule(static)
-  for (int o = 0; o < OC; o++) {
+#pragma omp parallel for schedule(static) if (dweight)
+  for (int o = 0; o < (dweight ? OC : 0); o++) {
     F* dw = dweight + static_cast<long>(o) * C;
     for (int n = 0; n < N; n++) {
       const F d = dout[static_cast<long>(n) * OC + o];

@@ -30,7 +30,7 @@ const MatmulBackend& matmul_backend();
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);
 
 // Accumulates (+=): dinp += dout @ weight; dweight += dout^T @ inp; dbias += sum over rows of dout.
-// dinp and dbias may be null (not needed).
+// dinp, dweight and dbias may each be null (not needed: a frozen weight has no gradient).
 void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, int N, int C, int OC);
 
@@ -51,7 +51,7 @@ void gemm_bf16_ref(char ta, char tb, long M, long N, long K, float alpha, const 
 // out (N, OC) = inp (N, C) @ weight^T + bias, inp and weight in bf16 (overwrites out).
 void matmul_forward_bf16(float* out, const bf16_t* inp, const bf16_t* weight, const float* bias, int N, int C, int OC);
 // dinp += dout @ weight; dweight += dout^T @ inp (products in bf16: dout_bf = bf16(dout), given by the caller);
-// dbias += column sums of the fp32 dout. dinp and dbias may be null.
+// dbias += column sums of the fp32 dout. dinp, dweight and dbias may be null.
 void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout, const bf16_t* dout_bf,
                           const bf16_t* inp, const bf16_t* weight, int N, int C, int OC);
 

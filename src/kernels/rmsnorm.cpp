@@ -27,7 +27,7 @@ void rmsnorm_forward(F* out, F* rstd, const F* inp, const F* weight, int N, int 
 
 //   dout      (N, C)
 //   dinp      (N, C)   +=
-//   dweight   (C)      +=
+//   dweight   (C)      += (null: a frozen weight, no gradient)
 template <class F>
 void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F* weight, const F* rstd, int N,
                       int C) {
@@ -53,6 +53,7 @@ void rmsnorm_backward(F* dinp, F* dweight, const F* dout, const F* inp, const F*
 
   // dweight += sum_n norm * dout: blocks of columns per task, rows summed in order, so the result does not
   // depend on the thread count.
+  if (!dweight) return;  // a frozen weight
   constexpr int kBlock = 32;
   const int nblocks = (C + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static)

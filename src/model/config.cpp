@@ -98,6 +98,7 @@ void ModelConfig::validate(const std::function<std::string(const std::string&)>&
                             ", got " + std::to_string(alibi_interp));
   if (!(dropout >= 0.0f && dropout < 1.0f)) bad("dropout", "expected a value in [0, 1), got " + std::to_string(dropout));
   if (!(rope_base > 1.0)) bad("rope_base", "expected a value > 1, got " + std::to_string(rope_base));
+  lora.validate(arch, name);
 }
 
 nlohmann::json ModelConfig::to_json() const {
@@ -126,6 +127,7 @@ nlohmann::json ModelConfig::to_json() const {
   if (position_ids.kind != PositionIdsKind::plain) j["position_ids"] = position_ids.to_json();
   if (!extension.is_none()) j["extension"] = extension.to_json();
   if (alibi_interp > 0) j["alibi_interp"] = alibi_interp;
+  if (lora.enabled()) j["lora"] = lora.to_json();
   return j;
 }
 
@@ -186,6 +188,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& s
   if (j.contains("attn_window")) get_int("attn_window", c.attn_window);
   if (j.contains("extension")) c.extension = PositionExtension::from_json(j["extension"], source + ": field 'extension'");
   if (j.contains("alibi_interp")) get_int("alibi_interp", c.alibi_interp);
+  if (j.contains("lora")) c.lora = LoraConfig::from_json(j["lora"], source + ": field 'lora'");
   if (j.contains("embed_scale")) {
     if (!j["embed_scale"].is_number()) throw InputError(source + ": field 'embed_scale' must be a number");
     c.embed_scale = j["embed_scale"].get<float>();

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "model/lora.hpp"
 #include "position/extension.hpp"
 #include "position/logn.hpp"
 #include "position/method.hpp"
@@ -70,6 +71,8 @@ struct ModelConfig {
   PositionExtension extension;  // rope only: Self-Extend or (leaky) ReRoPE (position/extension.hpp)
   int alibi_interp = 0;         // alibi only: ALiBi interpolation to this target length (slopes x block_size /
                                 // alibi_interp, position/alibi.hpp); 0 = off, else >= block_size
+  // a LoRA adapter on the block's projections (model/lora.hpp); its tensors follow the base ones in the slab
+  LoraConfig lora;
 
   int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
   int kv_dim() const { return kv_heads() * head_dim(); }

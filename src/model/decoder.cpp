@@ -36,6 +36,9 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldN
     : m_(model), c_(model.config()), S_(ctx), slide_(slide), keep_(keep) {
   auto n = [&](const char* field) { return name ? name(field) : std::string(field); };
   if (ctx < 1) throw ConfigError(n("ctx") + ": expected a positive number of tokens, got " + std::to_string(ctx));
+  if (c_.lora.enabled())
+    throw ConfigError("the decoder runs base weights only; this model has an unmerged LoRA adapter (merge it into "
+                      "the weights first: merge_lora, model/lora.hpp)");
   if (keep >= 0) {
     if (!slide)
       throw ConfigError(n("keep") + ": attention sinks are kept while the cache slides, and sliding is off (" +

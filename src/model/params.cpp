@@ -50,6 +50,10 @@ Names names(const ModelConfig& c, int l) {
           "lm_head.weight"};
 }
 
+std::string lora_prefix(const ModelConfig& c, int l) {
+  return (c.arch == Arch::llama ? "layers." : "h.") + std::to_string(l) + ".lora.";
+}
+
 }  // namespace
 
 std::vector<ParamSpec> param_specs(const ModelConfig& c) {
@@ -94,6 +98,16 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c) {
   if (c.bias) s.push_back({top.lnf_b, {C}, ParamKind::bias, 0});
   if (!c.tie_embeddings) s.push_back({top.lm_head, {V, C}, ParamKind::matrix, std_w});
   for (std::size_t i = output; i < s.size(); i++) s[i].place = ParamPlace::output;
+  // the adapter last, so the base tensors keep the offsets they have without one (merge_lora, a LoRA fine-tune
+  // starting from a checkpoint: both copy the base as the slab's prefix)
+  const std::vector<LoraSite> sites = lora_sites(c);
+  const std::int64_t R = c.lora.rank;
+  for (int l = 0; l < c.n_layer; l++)
+    for (const LoraSite& site : sites) {
+      const std::string p = lora_prefix(c, l) + std::string(to_string(site.target));
+      s.push_back({p + ".A", {R, site.in}, ParamKind::lora_a, 0.0f, 0, ParamPlace::block, l});
+      s.push_back({p + ".B", {site.rows, R}, ParamKind::lora_b, 0.0f, 0, ParamPlace::block, l});
+    }
   std::size_t off = 0;
   for (auto& p : s) {
     p.offset = off;
@@ -132,6 +146,14 @@ BasicParamView<F> bind(const ModelConfig& c, const std::vector<ParamSpec>& specs
   v.lnf_w = get(top.lnf_w);
   v.lnf_b = get(top.lnf_b);
   v.lm_head = c.tie_embeddings ? v.wte : get(top.lm_head);
+  v.lora_a.assign(c.n_layer, {});
+  v.lora_b.assign(c.n_layer, {});
+  for (const LoraSite& site : lora_sites(c))
+    for (int l = 0; l < c.n_layer; l++) {
+      const std::string p = lora_prefix(c, l) + std::string(to_string(site.target));
+      v.lora_a[l][static_cast<int>(site.target)] = get(p + ".A");
+      v.lora_b[l][static_cast<int>(site.target)] = get(p + ".B");
+    }
   return v;
 }
 

@@ -3,6 +3,7 @@
 // all-reduce each touch one buffer.
 #pragma once
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,7 +12,8 @@
 
 namespace stretch {
 
-enum class ParamKind { matrix, embedding, norm, bias, position };
+// lora_a, lora_b: an adapter's A (R, in) and B (out, R) (model/lora.hpp)
+enum class ParamKind { matrix, embedding, norm, bias, position, lora_a, lora_b };
 
 // Where a tensor sits in the network: before the blocks (embeddings, position table or bias, embedding norm), in
 // block `layer`, or after them (final norm, classifier).
@@ -56,6 +58,8 @@ struct BasicParamView {
   std::vector<BasicLayerView<F>> layers;
   F *lnf_w = nullptr, *lnf_b = nullptr;  // (C)
   F* lm_head = nullptr;                  // (V, C) untied; equals wte when tied
+  // the adapter (model/lora.hpp), [layer][LoraTarget]: A (R, in), B (rows, R); null for a target not adapted
+  std::vector<std::array<F*, kLoraTargets>> lora_a, lora_b;
 };
 
 using LayerView = BasicLayerView<float>;

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "model/block.hpp"
+#include "model/lora.hpp"
 #include "kernels/attention.hpp"
 #include "kernels/attention_tiled.hpp"
 #include "kernels/cross_entropy.hpp"
@@ -56,6 +57,7 @@ Transformer::Transformer(const ModelConfig& c) : cfg_(c) {
   specs_ = param_specs(cfg_);
   params_.resize(slab_size(specs_));
   grads_.resize(slab_size(specs_));
+  lora_sites_ = lora_sites(cfg_);
   if (cfg_.position == PositionMethod::alibi)
     alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias, cfg_.alibi_slope_scale());
   update_rope(cfg_.rope_train_length());
@@ -122,10 +124,109 @@ void Transformer::init_weights(std::uint64_t seed) {
         std::fill(p, p + n, 1.0f);
         break;
       case ParamKind::bias:
+      case ParamKind::lora_b:  // B = 0: the adapter starts as the identity change
         break;
+      case ParamKind::lora_a: {  // Kaiming-uniform, U(-1/sqrt(in), 1/sqrt(in)) (model/lora.hpp)
+        const float bound = 1.0f / std::sqrt(static_cast<float>(s.shape[1]));
+        for (std::size_t i = 0; i < n; i++) p[i] = (2.0f * rng.uniform() - 1.0f) * bound;
+        break;
+      }
       default:
         for (std::size_t i = 0; i < n; i++) p[i] = rng.normal() * s.init_std;
     }
+  }
+}
+
+void Transformer::set_trainable(std::vector<char> trainable) {
+  if (!trainable.empty() && trainable.size() != specs_.size())
+    throw ConfigError("set_trainable: " + std::to_string(trainable.size()) + " flags for " +
+                      std::to_string(specs_.size()) + " tensors");
+  trainable_ = std::move(trainable);
+}
+
+void Transformer::zero_grad() {
+  if (trainable_.empty()) return grads_.zero();
+  for (std::size_t i = 0; i < specs_.size(); i++)
+    if (trainable_[i]) std::fill_n(grads_.data() + specs_[i].offset, specs_[i].numel(), 0.0f);
+}
+
+ParamView Transformer::grad_view() {
+  ParamView g = bind_param_view(cfg_, specs_, grads_.data());
+  if (trainable_.empty()) return g;
+  auto mask = [&](float*& p) { p = grad_or_null(p); };
+  mask(g.wte);
+  mask(g.wpe);
+  mask(g.t5_bias);
+  mask(g.ln_emb_w);
+  mask(g.ln_emb_b);
+  for (LayerView& w : g.layers)
+    for (float** p : {&w.ln1_w, &w.ln1_b, &w.qkv_w, &w.qkv_b, &w.attproj_w, &w.attproj_b, &w.ln2_w, &w.ln2_b, &w.fc_w,
+                      &w.fc_b, &w.fcproj_w, &w.fcproj_b})
+      mask(*p);
+  mask(g.lnf_w);
+  mask(g.lnf_b);
+  mask(g.lm_head);
+  for (auto& layer : g.lora_a)
+    for (float*& p : layer) mask(p);
+  for (auto& layer : g.lora_b)
+    for (float*& p : layer) mask(p);
+  return g;
+}
+
+float* Transformer::grad_or_null(float* g) const {
+  if (!g || trainable_.empty()) return g;
+  const auto off = static_cast<std::size_t>(g - grads_.data());
+  const auto it = std::lower_bound(specs_.begin(), specs_.end(), off,
+                                   [](const ParamSpec& s, std::size_t o) { return s.offset < o; });
+  if (it == specs_.end() || it->offset != off) throw ConfigError("grad_or_null: not the start of a tensor");
+  return trainable_[static_cast<std::size_t>(it - specs_.begin())] ? g : nullptr;
+}
+
+void Transformer::lora_forward_matrix(LoraMatrix m, int l, LayerActs& a, float* out, int OC, const float* x, int N,
+                                      float p_drop, Rng* rng) {
+  if (lora_sites_.empty()) return;
+  const int R = cfg_.lora.rank;
+  const ParamView pv = bind_param_view(cfg_, specs_, params_.data());
+  a.lora_u.resize(lora_sites_.size());
+  a.lora_x.resize(lora_sites_.size());
+  a.lora_mask.resize(lora_sites_.size());
+  for (std::size_t k = 0; k < lora_sites_.size(); k++) {
+    const LoraSite& site = lora_sites_[k];
+    if (site.matrix != m) continue;
+    const std::size_t nx = static_cast<std::size_t>(N) * site.in;
+    ensure(a.lora_u[k], static_cast<std::size_t>(N) * R);
+    ensure(lora_tmp_, static_cast<std::size_t>(N) * site.rows);
+    const float* xin = x;
+    if (p_drop > 0.0f) {  // the adapter's own dropout, on its input
+      fill_mask(a.lora_mask[k], nx, p_drop, *rng);
+      ensure(a.lora_x[k], nx);
+      for (std::size_t i = 0; i < nx; i++) a.lora_x[k][i] = x[i] * a.lora_mask[k][i];
+      xin = a.lora_x[k].data();
+    }
+    const int t = static_cast<int>(site.target);
+    lora_forward(out, OC, xin, a.lora_u[k].data(), lora_tmp_.data(), N, site, R, cfg_.lora.scale(), pv.lora_a[l][t],
+                 pv.lora_b[l][t]);
+  }
+}
+
+void Transformer::lora_backward_matrix(LoraMatrix m, int l, LayerActs& a, float* dx, const float* dout, int OC,
+                                       const float* x, int N) {
+  if (lora_sites_.empty()) return;
+  const int R = cfg_.lora.rank;
+  const ParamView pv = bind_param_view(cfg_, specs_, params_.data());
+  const ParamView gv = grad_view();
+  for (std::size_t k = 0; k < lora_sites_.size(); k++) {
+    const LoraSite& site = lora_sites_[k];
+    if (site.matrix != m) continue;
+    const bool dropped = lora_drop_ > 0.0f;
+    ensure(lora_tmp_, static_cast<std::size_t>(N) * site.rows);
+    ensure(lora_du_, static_cast<std::size_t>(N) * R);
+    if (dropped) ensure(lora_tmpx_, static_cast<std::size_t>(N) * site.in);
+    const int t = static_cast<int>(site.target);
+    lora_backward(dx, gv.lora_a[l][t], gv.lora_b[l][t], dout, OC,
+                  dropped ? a.lora_x[k].data() : x, a.lora_u[k].data(), dropped ? a.lora_mask[k].data() : nullptr,
+                  lora_tmp_.data(), lora_du_.data(), lora_tmpx_.data(), N, site, R, cfg_.lora.scale(),
+                  pv.lora_a[l][t], pv.lora_b[l][t]);
   }
 }
 
@@ -220,7 +321,9 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   const bool llama = cfg_.arch == Arch::llama;
   const int BT = B * T;
   const float p_drop = opt.training ? cfg_.dropout : 0.0f;
-  if (p_drop > 0.0f && !opt.rng) throw ConfigError("forward: dropout in training needs a random generator");
+  const float lora_drop = opt.training ? cfg_.lora.dropout : 0.0f;
+  if ((p_drop > 0.0f || lora_drop > 0.0f) && !opt.rng)
+    throw ConfigError("forward: dropout in training needs a random generator");
   const bool infer = !opt.need_grad;
   if (infer) {
     ensure_infer_acts(B, T);
@@ -235,6 +338,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   ensure(lnf_rstd_, BTn);
   ensure(losses_, BTn);
   dropout_ = p_drop;
+  lora_drop_ = lora_drop;
 
   tokens_.assign(tokens, tokens + BT);
   for (int n = 0; n < BT; n++)
@@ -301,8 +405,10 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     TIMED("fwd.norm", norm_forward(cfg_, a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT));
     if (NKV == NH) {
       TIMED("fwd.matmul.qkv", linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
+      TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::qkv, l, a, a.qkv.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
     } else {  // grouped-query attention: project to q|k|v of NKV heads, then give every query head its kv head
       TIMED("fwd.matmul.qkv", linear_forward(qkvp_.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
+      TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::qkv, l, a, qkvp_.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
       TIMED("fwd.repeat_kv", repeat_kv_forward(a.qkv.data(), qkvp_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
     }
     if (far) TIMED("fwd.rope", far_scores(a.qkv.data(), BT));
@@ -325,6 +431,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     }
     float* proj = dtmp_c_.data();
     TIMED("fwd.matmul.attproj", linear_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
+    TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::attproj, l, a, proj, C, a.atty.data(), BT, lora_drop, opt.rng));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_attn, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_attn.data(), static_cast<std::size_t>(BT) * C);
@@ -332,8 +439,10 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     TIMED("fwd.residual", add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C));
     TIMED("fwd.norm", norm_forward(cfg_, a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT));
     TIMED("fwd.matmul.fc", linear_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
+    TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::fc, l, a, a.fch.data(), FW, a.ln2.data(), BT, lora_drop, opt.rng));
     TIMED(llama ? "fwd.swiglu" : "fwd.gelu", mlp_act_forward(cfg_, a.fch_gelu.data(), a.fch.data(), BT));
     TIMED("fwd.matmul.fcproj", linear_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
+    TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::fcproj, l, a, proj, C, a.fch_gelu.data(), BT, lora_drop, opt.rng));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_mlp, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_mlp.data(), static_cast<std::size_t>(BT) * C);
@@ -359,7 +468,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     dlnf_.zero();
   }
   std::vector<float> dloss(kClassifierChunk, scored_ > 0 ? opt.loss_scale / static_cast<float>(scored_) : 0.0f);
-  ParamView gv = bind_param_view(cfg_, specs_, grads_.data());
+  const ParamView gv = grad_view();
   double total = 0.0;
   for (int r0 = 0; r0 < BT; r0 += kClassifierChunk) {
     const int rows = std::min(kClassifierChunk, BT - r0);
@@ -402,7 +511,7 @@ void Transformer::backward() {
   const float scale = attention_scale();
   const int window = cfg_.attn_window;
   ParamView pv = bind_param_view(cfg_, specs_, params_.data());
-  ParamView gv = bind_param_view(cfg_, specs_, grads_.data());
+  const ParamView gv = grad_view();
   ensure(dres_, BTC);
   ensure(dtmp_c_, BTC);
   ensure(dqkv_, 3 * BTC);
@@ -431,16 +540,19 @@ void Transformer::backward() {
     const float* dproj = masked(a.mask_mlp);
     TIMED("bwd.zero", dfch2_.zero());
     TIMED("bwd.matmul.fcproj", linear_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
+    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::fcproj, l, a, dfch2_.data(), dproj, C, a.fch_gelu.data(), BT));
     dfch_.zero();
     TIMED(llama ? "bwd.swiglu" : "bwd.gelu", mlp_act_backward(cfg_, dfch_.data(), a.fch.data(), dfch2_.data(), BT));
     dtmp_c_.zero();
     TIMED("bwd.matmul.fc", linear_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, FW));
+    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::fc, l, a, dtmp_c_.data(), dfch_.data(), FW, a.ln2.data(), BT));
     TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w,
                                     a.ln2_mean.data(), a.ln2_rstd.data(), BT));
     // res2 = x_in + drop(attproj(attention(rope(qkv(ln1(x_in))))))
     dproj = masked(a.mask_attn);
     dtmp_c_.zero();
     TIMED("bwd.matmul.attproj", linear_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C));
+    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::attproj, l, a, dtmp_c_.data(), dproj, C, a.atty.data(), BT));
     dqkv_.zero();
     if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
     if (acts_tiled_) {
@@ -452,7 +564,7 @@ void Transformer::backward() {
       TIMED("bwd.attention", with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),
                                                       pos_.data(), bias, B, T, C, NH, scale, window); }, B));
     }
-    if (cfg_.position == PositionMethod::t5) t5_reduce_grad(gv.t5_bias, t5_partial_.data(), B, NH);
+    if (gv.t5_bias) t5_reduce_grad(gv.t5_bias, t5_partial_.data(), B, NH);
     if (cfg_.logn != LognMode::off)
       logn_scale_query_grads(dqkv_.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
     if (cfg_.position == PositionMethod::rope)
@@ -465,6 +577,7 @@ void Transformer::backward() {
     }
     dtmp_c_.zero();
     TIMED("bwd.matmul.qkv", linear_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, BT, C, QKV));
+    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::qkv, l, a, dtmp_c_.data(), dq, QKV, a.ln1.data(), BT));
     TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
                                     a.ln1_rstd.data(), BT));
   }
@@ -476,14 +589,15 @@ void Transformer::backward() {
                                          emb_mean_.data(), emb_rstd_.data(), BT, C));
     denc = demb_raw_.data();
   }
-  if (cfg_.embed_scale != 1.0f) {  // d wte = embed_scale * d x (the position table, if any, is unscaled)
+  if (!gv.wte) {  // frozen token embeddings
+  } else if (cfg_.embed_scale != 1.0f) {  // d wte = embed_scale * d x (the position table, if any, is unscaled)
     ensure(dtmp_c_, BTC);
     for (std::size_t i = 0; i < BTC; i++) dtmp_c_[i] = cfg_.embed_scale * denc[i];
     TIMED("bwd.embedding", embedding_backward(gv.wte, dtmp_c_.data(), tokens_.data(), BT, C, cfg_.vocab_size));
   } else {
     TIMED("bwd.embedding", embedding_backward(gv.wte, denc, tokens_.data(), BT, C, cfg_.vocab_size));
   }
-  if (cfg_.position == PositionMethod::learned)
+  if (gv.wpe)
     TIMED("bwd.embedding", embedding_backward(gv.wpe, denc, pos_.data(), BT, C, cfg_.block_size));
 }
 

@@ -78,7 +78,12 @@ class Transformer {
   Buffer<float>& grads() { return grads_; }
   const Buffer<float>& grads() const { return grads_; }
   std::size_t num_parameters() const;  // without padding
-  void zero_grad() { grads_.zero(); }
+  // Which tensors train (one flag per spec, in specs() order; empty: all). backward() computes no gradient for a
+  // frozen tensor (its part of grads() is never written, so a large slab's pages for it are never touched) and
+  // zero_grad() zeroes only the trainable ones. A LoRA fine-tune freezes the base (model/lora.hpp).
+  void set_trainable(std::vector<char> trainable);
+  bool trainable(std::size_t spec) const { return trainable_.empty() || trainable_[spec]; }
+  void zero_grad();
 
   // Returns the mean loss over scored targets (0 when targets is null or nothing is scored).
   double forward(const std::int32_t* tokens, const std::int32_t* targets, const std::int32_t* pos, int B, int T,
@@ -94,6 +99,8 @@ class Transformer {
     Buffer<float> ln1, ln1_mean, ln1_rstd, qkv, probs, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu, res3;
     Buffer<float> lse;  // (B, NH, T) row log-sum-exp of the tiled training attention
     Buffer<float> mask_attn, mask_mlp;  // dropout
+    // per adapter site (lora_sites_): u = x A^T (N, R); with adapter dropout, the dropped input and its mask
+    std::vector<Buffer<float>> lora_u, lora_x, lora_mask;
   };
   void size_layer(LayerActs& a, std::size_t BT, std::size_t probs, std::size_t lse = 0) const;
   void ensure_acts(int B, int T);
@@ -104,6 +111,16 @@ class Transformer {
   // far_ (BT, 2C) = q | k of qkv (BT, 3C) rotated at the extension's far positions far_pos_ (queries, then keys),
   // queries log-n scaled like the near ones
   void far_scores(const float* qkv, int BT);
+  // The adapter's sites on base matrix m of layer l: out (N, OC) += their products of x (N, in); backward: dx (N, in)
+  // += their input gradient, their A and B gradients accumulated (model/lora.hpp).
+  void lora_forward_matrix(LoraMatrix m, int l, LayerActs& a, float* out, int OC, const float* x, int N, float p_drop,
+                           Rng* rng);
+  void lora_backward_matrix(LoraMatrix m, int l, LayerActs& a, float* dx, const float* dout, int OC, const float* x,
+                            int N);
+  // g (a tensor's start in grads_), or null when its tensor is frozen
+  float* grad_or_null(float* g) const;
+  // the gradient slab's view with frozen tensors null
+  ParamView grad_view();
   // Linear layers in the model's precision (fp32: matmul_forward / matmul_backward; bf16: the *_bf16 products on
   // bf16 copies of the weights, made once per forward, and of the inputs and incoming gradients, made per call).
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
@@ -113,6 +130,10 @@ class Transformer {
   ModelConfig cfg_;
   std::vector<ParamSpec> specs_;
   Buffer<float> params_, grads_;
+  std::vector<char> trainable_;  // per spec; empty: all
+  std::vector<LoraSite> lora_sites_;
+  Buffer<float> lora_tmp_, lora_du_, lora_tmpx_;  // adapter scratch
+  float lora_drop_ = 0.0f;                        // the adapter dropout of the last forward
   std::vector<float> alibi_slopes_, rope_inv_freq_;
   double attn_factor_ = 1.0;  // rope scaling's attention factor (YaRN's mscale); scores scale by its square
 
