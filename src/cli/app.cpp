@@ -23,6 +23,7 @@ StretchApp make_app() {
       {"eval", "Perplexity of checkpoints on a text at many lengths (train short, test long)", add_eval},
       {"passkey", "Passkey retrieval accuracy by prompt length and needle depth (the landmark-attention test)",
        add_passkey},
+      {"lora", "LoRA adapters: merge one into its model, extract it alone, apply it to a base", add_lora},
       {"generate", "Generate text from a model, streaming, with a key/value cache", add_generate},
       {"corpus", "Extract a built-in corpus (janeausten) to a text file", add_corpus},
       {"info", "This CPU, the build's target and the kernel paths this process takes", add_info},

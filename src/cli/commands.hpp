@@ -21,6 +21,7 @@ Runner add_corpus(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_passkey(CLI::App& app);
+Runner add_lora(CLI::App& app);
 Runner add_info(CLI::App& app);
 
 }  // namespace stretch::cli

@@ -213,7 +213,7 @@ Runner add_export(CLI::App& app) {
     check_format(o->format);
     if (o->format == "hf") return export_hf(o->input, o->out, o->as, o->dtype, o->shard_size);
     CheckpointMeta meta = read_checkpoint_meta(o->input);
-    auto model = load_model(meta);
+    auto model = load_model_merged(meta);
     if (o->format == "gguf") {
       const std::uint32_t type = parse_ggml_type(o->type);
       auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");

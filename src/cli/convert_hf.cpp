@@ -124,7 +124,7 @@ int export_hf(const fs::path& checkpoint, const fs::path& out, const std::string
   CheckpointMeta meta = read_checkpoint_meta(checkpoint);
   const HfFamily family = hf_export_family(meta.model, o.as);  // before the weights are even read
   (void)hf_config_json(meta.model, family, o);                   // a rope scaling transformers lacks: refused here
-  auto model = load_model(meta);
+  auto model = load_model_merged(meta);
   auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
   o.bos_token_id = tok->bos_id();
   o.eos_token_id = tok->eos_id();

@@ -138,7 +138,7 @@ Runner add_eval(CLI::App& app) {
       if (asked && asked->identity() != tok->identity())
         throw UsageError(o->checkpoints[mi] + ": the checkpoint's tokenizer is " + tok->identity() +
                          ", not the asked --tokenizer " + asked->identity());
-      auto model = load_model(meta);
+      auto model = load_model_merged(meta);
       Segmenting seg;
       seg.separator = doc_sep;
       seg.bos = tok->bos_id();

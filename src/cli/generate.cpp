@@ -69,7 +69,7 @@ Runner add_generate(CLI::App& app) {
       meta.model.alibi_interp = ctx > meta.model.block_size ? ctx : 0;
     }
     auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
-    auto model = load_model(meta);
+    auto model = load_model_merged(meta);
     auto run = [&](const std::string& prompt) {
       std::fwrite(prompt.data(), 1, prompt.size(), stdout);  // every byte, NUL included (fputs stops at one)
       std::fflush(stdout);

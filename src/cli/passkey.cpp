@@ -118,7 +118,7 @@ Runner add_passkey(CLI::App& app) {
     for (std::size_t mi = 0; mi < metas.size(); mi++) {
       const CheckpointMeta& meta = metas[mi];
       auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
-      auto model = load_model(meta);
+      auto model = load_model_merged(meta);
       const std::vector<int> lengths = up_to > 0 ? up_to_lengths(meta.train_length, up_to) : fixed;
       std::string name = o->checkpoints[mi];
       while (name.size() > 1 && name.back() == '/') name.pop_back();

@@ -291,6 +291,27 @@ Runner add_finetune(CLI::App& app) {
   add_job_options(app, *o, *doc_sep, *threads);
   app.add_option("--length", *length, "Fine-tuning length (default: the model's trained length)");
   app.add_option("--dropout", *dropout, "Dropout (default: the model's)");
+  auto lora = std::make_shared<int>(0);
+  auto lora_alpha = std::make_shared<double>(0.0);
+  auto lora_targets = std::make_shared<std::string>("q,k,v,o");
+  auto lora_dropout = std::make_shared<float>(0.0f);
+  CLI::Option* lora_opt =
+      app.add_option("--lora", *lora,
+                     "LoRA: freeze the model and train a rank-R adapter on the projections of --lora-targets "
+                     "(docs/LORA.md)")
+          ->check(positive_count());
+  CLI::Option* alpha_opt =
+      app.add_option("--lora-alpha", *lora_alpha, "The adapter's scale is alpha / R (default: alpha = R, scale 1)");
+  CLI::Option* targets_opt = app.add_option("--lora-targets", *lora_targets,
+                                            "Projections that get an adapter: q,k,v,o,gate,up,down (gate: llama "
+                                            "models; a gpt model's c_fc is up, its c_proj down)")
+                                 ->capture_default_str();
+  CLI::Option* ldrop_opt =
+      app.add_option("--lora-dropout", *lora_dropout, "Dropout on the adapter's input, in training")
+          ->capture_default_str();
+  app.add_option("--train-also", o->train_also,
+                 "With --lora, also train these base tensors: embed (token embeddings, position tables), norm (the "
+                 "norms' weights and biases); LongLoRA trains both");
   add_context_flags(app, *ctx);
 
   return [=]() -> int {
@@ -298,6 +319,38 @@ Runner add_finetune(CLI::App& app) {
     opt.init_from = *model;
     CheckpointMeta meta = read_checkpoint_meta(*model);
     opt.model = meta.model;
+    for (CLI::Option* f : {alpha_opt, targets_opt, ldrop_opt})
+      if (f->count() > 0 && lora_opt->count() == 0)
+        throw UsageError(f->get_name() + ": sets up a LoRA adapter; it needs --lora R");
+    const LoraConfig& had = meta.model.lora;
+    if (lora_opt->count() > 0) {
+      LoraConfig lc;
+      lc.rank = *lora;
+      lc.alpha = alpha_opt->count() > 0 ? *lora_alpha : had.enabled() ? had.alpha : static_cast<double>(*lora);
+      lc.targets = targets_opt->count() > 0 || !had.enabled()
+                       ? parse_lora_targets(*lora_targets, meta.model.arch, "--lora-targets")
+                       : had.targets;
+      lc.dropout = *lora_dropout;
+      if (!(lc.alpha > 0.0 && std::isfinite(lc.alpha)))
+        throw UsageError("--lora-alpha: expected a value > 0, got " + std::to_string(lc.alpha));
+      if (!(lc.dropout >= 0.0f && lc.dropout < 1.0f))
+        throw UsageError("--lora-dropout: expected a value in [0, 1), got " + std::to_string(lc.dropout));
+      if (had.enabled()) {  // continuing the adapter the checkpoint has: the same one
+        const std::string have = *model + " holds an unmerged LoRA adapter of rank " + std::to_string(had.rank) +
+                                 ", alpha " + std::to_string(had.alpha) + ", targets " + had.targets_string();
+        if (lc.rank != had.rank)
+          throw UsageError("--lora " + std::to_string(lc.rank) + ": " + have + "; continue it with --lora " +
+                           std::to_string(had.rank) + ", or merge it first (stretch lora merge) to start another");
+        if (lc.targets != had.targets)
+          throw UsageError("--lora-targets " + lc.targets_string() + ": " + have);
+        if (lc.alpha != had.alpha) throw UsageError("--lora-alpha " + std::to_string(lc.alpha) + ": " + have);
+      }
+      opt.model.lora = lc;
+    } else if (had.enabled()) {
+      throw UsageError(*model + " holds an unmerged LoRA adapter (rank " + std::to_string(had.rank) + ", targets " +
+                       had.targets_string() + "): continue it with --lora " + std::to_string(had.rank) +
+                       ", or merge it first (stretch lora merge) to fine-tune every weight");
+    }
     apply_context_flags(*ctx, opt.model);  // before the length changes: a scaling is relative to the trained length
     if (*length < 0) throw UsageError("--length: expected a positive integer");
     if (*length > 0) opt.model.block_size = *length;

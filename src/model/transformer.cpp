@@ -113,28 +113,39 @@ std::size_t Transformer::num_parameters() const {
   return n;
 }
 
+namespace {
+// Draws one tensor of the table from rng (docs/MODEL.md; the adapter as model/lora.hpp says).
+void init_tensor(const ParamSpec& s, float* p, Rng& rng) {
+  const std::size_t n = s.numel();
+  switch (s.kind) {
+    case ParamKind::norm:
+      std::fill(p, p + n, 1.0f);
+      break;
+    case ParamKind::bias:
+    case ParamKind::lora_b:  // B = 0: the adapter starts as no change
+      std::fill(p, p + n, 0.0f);
+      break;
+    case ParamKind::lora_a: {  // Kaiming-uniform, U(-1/sqrt(in), 1/sqrt(in))
+      const float bound = 1.0f / std::sqrt(static_cast<float>(s.shape[1]));
+      for (std::size_t i = 0; i < n; i++) p[i] = (2.0f * rng.uniform() - 1.0f) * bound;
+      break;
+    }
+    default:
+      for (std::size_t i = 0; i < n; i++) p[i] = rng.normal() * s.init_std;
+  }
+}
+}  // namespace
+
 void Transformer::init_weights(std::uint64_t seed) {
   Rng rng(seed);
   params_.zero();
-  for (auto& s : specs_) {
-    float* p = params_.data() + s.offset;
-    const std::size_t n = s.numel();
-    switch (s.kind) {
-      case ParamKind::norm:
-        std::fill(p, p + n, 1.0f);
-        break;
-      case ParamKind::bias:
-      case ParamKind::lora_b:  // B = 0: the adapter starts as the identity change
-        break;
-      case ParamKind::lora_a: {  // Kaiming-uniform, U(-1/sqrt(in), 1/sqrt(in)) (model/lora.hpp)
-        const float bound = 1.0f / std::sqrt(static_cast<float>(s.shape[1]));
-        for (std::size_t i = 0; i < n; i++) p[i] = (2.0f * rng.uniform() - 1.0f) * bound;
-        break;
-      }
-      default:
-        for (std::size_t i = 0; i < n; i++) p[i] = rng.normal() * s.init_std;
-    }
-  }
+  for (auto& s : specs_) init_tensor(s, params_.data() + s.offset, rng);
+}
+
+void Transformer::init_adapter(std::uint64_t seed) {
+  Rng rng(seed ^ 0x10a4adab7e4ULL);
+  for (auto& s : specs_)
+    if (s.kind == ParamKind::lora_a || s.kind == ParamKind::lora_b) init_tensor(s, params_.data() + s.offset, rng);
 }
 
 void Transformer::set_trainable(std::vector<char> trainable) {

@@ -53,6 +53,9 @@ class Transformer {
   explicit Transformer(const ModelConfig& c);  // validates (ConfigError); parameters start at zero
 
   void init_weights(std::uint64_t seed);  // GPT-2's initialisation (docs/MODEL.md)
+  // The adapter's tensors alone (model/lora.hpp: A Kaiming-uniform, B = 0), the base untouched: a LoRA fine-tune's
+  // start. Nothing without an adapter.
+  void init_adapter(std::uint64_t seed);
 
   const ModelConfig& config() const { return cfg_; }
   // Run-time context settings (override what the checkpoint stored; the weights are untouched). ConfigError on

@@ -16,6 +16,7 @@
 #include "core/json_int.hpp"
 #include "core/shape.hpp"
 #include "core/fs.hpp"
+#include "model/lora.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/grad_norm.hpp"
 #include "model/params.hpp"
@@ -125,10 +126,13 @@ constexpr const char* kMomentsKey = "moments";
 constexpr const char* kMomentsZero = "zero";
 
 // NumericError naming the first tensor of `slab` (laid out as model.specs()) holding NaN or Inf.
+// Moments: the trainable tensors' only (trainable_only).
 void require_finite(const Transformer& model, const Buffer<float>& slab, const std::string& prefix,
-                    const std::string& what) {
-  if (count_nonfinite(slab.data(), slab.size()) == 0) return;
-  for (auto& s : model.specs()) {
+                    const std::string& what, bool trainable_only = false) {
+  if (!trainable_only && count_nonfinite(slab.data(), slab.size()) == 0) return;
+  for (std::size_t i = 0; i < model.specs().size(); i++) {
+    const ParamSpec& s = model.specs()[i];
+    if (trainable_only && !model.trainable(i)) continue;
     const std::size_t count = count_nonfinite(slab.data() + s.offset, s.numel());
     if (count > 0)
       throw NumericError("refusing to write a checkpoint with non-finite " + what + ": tensor '" + prefix + s.name +
@@ -145,14 +149,16 @@ void write_model(const fs::path& path, const Transformer& model, const json& con
   w.write(path);
 }
 
-// The AdamW moments "m.<name>", "v.<name>" streamed from their slabs, or (m and v null: all zero) no tensors and
-// the metadata {"moments": "zero"}.
+// The AdamW moments "m.<name>", "v.<name>" of the trainable tensors (all but a LoRA fine-tune's frozen base)
+// streamed from their slabs, or (m and v null: all zero) no tensors and the metadata {"moments": "zero"}.
 void write_optimizer(const fs::path& path, const Transformer& model, const Buffer<float>* m, const Buffer<float>* v) {
   SafetensorsWriter w;
   if (!m) {
     w.set_metadata(kMomentsKey, kMomentsZero);
   } else {
-    for (auto& s : model.specs()) {
+    for (std::size_t i = 0; i < model.specs().size(); i++) {
+      if (!model.trainable(i)) continue;
+      const ParamSpec& s = model.specs()[i];
       w.add_f32_ref("m." + s.name, s.shape, m->data() + s.offset);
       w.add_f32_ref("v." + s.name, s.shape, v->data() + s.offset);
     }
@@ -188,8 +194,8 @@ void save(const fs::path& run_dir, const Transformer& model, const json& tokeniz
       throw ConfigError("save_checkpoint: the optimizer moments hold " + std::to_string(m->size()) + " and " +
                         std::to_string(v->size()) + " values, expected " + std::to_string(model.params().size()) +
                         " (one per parameter)");
-    require_finite(model, *m, "m.", "optimizer moments");
-    require_finite(model, *v, "v.", "optimizer moments");
+    require_finite(model, *m, "m.", "optimizer moments", true);
+    require_finite(model, *v, "v.", "optimizer moments", true);
   }
   const fs::path root = run_dir / "checkpoints";
   std::error_code ec;
@@ -336,6 +342,24 @@ std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta) {
   return model;
 }
 
+std::unique_ptr<Transformer> load_model_merged(const CheckpointMeta& meta) {
+  auto model = load_model(meta);
+  if (model->config().lora.enabled()) model = merge_lora(*model);
+  return model;
+}
+
+json read_checkpoint_options(const CheckpointMeta& meta) {
+  const fs::path sp = meta.dir / "state.json";
+  try {
+    const json j = json::parse(read_file(sp));
+    const json o = j.value("options", json::object());
+    if (!o.is_object()) throw InputError(sp.string() + ": field 'options' must be an object");
+    return o;
+  } catch (const json::exception& e) {
+    throw InputError(sp.string() + ": malformed training state: " + e.what());
+  }
+}
+
 void load_train_state(const CheckpointMeta& meta, const Transformer& model, TrainState& state, Buffer<float>& m,
                       Buffer<float>& v) {
   const fs::path sp = meta.dir / "state.json";
@@ -379,7 +403,18 @@ void load_train_state(const CheckpointMeta& meta, const Transformer& model, Trai
                        std::to_string(r.tensors().size()) + " tensors (first '" + r.tensors().front().name + "')");
     return;  // all zero: m and v stay as resized
   }
-  for (auto& s : model.specs()) {
+  std::vector<ParamSpec> trained;
+  for (std::size_t i = 0; i < model.specs().size(); i++)
+    if (model.trainable(i)) trained.push_back(model.specs()[i]);
+  std::vector<ParamSpec> moments;
+  for (const ParamSpec& s : trained) {
+    moments.push_back(s);
+    moments.back().name = "m." + s.name;
+    moments.push_back(s);
+    moments.back().name = "v." + s.name;
+  }
+  check_tensors(r, op, moments, "");  // exactly the trainable tensors' moments (a LoRA run saves no base moments)
+  for (const ParamSpec& s : trained) {
     r.read_into("m." + s.name, s.shape, m.data() + s.offset, SourcePages::release);
     r.read_into("v." + s.name, s.shape, v.data() + s.offset, SourcePages::release);
   }

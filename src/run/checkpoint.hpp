@@ -6,7 +6,8 @@
 //       config.json                    {"format": "stretch-checkpoint", "version": 1, "model": {...},
 //                                       "tokenizer": {...}, "train_length": L}
 //       model.safetensors              the weights (names in docs/MODEL.md), loadable by safetensors/PyTorch
-//       optimizer.safetensors          AdamW moments "m.<name>", "v.<name>"; or, when they are all zero (an
+//       optimizer.safetensors          AdamW moments "m.<name>", "v.<name>" of the tensors that train (all, or a
+//                                      LoRA fine-tune's adapter and --train-also groups); or, when they are all zero (an
 //                                      imported or fresh model), no tensors and the metadata {"moments": "zero"}
 //       state.json                     step, tokens seen, data RNG state, elapsed time, the training options
 //   checkpoints/latest                 the name of the newest complete checkpoint (for people and scripts)
@@ -84,9 +85,17 @@ CheckpointMeta read_checkpoint_meta(const std::filesystem::path& run_or_checkpoi
 // Each tensor's bytes are verified against the checksum stored with them (InputError on a mismatch; io/safetensors)
 // and its values must be finite (NumericError naming the file and the tensor: a NaN weight makes every result nan).
 std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta);
+// For inference and export: load_model, with a LoRA fine-tune's adapter folded into the weights (merge_lora,
+// model/lora.hpp), so every kernel and exporter sees a plain model.
+std::unique_ptr<Transformer> load_model_merged(const CheckpointMeta& meta);
+
+// The training options stored in state.json (TrainOptions::to_json; an import's origin), without the optimizer state.
+// InputError naming the file when it is malformed.
+nlohmann::json read_checkpoint_options(const CheckpointMeta& meta);
 
 // Loads state.json and optimizer.safetensors into state, m and v (sized like model.params(); zeros for a file
-// marked {"moments": "zero"}). InputError naming the file and the tensor when a moment is missing.
+// marked {"moments": "zero"}, and for the tensors model.trainable() says are frozen). InputError naming the file and
+// the tensor when a moment is missing or one more is there.
 void load_train_state(const CheckpointMeta& meta, const Transformer& model, TrainState& state, Buffer<float>& m,
                       Buffer<float>& v);
 

@@ -1,10 +1,12 @@
 // TrainOptions: the options a resume must match, as JSON, and their ranges (UsageError naming the flag).
+#include <algorithm>
 #include <cmath>
 #include <map>
 
 #include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "kernels/matmul.hpp"
+#include "run/lora_adapter.hpp"
 #include "run/retrieval_data.hpp"
 #include "run/trainer.hpp"
 
@@ -37,6 +39,7 @@ json TrainOptions::to_json() const {
           {"decay_norms_biases", decay_norms_biases},
           {"seed", seed}};
   if (precision != "fp32") j["precision"] = precision;
+  if (!train_also.empty()) j["train_also"] = train_also;
   if (retrieval_mix > 0.0) {
     j["retrieval_mix"] = retrieval_mix;
     j["retrieval_haystack"] = retrieval_haystack;
@@ -85,6 +88,9 @@ void TrainOptions::validate() const {
   need(retrieval_mix >= 0.0 && retrieval_mix <= 1.0, "--retrieval-mix",
        "expected a fraction of the windows in [0, 1], got " + std::to_string(retrieval_mix));
   parse_haystack(retrieval_haystack, "--retrieval-haystack");
+  need(train_also.empty() || model.lora.enabled(), "--train-also",
+       "chooses base tensors to train beside a LoRA adapter; it needs --lora");
+  parse_train_also(train_also);
   need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");
   try {
     static const std::map<std::string, std::string> flags = {
@@ -92,7 +98,9 @@ void TrainOptions::validate() const {
         {"block_size", "--length"}, {"dropout", "--dropout"}, {"rope_base", "--rope-base"},
         {"n_kv_head", "--kv-heads"}, {"attn_window", "--attn-window"}, {"rope_scaling", "--rope-scaling"},
         {"bias", "--no-bias"}, {"embed_scale", "--embed-scale"}, {"activation", "--activation"},
-        {"embed_norm", "--embed-norm"}, {"qkv_bias", "--qkv-bias"}, {"alibi_max_bias", "--alibi-max-bias"}};
+        {"embed_norm", "--embed-norm"}, {"qkv_bias", "--qkv-bias"}, {"alibi_max_bias", "--alibi-max-bias"},
+        {"lora.rank", "--lora"}, {"lora.alpha", "--lora-alpha"}, {"lora.targets", "--lora-targets"},
+        {"lora.dropout", "--lora-dropout"}};
     model.validate([](const std::string& f) {
       auto it = flags.find(f);
       return it == flags.end() ? f : it->second;

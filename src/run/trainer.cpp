@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <utility>
 
 #include "core/buffer.hpp"
 #include "core/cpu.hpp"
@@ -25,6 +26,7 @@
 #include "model/transformer.hpp"
 #include "run/checkpoint.hpp"
 #include "run/evaluate.hpp"
+#include "run/lora_adapter.hpp"
 #include "run/metrics_log.hpp"
 #include "run/retrieval_data.hpp"
 #include "run/progress.hpp"
@@ -49,6 +51,8 @@ double schedule_lr(const TrainOptions& o, long s) {
 float decay_for(const TrainOptions& o, ParamKind k) {
   switch (k) {
     case ParamKind::matrix:
+    case ParamKind::lora_a:
+    case ParamKind::lora_b:
       return static_cast<float>(o.weight_decay);
     case ParamKind::embedding:
     case ParamKind::position:
@@ -115,15 +119,40 @@ std::unique_ptr<Transformer> make_model(const TrainOptions& opt, const ModelConf
                                 : opt.attention == "materialized" ? TrainingAttention::materialized
                                                                   : TrainingAttention::automatic);
   if (init) {
+    // the base tensors are the slab's prefix (model/params.cpp): the same names and shapes; a LoRA fine-tune adds
+    // its adapter after them, or continues the one the checkpoint has
     const auto& a = init->specs();
     const auto& b = model->specs();
-    bool same = a.size() == b.size();
+    const ModelConfig& ic = init->config();
+    if (ic.lora.enabled() && !(ic.lora.rank == mc.lora.rank && ic.lora.targets == mc.lora.targets))
+      throw UsageError(opt.init_from.string() + ": the model has an unmerged LoRA adapter (rank " +
+                       std::to_string(ic.lora.rank) + ", targets " + ic.lora.targets_string() +
+                       "); continue it with --lora " + std::to_string(ic.lora.rank) + " --lora-targets " +
+                       ic.lora.targets_string() + ", or merge it first (stretch lora merge)");
+    bool same = a.size() <= b.size();
     for (std::size_t i = 0; same && i < a.size(); i++) same = a[i].name == b[i].name && a[i].shape == b[i].shape;
     if (!same)
       throw UsageError(opt.init_from.string() + ": the model's architecture differs from the one asked for "
                        "(fine-tuning keeps layers, widths, heads and vocabulary)");
   }
   return model;
+}
+
+// The slab ranges (offset, floats) that hold the trainable tensors, adjacent ones joined (with the padding between
+// them, which stays zero): one range, the whole slab, when everything trains.
+std::vector<std::pair<std::size_t, std::size_t>> trainable_ranges(const Transformer& m) {
+  std::vector<std::pair<std::size_t, std::size_t>> r;
+  const auto& specs = m.specs();
+  for (std::size_t i = 0; i < specs.size(); i++) {
+    if (!m.trainable(i)) continue;
+    const std::size_t begin = specs[i].offset;
+    const std::size_t end = i + 1 < specs.size() ? specs[i + 1].offset : m.params().size();
+    if (!r.empty() && r.back().first + r.back().second == begin)
+      r.back().second += end - begin;
+    else
+      r.emplace_back(begin, end - begin);
+  }
+  return r;
 }
 
 // One call of train(): the run's data, model, optimizer state and bookkeeping, and the step's parts.
@@ -167,7 +196,12 @@ class Session {
   ModelConfig mc_;
   json opt_json_;
   std::unique_ptr<Transformer> model_;
-  Buffer<float> m_, v_;  // AdamW moments, laid out as the parameter slab
+  TrainAlso also_;  // --train-also
+  std::vector<std::pair<std::size_t, std::size_t>> ranges_;  // the trainable part of the slab
+  std::size_t trained_parameters_ = 0;
+  // AdamW moments, laid out as the parameter slab; a frozen tensor's part is never touched nor saved (a large
+  // slab's pages for it are never made resident: core/buffer.hpp)
+  Buffer<float> m_, v_;
   TrainState st_;
   Rng data_rng_;
   std::optional<RunLock> lock_;
@@ -221,6 +255,11 @@ Session::Session(const TrainOptions& opt)
   eff.model = mc_;
   opt_json_ = eff.to_json();
   model_ = make_model(opt, mc_, init_.get());
+  also_ = parse_train_also(opt.train_also);
+  model_->set_trainable(lora_trainable(*model_, also_));
+  ranges_ = trainable_ranges(*model_);
+  for (std::size_t i = 0; i < model_->specs().size(); i++)
+    if (model_->trainable(i)) trained_parameters_ += model_->specs()[i].numel();
   m_ = Buffer<float>(model_->params().size());
   v_ = Buffer<float>(model_->params().size());
   x_.resize(static_cast<std::size_t>(lB_) * T_);
@@ -253,6 +292,7 @@ void Session::resume() {
                      "its first one); start it again without --resume");
   CheckpointMeta meta = read_checkpoint_meta(opt_.out);
   auto loaded = load_model(meta);
+  loaded->set_trainable(lora_trainable(*loaded, also_));  // the moments a LoRA run saved: its trainable tensors'
   load_train_state(meta, *loaded, st_, m_, v_);
   const json& a = st_.options;
   if (a != opt_json_) {
@@ -280,8 +320,9 @@ void Session::start_new() {
                      " already holds a run (checkpoints/); pass --resume to continue it or choose another folder");
   // a run stopped before its first complete checkpoint starts again from scratch
   if (lead_ && fs::exists(opt_.out / "checkpoints", ec)) remove_checkpoint_debris(opt_.out);
-  if (init_) {
+  if (init_) {  // its tensors are the slab's prefix (make_model); a new adapter follows them
     std::copy(init_->params().data(), init_->params().data() + init_->params().size(), model_->params().data());
+    if (!init_->config().lora.enabled()) model_->init_adapter(opt_.seed);
     init_.reset();
   } else {
     model_->init_weights(opt_.seed);
@@ -290,6 +331,13 @@ void Session::start_new() {
 }
 
 void Session::announce() {
+  const LoraConfig& lc = mc_.lora;
+  if (lc.enabled())
+    progress_.note("LoRA: rank " + std::to_string(lc.rank) + ", alpha " + std::to_string(lc.alpha) + " (scale " +
+                   std::to_string(lc.scale()) + "), targets " + lc.targets_string() +
+                   (opt_.train_also.empty() ? std::string() : ", also training " + opt_.train_also) + ": " +
+                   std::to_string(trained_parameters_) + " of " + std::to_string(model_->num_parameters()) +
+                   " parameters train");
   progress_.note("model: " + std::to_string(model_->num_parameters()) + " parameters, " +
                  std::string(to_string(mc_.position)) + ", " + std::to_string(mc_.n_layer) + " layers, width " +
                  std::to_string(mc_.n_embd) + ", " + std::to_string(mc_.n_head) + " heads, T " +
@@ -328,7 +376,7 @@ double Session::forward_backward() {
   if (opt_.after_backward) opt_.after_backward(st_.step + 1, *model_);
   if (R_ > 1) {
     const auto t0 = std::chrono::steady_clock::now();
-    comm_.allreduce_sum(model_->grads().data(), model_->grads().size());
+    for (const auto& [off, n] : ranges_) comm_.allreduce_sum(model_->grads().data() + off, n);
     allreduce_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     comm_.allreduce_sum(&loss, 1);
     loss /= R_;
@@ -365,9 +413,13 @@ bool Session::check_gradients(double loss, double norm2) {
 void Session::update_weights(double lr, double gnorm) {
   if (opt_.clip > 0 && gnorm > opt_.clip) {
     const auto s = static_cast<float>(opt_.clip / gnorm);
-    if (s != 1.0f) scale(model_->grads().data(), model_->grads().size(), s);
+    if (s != 1.0f)
+      for (const auto& [off, n] : ranges_) scale(model_->grads().data() + off, n, s);
   }
-  for (auto& s : model_->specs()) {
+  const auto& specs = model_->specs();
+  for (std::size_t i = 0; i < specs.size(); i++) {
+    if (!model_->trainable(i)) continue;
+    const ParamSpec& s = specs[i];
     AdamWStep a;
     a.lr = static_cast<float>(lr);
     a.beta1 = static_cast<float>(opt_.beta1);
@@ -465,7 +517,8 @@ TrainResult Session::run() {
   while (st_.step < stop_step && !signalled()) {
     const double lr = schedule_lr(opt_, st_.step);
     const double loss = forward_backward();
-    const double norm2 = sum_of_squares(model_->grads().data(), model_->grads().size());
+    double norm2 = 0.0;  // one range (the whole slab) unless a LoRA fine-tune freezes the base
+    for (const auto& [off, n] : ranges_) norm2 += sum_of_squares(model_->grads().data() + off, n);
     const double gnorm = std::sqrt(norm2);
     const bool update = check_gradients(loss, norm2);
     if (update) update_weights(lr, gnorm);
@@ -506,6 +559,7 @@ TrainResult Session::finish() {
   res.seconds = now_s();
   res.tokens_per_s = static_cast<double>(st_.step - first_step_) * tokens_per_step_ / std::max(1e-9, res.seconds);
   res.skipped_steps = st_.skipped_steps;
+  res.trained_parameters = trained_parameters_;
   res.ranks = R_;
   res.allreduce_seconds = allreduce_s_;
   json fin = {{"step", st_.step}, {st_.step == opt_.steps ? "final" : "stopped", true}, {"val_loss", res.val_loss},

@@ -46,6 +46,10 @@ struct TrainOptions {
   // fine-tuning: start from this checkpoint's weights and tokenizer (model must match its architecture; the
   // context fields, block_size included, may differ: that is the point)
   std::filesystem::path init_from;
+  // LoRA (model.lora enabled, model/lora.hpp): the base is frozen and only the adapter trains, plus these
+  // comma-separated groups of base tensors: "embed" (token embeddings and position tables), "norm" (every norm's
+  // weight and bias), LongLoRA's choice; empty: none. Part of the resume match (written only when set).
+  std::string train_also;
   // optimisation
   int batch = 16;
   int grad_accum = 1;
@@ -107,6 +111,7 @@ struct TrainResult {
   double val_bits_per_byte = 0.0;  // byte-level tokenizers only, else 0
   double seconds = 0.0;
   double tokens_per_s = 0.0;
+  std::size_t trained_parameters = 0;  // parameters the optimizer updates (all, or a LoRA fine-tune's adapter ...)
   long skipped_steps = 0;  // steps whose update was dropped for a non-finite loss or gradient (the whole run)
   int ranks = 1;
   double allreduce_seconds = 0.0;  // this session's time in the gradient all-reduce, waiting for slower ranks included
