@@ -112,22 +112,15 @@ int import_hf(const fs::path& dir, const fs::path& tokenizer_dir, const fs::path
   return 0;
 }
 
-int export_hf(const fs::path& checkpoint, const fs::path& out, const std::string& as, const std::string& dtype,
-              const std::string& shard_size) {
-  HfExportOptions o;
-  o.as = as;
-  o.dtype = parse_dtype(dtype);
-  o.max_shard_bytes = parse_size(shard_size);
+void check_new_folder(const fs::path& out, const std::string& flag) {
   std::error_code ec;
   if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)))
-    throw UsageError("--out: " + out.string() + " exists and is not an empty folder; choose another");
-  CheckpointMeta meta = read_checkpoint_meta(checkpoint);
-  const HfFamily family = hf_export_family(meta.model, o.as);  // before the weights are even read
-  (void)hf_config_json(meta.model, family, o);                   // a rope scaling transformers lacks: refused here
-  auto model = load_model_merged(meta);
-  auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
-  o.bos_token_id = tok->bos_id();
-  o.eos_token_id = tok->eos_id();
+    throw UsageError(flag + ": " + out.string() + " exists and is not an empty folder; choose another");
+}
+
+void write_new_folder(const fs::path& out, const std::string& flag, const std::function<void(const fs::path&)>& fill) {
+  check_new_folder(out, flag);
+  std::error_code ec;
   const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
   fs::create_directories(parent, ec);
   const fs::path tmp = parent / (".tmp-" + out.filename().string() + "-" + std::to_string(::getpid()));
@@ -135,18 +128,42 @@ int export_hf(const fs::path& checkpoint, const fs::path& out, const std::string
   fs::create_directory(tmp, ec);
   if (ec) throw IoError(tmp.string() + ": cannot create folder: " + ec.message());
   RemoveOnFailure cleanup{tmp};
-  model_to_hf(*model, tmp, o);
-  write_hf_tokenizer(*tok, tmp);
-  nlohmann::json gen = {{"_from_model_config", true}};
-  if (o.bos_token_id >= 0) gen["bos_token_id"] = o.bos_token_id;
-  if (o.eos_token_id >= 0) gen["eos_token_id"] = o.eos_token_id;
-  write_file_atomic(tmp / "generation_config.json", gen.dump(2) + "\n");
+  fill(tmp);
   fsync_directory(tmp);
   if (fs::exists(out, ec)) fs::remove(out, ec);  // the empty folder checked above
   fs::rename(tmp, out, ec);
   if (ec) throw IoError(out.string() + ": cannot rename the written folder into place: " + ec.message());
   cleanup.armed = false;
   fsync_directory(parent);
+}
+
+void write_hf_folder(const Transformer& model, const Tokenizer& tok, const fs::path& out, const std::string& flag,
+                     HfExportOptions o) {
+  o.bos_token_id = tok.bos_id();
+  o.eos_token_id = tok.eos_id();
+  write_new_folder(out, flag, [&](const fs::path& tmp) {
+    model_to_hf(model, tmp, o);
+    write_hf_tokenizer(tok, tmp);
+    nlohmann::json gen = {{"_from_model_config", true}};
+    if (o.bos_token_id >= 0) gen["bos_token_id"] = o.bos_token_id;
+    if (o.eos_token_id >= 0) gen["eos_token_id"] = o.eos_token_id;
+    write_file_atomic(tmp / "generation_config.json", gen.dump(2) + "\n");
+  });
+}
+
+int export_hf(const fs::path& checkpoint, const fs::path& out, const std::string& as, const std::string& dtype,
+              const std::string& shard_size) {
+  HfExportOptions o;
+  o.as = as;
+  o.dtype = parse_dtype(dtype);
+  o.max_shard_bytes = parse_size(shard_size);
+  CheckpointMeta meta = read_checkpoint_meta(checkpoint);
+  const HfFamily family = hf_export_family(meta.model, o.as);  // before the weights are even read
+  (void)hf_config_json(meta.model, family, o);                   // a rope scaling transformers lacks: refused here
+  check_new_folder(out, "--out");
+  auto model = load_model_merged(meta);
+  auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
+  write_hf_folder(*model, *tok, out, "--out", o);
   std::printf("wrote %s: %s, %s weights%s; load it with transformers' AutoModelForCausalLM.from_pretrained(\"%s\")\n",
               out.c_str(), std::string(hf_architecture(family)).c_str(), dtype.c_str(),
               o.max_shard_bytes ? (" in shards of at most " + shard_size).c_str() : "", out.c_str());

@@ -7,10 +7,16 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/convert_hf.hpp"
 #include "core/error.hpp"
 #include "model/lora.hpp"
 #include "run/checkpoint.hpp"
 #include "run/lora_adapter.hpp"
+#include "core/fs.hpp"
+#include "io/safetensors.hpp"
+#include "io/tokenizer.hpp"
+#include "model/hf_convert.hpp"
+#include "model/peft_convert.hpp"
 #include "run/run_lock.hpp"
 
 namespace stretch::cli {
@@ -19,8 +25,8 @@ namespace fs = std::filesystem;
 namespace {
 
 struct LoraCli {
-  std::string input, adapter;
-  fs::path out;
+  std::string input, adapter, format = "stretch", as = "auto";
+  fs::path out, base_out;
   bool other_base = false;
 };
 
@@ -31,6 +37,47 @@ void write_run(const fs::path& out, const Transformer& model, const CheckpointMe
   st.options = origin;
   save_checkpoint(out, model, from.tokenizer, model.config().block_size, st, 1);
   folder.keep();
+}
+
+nlohmann::json read_json_file(const fs::path& p) {
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) throw InputError(p.string() + ": not found (a PEFT adapter folder holds it)");
+  try {
+    return nlohmann::json::parse(read_file(p));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(p.string() + ": not valid JSON: " + e.what());
+  }
+}
+
+// extract --format peft: the adapter folder, and with --base-out the base under it as a Hugging Face folder.
+int extract_peft(const Transformer& model, const CheckpointMeta& meta, const std::string& also, const LoraCli& o) {
+  if (!also.empty() && o.base_out.empty())
+    throw UsageError("--base-out: this fine-tune also trained its " + also + " tensors, which a PEFT adapter does not "
+                     "hold; the adapter goes on this run's base, so write it too (--base-out DIR)");
+  auto base = base_of(model);
+  const HfFamily family = hf_export_family(base->config(), o.as);
+  const PeftAdapter a = model_to_peft(model, family);
+  check_new_folder(o.out, "--out");
+  if (!o.base_out.empty()) {
+    HfExportOptions eo;
+    eo.as = o.as;
+    auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
+    write_hf_folder(*base, *tok, o.base_out, "--base-out", eo);
+  }
+  nlohmann::json cfg = a.config;
+  if (!o.base_out.empty()) cfg["base_model_name_or_path"] = fs::absolute(o.base_out).lexically_normal().string();
+  write_new_folder(o.out, "--out", [&](const fs::path& tmp) {
+    write_file_atomic(tmp / "adapter_config.json", cfg.dump(2) + "\n");
+    SafetensorsWriter w;
+    w.set_metadata("format", "pt");
+    for (const HfTensorOut& t : a.tensors) w.add_f32_ref(t.name, t.shape, t.values.data());
+    w.write(tmp / "adapter_model.safetensors");
+  });
+  std::printf("wrote %s: PEFT LoRA adapter for %s (rank %d, targets %s)%s\n", o.out.c_str(),
+              std::string(hf_architecture(family)).c_str(), model.config().lora.rank,
+              model.config().lora.targets_string().c_str(),
+              o.base_out.empty() ? "" : ("; base: " + o.base_out.string()).c_str());
+  return 0;
 }
 
 std::unique_ptr<Transformer> load_adapted(const std::string& run, CheckpointMeta& meta) {
@@ -52,12 +99,26 @@ Runner add_lora(CLI::App& app) {
   CLI::App* extract = app.add_subcommand("extract", "Write a LoRA fine-tune's adapter alone (a stretch adapter file, "
                                                     "safetensors)");
   extract->add_option("run", o->input, "Run directory or checkpoint folder of a LoRA fine-tune")->required();
-  extract->add_option("--out", o->out, "The adapter file to write (atomically)")->required();
+  extract->add_option("--out", o->out, "stretch: the adapter file to write (atomically); peft: the folder to create")
+      ->required();
+  extract->add_option("--format", o->format,
+                      "stretch (our adapter file) | peft (adapter_config.json + adapter_model.safetensors, for "
+                      "PyPI's peft on the model `stretch export hf` writes)")
+      ->capture_default_str();
+  extract->add_option("--as", o->as, "peft: the transformers class of the base, as for export hf --as")
+      ->capture_default_str();
+  extract->add_option("--base-out", o->base_out,
+                      "peft: also write the base under the adapter as a Hugging Face folder (needed when the "
+                      "fine-tune trained base tensors with --train-also)");
   CLI::App* apply = app.add_subcommand("apply", "Put an adapter file on a base model: a new run folder with the "
                                                 "adapter unmerged (evaluate it, fine-tune it further with --lora R, "
                                                 "or merge it)");
   apply->add_option("base", o->input, "Run directory or checkpoint folder of the base model")->required();
-  apply->add_option("adapter", o->adapter, "The adapter file (stretch lora extract)")->required()->check(CLI::ExistingFile);
+  apply->add_option("adapter", o->adapter,
+                    "The adapter: a stretch adapter file (stretch lora extract), or a PEFT adapter folder "
+                    "(adapter_config.json) for the Hugging Face model the base was imported from")
+      ->required()
+      ->check(CLI::ExistingPath);
   apply->add_option("--out", o->out, "The run folder to create")->required();
   apply->add_flag("--other-base", o->other_base,
                   "Accept base weights other than the ones the adapter was trained on (same architecture)");
@@ -82,6 +143,9 @@ Runner add_lora(CLI::App& app) {
       const std::string also = opts.contains("train_also") && opts["train_also"].is_string()
                                    ? opts["train_also"].get<std::string>()
                                    : std::string();
+      if (o->format == "peft") return extract_peft(*model, meta, also, *o);
+      if (o->format != "stretch") throw UsageError("--format: expected stretch or peft, got '" + o->format + "'");
+      if (!o->base_out.empty()) throw UsageError("--base-out: goes with --format peft");
       save_adapter(*model, also, o->out);
       std::size_t n = 0;
       const std::vector<char> trained = lora_trainable(*model, parse_train_also(also));
@@ -94,7 +158,17 @@ Runner add_lora(CLI::App& app) {
     (void)apply;
     const CheckpointMeta meta = read_checkpoint_meta(o->input);
     auto base = load_model(meta);
-    auto adapted = apply_adapter(*base, o->adapter, o->other_base);
+    std::unique_ptr<Transformer> adapted;
+    if (fs::is_directory(o->adapter)) {  // PEFT
+      const fs::path dir = o->adapter;
+      if (o->other_base) throw UsageError("--other-base: applies to stretch adapter files (a PEFT adapter names no base)");
+      const HfFamily family = hf_export_family(base->config(), "auto");
+      const nlohmann::json cfg = read_json_file(dir / "adapter_config.json");
+      const SafetensorsReader w = SafetensorsReader::open(dir / "adapter_model.safetensors");
+      adapted = peft_to_model(*base, family, cfg, w, dir.string());
+    } else {
+      adapted = apply_adapter(*base, o->adapter, o->other_base);
+    }
     write_run(o->out, *adapted, meta,
               {{"base", fs::absolute(meta.dir).string()}, {"adapter", fs::absolute(o->adapter).string()}});
     std::printf("applied %s (rank %d, %s) to %s\ncheckpoint: %s\n", o->adapter.c_str(), adapted->config().lora.rank,

@@ -12,6 +12,7 @@
 #include "core/fs.hpp"
 #include "core/shape.hpp"
 #include "io/hf_weights.hpp"
+#include "model/hf_layout.hpp"
 #include "position/rope_scaling_hf.hpp"
 #include "position/sinusoidal.hpp"
 
@@ -37,7 +38,9 @@ std::string family_list() {
   return s;
 }
 
-bool llama_like(HfFamily f) { return f == HfFamily::llama || f == HfFamily::mistral || f == HfFamily::qwen2; }
+using hf::llama_like;
+using hf::Xf;
+using hf::hf_row;
 
 // ---------------------------------------------------------------------------------------------- config.json
 
@@ -279,14 +282,6 @@ HfConfig bloom_config(const Keys& k) {
 
 // ---------------------------------------------------------------------------------------------- tensors
 
-// How one HF tensor maps onto ours (a block of rows of one of our tensors, or a whole one).
-enum class Xf {
-  copy,       // same layout
-  transpose,  // HF stores (in, out) (GPT-2's Conv1D); ours (out, in)
-  rope_rows,  // q or k rows (or biases) of `heads` heads: ours[h hd + 2i + j] = hf[h hd + i + j hd/2], j = 0, 1
-  bloom_qkv,  // HF rows [h][q|k|v][hd] -> ours [q|k|v][h][hd] (weights or biases)
-};
-
 // F = float for an import (the links are written), const float for an export (only read).
 template <class F>
 struct BasicLink {
@@ -305,15 +300,6 @@ std::int64_t numel(const std::vector<std::int64_t>& s) {
   std::int64_t n = 1;
   for (auto d : s) n *= d;
   return n;
-}
-
-// The HF row that our row `o` of a rope_rows or bloom_qkv link comes from (rows of `cols` values each).
-std::int64_t hf_row(Xf xf, int heads, std::int64_t hd, std::int64_t o) {
-  const std::int64_t h = o / hd, k = o % hd;
-  if (xf == Xf::rope_rows) return h * hd + (k % 2) * (hd / 2) + k / 2;  // ours[2i + j] = hf[i + j hd/2]
-  const std::int64_t C = static_cast<std::int64_t>(heads) * hd;       // bloom_qkv: ours [part][h][d]
-  const std::int64_t part = o / C, head = (o % C) / hd, d = o % hd;
-  return (head * 3 + part) * hd + d;                                   // hf [h][part][d]
 }
 
 // Moves one link's values from `src` to `dst`: from the HF layout to ours when to_ours, else from ours to HF's.

@@ -161,13 +161,18 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dout, int OC, c
   for (long i = 0; i < nn; i++) dx[i] += tmpx[i] * mask[i];
 }
 
-std::unique_ptr<Transformer> merge_lora(const Transformer& model) {
+std::unique_ptr<Transformer> base_of(const Transformer& model) {
   ModelConfig base = model.config();
   base.lora = LoraConfig{};
-  auto merged = std::make_unique<Transformer>(base);
+  auto out = std::make_unique<Transformer>(base);
   // the base tensors come first in the slab and keep their offsets (model/params.cpp)
-  const std::size_t base_floats = merged->params().size();
-  std::copy(model.params().data(), model.params().data() + base_floats, merged->params().data());
+  std::copy(model.params().data(), model.params().data() + out->params().size(), out->params().data());
+  return out;
+}
+
+std::unique_ptr<Transformer> merge_lora(const Transformer& model) {
+  auto merged = base_of(model);
+  const ModelConfig& base = merged->config();
   const ModelConfig& c = model.config();
   if (!c.lora.enabled()) return merged;
   const ConstParamView src = bind_param_view(c, model.specs(), model.params().data());

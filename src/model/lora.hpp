@@ -86,6 +86,8 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dout, int OC, c
                    const float* mask, float* tmp, float* du, float* tmpx, int N, const LoraSite& site, int R, float s,
                    const float* A, const float* B);
 
+// The base model under the adapter: the same weights without the adapter's tensors (a model without one is copied).
+std::unique_ptr<Transformer> base_of(const Transformer& model);
 // The model with its adapter folded into the base weights (W[rows] += s B A, accumulated in double) and no
 // adapter; its config loses `lora`. The model itself is unchanged. A model without an adapter is copied.
 std::unique_ptr<Transformer> merge_lora(const Transformer& model);

@@ -55,8 +55,6 @@ void TrainOptions::validate() const {
   need(!text.empty(), "--text", "at least one training text file is required");
   need(!out.empty(), "--out", "a run directory is required");
   need(tokenizer == "byte" || tokenizer == "gpt2", "--tokenizer", "expected 'byte' or 'gpt2', got '" + tokenizer + "'");
-  need(init_from.empty() || model.position != PositionMethod::learned, "--length",
-       "a learned position table cannot be fine-tuned at another length");
   need(batch >= 1 && batch <= 65536, "--batch", "expected an integer in [1, 65536], got " + std::to_string(batch));
   need(grad_accum >= 1 && grad_accum <= 65536, "--grad-accum", "expected an integer in [1, 65536]");
   need(steps >= 1 && steps <= 1000000000L, "--steps", "expected an integer in [1, 1e9], got " + std::to_string(steps));

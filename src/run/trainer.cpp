@@ -124,6 +124,9 @@ std::unique_ptr<Transformer> make_model(const TrainOptions& opt, const ModelConf
     const auto& a = init->specs();
     const auto& b = model->specs();
     const ModelConfig& ic = init->config();
+    if (ic.position == PositionMethod::learned && mc.block_size != ic.block_size)
+      throw UsageError("--length: a learned position table cannot be fine-tuned at another length (the model's is " +
+                       std::to_string(ic.block_size) + " positions, asked for " + std::to_string(mc.block_size) + ")");
     if (ic.lora.enabled() && !(ic.lora.rank == mc.lora.rank && ic.lora.targets == mc.lora.targets))
       throw UsageError(opt.init_from.string() + ": the model has an unmerged LoRA adapter (rank " +
                        std::to_string(ic.lora.rank) + ", targets " + ic.lora.targets_string() +
