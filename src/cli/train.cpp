@@ -87,6 +87,9 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
                  "Training attention: auto | materialized (keep the T x T probabilities) | tiled (flash-style, "
                  "memory linear in T); auto: tiled when one layer's probabilities would pass 64 MB")
       ->capture_default_str();
+  app.add_flag("--s2-attn", o.s2_attn,
+               "LongLoRA's shifted sparse attention in training: attention within groups of a quarter of --length, "
+               "half the heads shifted by half a group (causal); evaluation uses full attention");
   app.add_option("--nonfinite", o.nonfinite,
                  "On NaN/Inf in the loss or gradients: stop (error naming the step and tensors, exit 5) | skip (drop "
                  "that step's update and log it; stop after " + std::to_string(o.max_consecutive_skips) +

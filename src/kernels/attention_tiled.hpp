@@ -19,6 +19,11 @@
 // and finally out_i = o_i / l_i. Work memory per thread is O(kBlockQ * (kBlockK + hd)), independent of T.
 //
 // Sliding window w (0 = none): with W = w (T when w is 0 or >= T), row i sees keys lo(i) = max(0, i - W + 1) .. i.
+// Shifted sparse attention (LongLoRA's S2-Attn, a training option; `group` G > 0): row i of head h sees only the keys
+// of its group, lo(h, i) = the group's start (KeyRange below), the second half of the heads with groups shifted by
+// G/2. Unlike LongLoRA's implementation, which rolls the shifted heads' tokens by G/2 so that the last group wraps
+// around to the sequence's first G/2 tokens (which then see the last G/2: the future), the shifted groups here stop
+// at the sequence's ends ([0, G/2) is a group of its own), so the mask stays causal.
 // A query block starts streaming at the key block holding lo(i0) of its first row, so key blocks entirely before
 // the window are never loaded and the cost is O(T * (W + kBlockQ + kBlockK)) per (b, h) instead of O(T^2); inside
 // a block, register tiles of scores entirely before their rows' windows are skipped and each row's softmax and P V
@@ -78,8 +83,36 @@ struct FarScores {
   int window = 0;
 };
 
+// The keys query i sees in head h, by index: j in [lo(h, i), i]. W is the effective sliding window (T: none); G > 0
+// adds LongLoRA's shifted sparse attention (S2-Attn): groups of G positions, heads h < NH/2 at [k G, (k + 1) G), the
+// others shifted by G/2, at [k G - G/2, (k + 1) G - G/2) clipped at 0; a query sees the keys of its own group. lo is
+// non-decreasing in i and hi (the last query that sees key j) in j, which the block and tile skipping rely on.
+struct KeyRange {
+  int W = 1, G = 0, NH = 1;
+  int shift(int h) const { return G > 0 && h >= NH / 2 ? G / 2 : 0; }
+  int lo(int h, int i) const {
+    int l = i - W + 1 > 0 ? i - W + 1 : 0;
+    if (G > 0) {
+      const int s = shift(h), g = (i + s) / G * G - s;
+      if (g > l) l = g;
+    }
+    return l;
+  }
+  int hi(int h, int j) const {
+    int e = j + W - 1;
+    if (G > 0) {
+      const int s = shift(h), g = ((j + s) / G + 1) * G - s - 1;
+      if (g < e) e = g;
+    }
+    return e;
+  }
+};
+
 namespace attention_tiled_detail {
-inline void check_args_tiled(int B, int T, int C, int NH, int window) {
+inline void check_args_tiled(int B, int T, int C, int NH, int window, int group = 0) {
+  if (group < 0 || group == 1)
+    throw ConfigError("attention_tiled: invalid group size " + std::to_string(group) +
+                      " (expected 0 for no shifted sparse attention or at least 2 positions)");
   if (B < 0 || T < 0 || C <= 0 || NH <= 0 || C % NH != 0)
     throw ConfigError("attention_tiled: invalid shape B=" + std::to_string(B) + " T=" + std::to_string(T) +
                       " C=" + std::to_string(C) + " NH=" + std::to_string(NH) +
@@ -121,14 +154,16 @@ inline void check_args_tiled(int B, int T, int C, int NH, int window) {
 namespace stretch {
 
 // out (B,T,C) = causal softmax(scale * q k^T + bias) v, never storing more than a tile of scores.
+// group > 0: shifted sparse attention in groups of `group` positions (KeyRange; a group >= T is one group: plain).
 template <class F, class Bias>
 void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                             F scale, int window = 0, F* lse = nullptr, const FarScores<F>& far = {}) {
+                             F scale, int window = 0, F* lse = nullptr, const FarScores<F>& far = {},
+                             int group = 0) {
 #if STRETCH_TILED_AVX512_COPY
   if (cpu_paths().avx512)
-    return tiled_avx512::attention_forward_tiled(out, qkv, pos, bias, B, T, C, NH, scale, window, lse, far);
+    return tiled_avx512::attention_forward_tiled(out, qkv, pos, bias, B, T, C, NH, scale, window, lse, far, group);
 #endif
-  tiled_build_target::attention_forward_tiled(out, qkv, pos, bias, B, T, C, NH, scale, window, lse, far);
+  tiled_build_target::attention_forward_tiled(out, qkv, pos, bias, B, T, C, NH, scale, window, lse, far, group);
 }
 
 // dqkv (B, T, 3C) += the gradient of attention_forward_tiled's out given dout (B, T, C), from the forward's inputs,
@@ -136,12 +171,14 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
 // the task owning (b, h)).
 template <class F, class Bias>
 void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const int* pos,
-                              Bias& bias, int B, int T, int C, int NH, F scale, int window = 0) {
+                              Bias& bias, int B, int T, int C, int NH, F scale, int window = 0, int group = 0) {
 #if STRETCH_TILED_AVX512_COPY
   if (cpu_paths().avx512)
-    return tiled_avx512::attention_backward_tiled(dqkv, dout, qkv, out, lse, pos, bias, B, T, C, NH, scale, window);
+    return tiled_avx512::attention_backward_tiled(dqkv, dout, qkv, out, lse, pos, bias, B, T, C, NH, scale, window,
+                                                  group);
 #endif
-  tiled_build_target::attention_backward_tiled(dqkv, dout, qkv, out, lse, pos, bias, B, T, C, NH, scale, window);
+  tiled_build_target::attention_backward_tiled(dqkv, dout, qkv, out, lse, pos, bias, B, T, C, NH, scale, window,
+                                               group);
 }
 
 }  // namespace stretch

@@ -124,12 +124,11 @@ inline void load_rows(F* __restrict__ dst, const F* src, std::int64_t ld, int n,
 template <class F, class Bias>
 STRETCH_TILED_TARGET
 void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& bias, int B, int T, int C, int NH,
-                             F scale, int window, F* lse, const FarScores<F>& far) {
+                             F scale, int window, F* lse, const FarScores<F>& far, int group) {
   namespace td = STRETCH_TILED_NS::attention_tiled_detail;
-  ::stretch::attention_tiled_detail::check_args_tiled(B, T, C, NH, window);
+  ::stretch::attention_tiled_detail::check_args_tiled(B, T, C, NH, window, group);
   if (B == 0 || T == 0) return;
-  const int W = window > 0 && window < T ? window : T;
-  auto lo_of = [W](int i) { return i - W + 1 > 0 ? i - W + 1 : 0; };  // first key visible to query i
+  const ::stretch::KeyRange keys{window > 0 && window < T ? window : T, group < T ? group : 0, NH};
   constexpr int BQ = td::kBlockQ;
   constexpr int BK = td::kBlockK;
   constexpr int R = td::kRows;
@@ -199,6 +198,7 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
       const int b = static_cast<int>(bh / NH);
       const int h = static_cast<int>(bh % NH);
       const F* qbase = qkv + static_cast<std::int64_t>(b) * T * C3 + static_cast<std::int64_t>(h) * hd;
+      auto lo_of = [&keys, h](int i) { return keys.lo(h, i); };  // first key visible to query i
       const int* pb = pos + static_cast<std::int64_t>(b) * T;
       F* obase = out + static_cast<std::int64_t>(b) * T * C + static_cast<std::int64_t>(h) * hd;
 
@@ -321,12 +321,11 @@ void attention_forward_tiled(F* out, const F* qkv, const int* pos, const Bias& b
 template <class F, class Bias>
 STRETCH_TILED_TARGET
 void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const int* pos,
-                              Bias& bias, int B, int T, int C, int NH, F scale, int window) {
+                              Bias& bias, int B, int T, int C, int NH, F scale, int window, int group) {
   namespace td = STRETCH_TILED_NS::attention_tiled_detail;
-  ::stretch::attention_tiled_detail::check_args_tiled(B, T, C, NH, window);
+  ::stretch::attention_tiled_detail::check_args_tiled(B, T, C, NH, window, group);
   if (B == 0 || T == 0) return;
-  const int W = window > 0 && window < T ? window : T;
-  auto lo_of = [W](int i) { return i - W + 1 > 0 ? i - W + 1 : 0; };
+  const ::stretch::KeyRange keys{window > 0 && window < T ? window : T, group < T ? group : 0, NH};
   constexpr int BQ = td::kBlockQ;
   constexpr int BK = td::kBlockK;
   constexpr int R = td::kRows;
@@ -386,6 +385,7 @@ void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out
       const int b = static_cast<int>(bh / NH);
       const int h = static_cast<int>(bh % NH);
       const std::int64_t base = static_cast<std::int64_t>(b) * T * C3 + static_cast<std::int64_t>(h) * hd;
+      auto lo_of = [&keys, h](int i) { return keys.lo(h, i); };
       const F* qbase = qkv + base;
       const F* kbase = qbase + C;
       const F* vbase = qbase + 2 * static_cast<std::int64_t>(C);
@@ -477,9 +477,9 @@ void attention_backward_tiled(F* dqkv, const F* dout, const F* qkv, const F* out
               dst[j * BQ + r] = dsb[r * BK + j];
             }
           for (int c0 = 0; c0 < nkp; c0 += R) {
-            // key rows j0+c0 .. j0+c0+R-1 see queries from j0+c0 on (and up to j0+c0+R-1+W-1 with a window)
+            // key rows j0+c0 .. j0+c0+R-1 see queries from j0+c0 on, up to hi(j0+c0+R-1) (window, group)
             const int s0 = std::max(0, j0 + c0 - i0);
-            const int n = std::min(nqp, j0 + c0 + R - 1 + W - i0);
+            const int n = std::min(nqp, keys.hi(h, j0 + c0 + R - 1) + 1 - i0);
             if (n <= s0) continue;
             F* dvrow = dv + static_cast<std::ptrdiff_t>(j0 + c0) * hdp;
             F* dkrow = dk + static_cast<std::ptrdiff_t>(j0 + c0) * hdp;

@@ -272,7 +272,15 @@ void Transformer::linear_backward(float* dinp, float* dw, float* db, const float
                        N, C, OC);
 }
 
+void Transformer::set_shifted_groups(int group) {
+  if (group < 0 || group == 1)
+    throw ConfigError("shifted sparse attention: the group size must be 0 (off) or at least 2, got " +
+                      std::to_string(group));
+  s2_group_ = group;
+}
+
 bool Transformer::tiled_training(int B, int T) const {
+  if (s2_group_ > 0) return true;  // only the tiled kernels have the group mask
   switch (training_attention_) {
     case TrainingAttention::materialized: return false;
     case TrainingAttention::tiled: return true;
@@ -434,7 +442,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
       }));
     } else if (acts_tiled_) {
       TIMED("fwd.attention", with_bias([&](auto& bias) {
-        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, a.lse.data());
+        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, a.lse.data(),
+                                FarScores<float>{}, s2_group_);
       }, B));
     } else {
       TIMED("fwd.attention", with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
@@ -569,7 +578,7 @@ void Transformer::backward() {
     if (acts_tiled_) {
       TIMED("bwd.attention", with_bias([&](auto& bias) {
         attention_backward_tiled(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.atty.data(), a.lse.data(), pos_.data(),
-                                 bias, B, T, C, NH, scale, window);
+                                 bias, B, T, C, NH, scale, window, s2_group_);
       }, B));
     } else {
       TIMED("bwd.attention", with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),

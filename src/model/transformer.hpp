@@ -68,6 +68,11 @@ class Transformer {
   void set_extension(const PositionExtension& e);
   void set_alibi_interp(int target);
   void set_training_attention(TrainingAttention a) { training_attention_ = a; }
+  // LongLoRA's shifted sparse attention in training forwards (kernels/attention_tiled.hpp KeyRange): groups of
+  // `group` positions, half the heads shifted by group / 2; 0 turns it off. Training then uses the tiled kernels;
+  // evaluation and generation keep full attention. ConfigError for 1 or a negative size.
+  void set_shifted_groups(int group);
+  int shifted_groups() const { return s2_group_; }
   void set_precision(Precision p) { precision_ = p; }
   Precision precision() const { return precision_; }
   // Whether a training forward of (B, T) uses the tiled kernels.
@@ -144,6 +149,7 @@ class Transformer {
   int B_ = 0, T_ = 0;
   bool acts_tiled_ = false;  // acts_ hold lse (tiled) rather than probs
   TrainingAttention training_attention_ = TrainingAttention::automatic;
+  int s2_group_ = 0;  // shifted sparse attention in training (0: off)
   Precision precision_ = Precision::fp32;
   Buffer<bf16_t> params_bf16_, x_bf16_, d_bf16_;  // bf16 weights (per forward), inputs and gradients (per call)
   bool have_grad_state_ = false;

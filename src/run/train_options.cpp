@@ -40,6 +40,7 @@ json TrainOptions::to_json() const {
           {"seed", seed}};
   if (precision != "fp32") j["precision"] = precision;
   if (!train_also.empty()) j["train_also"] = train_also;
+  if (s2_attn) j["s2_attn"] = true;
   if (retrieval_mix > 0.0) {
     j["retrieval_mix"] = retrieval_mix;
     j["retrieval_haystack"] = retrieval_haystack;
@@ -89,6 +90,9 @@ void TrainOptions::validate() const {
   need(train_also.empty() || model.lora.enabled(), "--train-also",
        "chooses base tensors to train beside a LoRA adapter; it needs --lora");
   parse_train_also(train_also);
+  need(!s2_attn || model.block_size >= 8, "--s2-attn",
+       "shifted sparse attention splits the training length into 4 groups of at least 2 positions; --length " +
+           std::to_string(model.block_size) + " is too short");
   need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");
   try {
     static const std::map<std::string, std::string> flags = {

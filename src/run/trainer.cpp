@@ -118,6 +118,7 @@ std::unique_ptr<Transformer> make_model(const TrainOptions& opt, const ModelConf
   model->set_training_attention(opt.attention == "tiled"          ? TrainingAttention::tiled
                                 : opt.attention == "materialized" ? TrainingAttention::materialized
                                                                   : TrainingAttention::automatic);
+  if (opt.s2_attn) model->set_shifted_groups(mc.block_size / 4);
   if (init) {
     // the base tensors are the slab's prefix (model/params.cpp): the same names and shapes; a LoRA fine-tune adds
     // its adapter after them, or continues the one the checkpoint has

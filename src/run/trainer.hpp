@@ -50,6 +50,10 @@ struct TrainOptions {
   // comma-separated groups of base tensors: "embed" (token embeddings and position tables), "norm" (every norm's
   // weight and bias), LongLoRA's choice; empty: none. Part of the resume match (written only when set).
   std::string train_also;
+  // LongLoRA's shifted sparse attention (S2-Attn) in training: groups of a quarter of the training length, half the
+  // heads shifted by half a group (model/transformer.hpp set_shifted_groups); evaluation keeps full attention. Part
+  // of the resume match (written only when set).
+  bool s2_attn = false;
   // optimisation
   int batch = 16;
   int grad_accum = 1;

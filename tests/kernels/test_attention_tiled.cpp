@@ -302,14 +302,14 @@ TEST(AttentionTiled, TheAvx512CopyAgreesWithTheBuildTargetsOne) {
       T5Bias<float> bias{table.data(), partial.data(), NH};
       if (avx512) {
         tiled_avx512::attention_forward_tiled(o.out.data(), qkv.data(), pos.data(), bias, B, T, C, NH, scale, window,
-                                              o.lse.data(), FarScores<float>{});
+                                              o.lse.data(), FarScores<float>{}, 0);
         tiled_avx512::attention_backward_tiled(o.dqkv.data(), dout.data(), qkv.data(), o.out.data(), o.lse.data(),
-                                               pos.data(), bias, B, T, C, NH, scale, window);
+                                               pos.data(), bias, B, T, C, NH, scale, window, 0);
       } else {
         tiled_build_target::attention_forward_tiled(o.out.data(), qkv.data(), pos.data(), bias, B, T, C, NH, scale,
-                                                    window, o.lse.data(), FarScores<float>{});
+                                                    window, o.lse.data(), FarScores<float>{}, 0);
         tiled_build_target::attention_backward_tiled(o.dqkv.data(), dout.data(), qkv.data(), o.out.data(),
-                                                     o.lse.data(), pos.data(), bias, B, T, C, NH, scale, window);
+                                                     o.lse.data(), pos.data(), bias, B, T, C, NH, scale, window, 0);
       }
       o.dtable.assign(table.size(), 0.0f);
       t5_reduce_grad(o.dtable.data(), partial.data(), B, NH);

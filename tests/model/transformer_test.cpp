@@ -287,3 +287,61 @@ TEST(Transformer, AlibiAndRopeModelsAreInvariantToAShiftOfAllPositions) {
 
 }  // namespace
 }  // namespace stretch
+
+namespace stretch {
+namespace {
+
+// LongLoRA's S2-Attn (set_shifted_groups): a training forward attends within groups (its loss differs from full
+// attention's), its gradients are those of that loss (central differences), and evaluation keeps full attention.
+TEST(Transformer, ShiftedSparseAttentionTrainsWithinGroupsAndEvaluatesFully) {
+  for (Arch arch : {Arch::gpt, Arch::llama}) {
+    ModelConfig c = tiny(arch == Arch::llama ? PositionMethod::rope : PositionMethod::alibi);
+    c.arch = arch;
+    c.bias = arch == Arch::gpt;
+    c.block_size = 32;
+    Transformer full(c), s2(c);
+    full.init_weights(9);
+    s2.init_weights(9);
+    s2.set_shifted_groups(8);
+    EXPECT_TRUE(s2.tiled_training(1, 32));
+    std::vector<std::int32_t> x(32), y(32);
+    for (int t = 0; t < 32; t++) {
+      x[t] = (t * 7 + 3) % 32;
+      y[t] = (t * 5 + 1) % 32;
+    }
+    ForwardOptions train;
+    train.need_grad = true;
+    const double lf = full.forward(x.data(), y.data(), nullptr, 1, 32, train);
+    s2.zero_grad();
+    const double ls = s2.forward(x.data(), y.data(), nullptr, 1, 32, train);
+    s2.backward();
+    EXPECT_GT(std::abs(lf - ls), 1e-4) << to_string(arch);
+    EXPECT_EQ(full.forward(x.data(), y.data(), nullptr, 1, 32), s2.forward(x.data(), y.data(), nullptr, 1, 32));
+    // central differences of the S2 training loss on a few weights of the first block's attention and the MLP
+    auto loss = [&]() {
+      ForwardOptions fo;
+      fo.need_grad = true;
+      return s2.forward(x.data(), y.data(), nullptr, 1, 32, fo);
+    };
+    for (const ParamSpec& sp : s2.specs()) {
+      if (sp.kind != ParamKind::matrix || sp.layer != 0) continue;
+      for (std::size_t k : {std::size_t{3}, sp.numel() / 2, sp.numel() - 5}) {
+        const std::size_t i = sp.offset + k;
+        const float keep = s2.params()[i], h = 1e-2f;
+        s2.params()[i] = keep + h;
+        const double up = loss();
+        s2.params()[i] = keep - h;
+        const double down = loss();
+        s2.params()[i] = keep;
+        const double fd = (up - down) / (2.0 * h);
+        EXPECT_NEAR(s2.grads()[i], fd, 2e-3 + 2e-2 * std::abs(fd)) << sp.name << " [" << k << "]";
+      }
+    }
+  }
+  Transformer t(tiny(PositionMethod::alibi));
+  EXPECT_THROW(t.set_shifted_groups(1), ConfigError);
+  EXPECT_THROW(t.set_shifted_groups(-8), ConfigError);
+}
+
+}  // namespace
+}  // namespace stretch

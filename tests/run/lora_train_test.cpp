@@ -150,6 +150,7 @@ TEST_P(LoraTrain, AResumedFineTuneEndsWhereOneNeverStoppedDoes) {
   whole.grad_accum = 2;
   whole.model.lora.dropout = 0.1f;
   whole.train_also = "embed";
+  whole.s2_attn = GetParam() == Arch::llama;  // LongLoRA's S2-Attn on one of the two
   train(whole);
   TrainOptions part = whole;
   part.out = dir / "part";
