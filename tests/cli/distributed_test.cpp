@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -154,6 +155,38 @@ TEST(Distributed, TwoRanksFollowOneRankWithTheSameGlobalBatch) {
   b = stretch_on(0, fx.train(fx.dir / "resume1", steps) + " --resume");
   ASSERT_EQ(b.exit_code, 0) << b.output;
   EXPECT_LT(max_rel_diff(m1, read_metrics(fx.dir / "resume1")), 1e-4);
+}
+
+// A LoRA fine-tune (the base frozen: only the adapter's and the norms' gradient ranges are all-reduced) on 2 ranks
+// follows the one-rank run, and leaves the base as it was on every rank.
+TEST(Distributed, TwoRanksFollowOneRankInALoraFineTune) {
+  SKIP_WITHOUT_MPI();
+  Fixture fx;
+  auto base = stretch_on(0, fx.train(fx.dir / "base", 10));
+  ASSERT_EQ(base.exit_code, 0) << base.output;
+  const std::string ft = "finetune " + shell_quote(fx.dir / "base") + " --text " + shell_quote(fx.dir / "c.txt") +
+                         " --cache-dir " + shell_quote(fx.dir / "cache") +
+                         " --batch 8 --steps 30 --lr 1e-2 --warmup 3 --eval-interval 10 --eval-tokens 1024"
+                         " --log-interval 1 --threads 1 --quiet --lora 4 --lora-targets q,v,up --train-also norm --out ";
+  auto one = stretch_on(0, ft + shell_quote(fx.dir / "one"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = stretch_on(2, ft + shell_quote(fx.dir / "two"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const Metrics m1 = read_metrics(fx.dir / "one"), m2 = read_metrics(fx.dir / "two");
+  ASSERT_EQ(m1.loss.size(), 30u);
+  EXPECT_LT(max_rel_diff(m1, m2), 1e-4);
+  EXPECT_GT(m1.loss.front() - m1.loss.back(), 0.05) << "the adapter did not learn: the comparison says little";
+  EXPECT_LT(max_weight_diff(fx.dir / "one", fx.dir / "two"), 1e-3f);
+  // the frozen base's matrices and embeddings are untouched (the norms, with their biases, trained)
+  auto b = load_model(read_checkpoint_meta(fx.dir / "base"));
+  auto t = load_model(read_checkpoint_meta(fx.dir / "two"));
+  for (std::size_t i = 0; i < b->specs().size(); i++) {
+    const ParamSpec& s = b->specs()[i];
+    if (s.kind != ParamKind::matrix && s.kind != ParamKind::embedding) continue;
+    EXPECT_TRUE(std::equal(b->params().data() + s.offset, b->params().data() + s.offset + s.numel(),
+                           t->params().data() + s.offset))
+        << s.name;
+  }
 }
 
 TEST(Distributed, ABatchThatDoesNotSplitAndOtherSubcommandsAreRefused) {
