@@ -169,8 +169,12 @@ Runner add_lora(CLI::App& app) {
     } else {
       adapted = apply_adapter(*base, o->adapter, o->other_base);
     }
-    write_run(o->out, *adapted, meta,
-              {{"base", fs::absolute(meta.dir).string()}, {"adapter", fs::absolute(o->adapter).string()}});
+    nlohmann::json origin = {{"base", fs::absolute(meta.dir).string()}, {"adapter", fs::absolute(o->adapter).string()}};
+    if (!fs::is_directory(o->adapter)) {  // the base tensors it carries, for a later extract to carry them again
+      const auto& md = SafetensorsReader::open(o->adapter).metadata();
+      if (auto it = md.find("train_also"); it != md.end() && !it->second.empty()) origin["train_also"] = it->second;
+    }
+    write_run(o->out, *adapted, meta, origin);
     std::printf("applied %s (rank %d, %s) to %s\ncheckpoint: %s\n", o->adapter.c_str(), adapted->config().lora.rank,
                 adapted->config().lora.targets_string().c_str(), meta.dir.c_str(), (o->out / "checkpoints").c_str());
     return 0;

@@ -59,6 +59,13 @@ TEST(LoraCli, AFineTuneItsMergeItsAdapterFileAndItsPeftFolderEvaluateAlike) {
   r = run_stretch("lora apply " + q(w.d / "base") + " " + q(w.d / "a.safetensors") + " --out " + q(w.d / "applied"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NEAR(w.eval(w.d / "applied", "applied"), adapted, 1e-6);  // the context settings came with it
+  // extracted again from the applied run: the same file content (the trained norms with it), applicable to the base
+  r = run_stretch("lora extract " + q(w.d / "applied") + " --out " + q(w.d / "b.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("with the trained norm"), std::string::npos) << r.output;
+  r = run_stretch("lora apply " + q(w.d / "base") + " " + q(w.d / "b.safetensors") + " --out " + q(w.d / "again"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NEAR(w.eval(w.d / "again", "again"), adapted, 1e-6);
 
   // PEFT: the adapter goes on this run's base (it trained the norms), exported beside it; imported back
   r = run_stretch("lora extract " + q(w.d / "lora") + " --format peft --out " + q(w.d / "peft"));
