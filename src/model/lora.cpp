@@ -186,10 +186,7 @@ std::unique_ptr<Transformer> merge_lora(const Transformer& model) {
       const int t = static_cast<int>(site.target);
       const float* A = src.lora_a[l][t];
       const float* B = src.lora_b[l][t];
-      float* W = site.matrix == LoraMatrix::qkv       ? w.qkv_w
-                 : site.matrix == LoraMatrix::attproj ? w.attproj_w
-                 : site.matrix == LoraMatrix::fc      ? w.fc_w
-                                                      : w.fcproj_w;
+      float* W = lora_base_matrix(w, site.matrix);
       const int in = site.in;
 #pragma omp parallel for schedule(static)
       for (int o = 0; o < site.rows; o++) {

@@ -62,6 +62,17 @@ struct BasicParamView {
   std::vector<std::array<F*, kLoraTargets>> lora_a, lora_b;
 };
 
+// The base matrix of a block that an adapter site adds to (model/lora.hpp).
+template <class F>
+F* lora_base_matrix(const BasicLayerView<F>& w, LoraMatrix m) {
+  switch (m) {
+    case LoraMatrix::qkv: return w.qkv_w;
+    case LoraMatrix::attproj: return w.attproj_w;
+    case LoraMatrix::fc: return w.fc_w;
+    default: return w.fcproj_w;
+  }
+}
+
 using LayerView = BasicLayerView<float>;
 using ConstLayerView = BasicLayerView<const float>;
 using ParamView = BasicParamView<float>;

@@ -90,6 +90,8 @@ void TrainOptions::validate() const {
   need(train_also.empty() || model.lora.enabled(), "--train-also",
        "chooses base tensors to train beside a LoRA adapter; it needs --lora");
   parse_train_also(train_also);
+  need(!s2_attn || attention != "materialized", "--attention",
+       "materialized has no shifted sparse attention (--s2-attn runs in the tiled kernel: use auto or tiled)");
   need(!s2_attn || model.block_size >= 8, "--s2-attn",
        "shifted sparse attention splits the training length into 4 groups of at least 2 positions; --length " +
            std::to_string(model.block_size) + " is too short");

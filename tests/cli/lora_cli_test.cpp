@@ -103,6 +103,7 @@ TEST(LoraCli, BadValuesAreRefusedNamingTheFlagAndNothingIsWritten) {
       {" --lora-alpha 8", "--lora-alpha"},
       {" --train-also norm", "--train-also"},
       {" --lora 2 --train-also norms", "--train-also"},
+      {" --s2-attn --attention materialized", "--attention"},
   };
   for (const auto& [flags, flag] : cases) {
     SCOPED_TRACE(flags);

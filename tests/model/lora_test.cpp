@@ -127,10 +127,7 @@ TEST_P(LoraEvery, AdapterGradientsAreTheChainRuleThroughTheMergedWeight) {
     for (const LoraSite& site : lora_sites(c)) {
       const int t = static_cast<int>(site.target);
       const ConstLayerView& w = gm.layers[l];
-      const float* G = site.matrix == LoraMatrix::qkv       ? w.qkv_w
-                       : site.matrix == LoraMatrix::attproj ? w.attproj_w
-                       : site.matrix == LoraMatrix::fc      ? w.fc_w
-                                                            : w.fcproj_w;
+      const float* G = lora_base_matrix(w, site.matrix);
       G += static_cast<std::size_t>(site.row0) * site.in;
       const float *A = p.lora_a[l][t], *B = p.lora_b[l][t];
       double scale = 0;
@@ -228,13 +225,7 @@ TEST_P(LoraEvery, MergedModelIsTheBasePlusTheAdapter) {
   for (int l = 0; l < c.n_layer; l++)
     for (const LoraSite& site : lora_sites(c)) {
       const int t = static_cast<int>(site.target);
-      auto pick = [&](const ConstLayerView& w) {
-        return site.matrix == LoraMatrix::qkv       ? w.qkv_w
-               : site.matrix == LoraMatrix::attproj ? w.attproj_w
-               : site.matrix == LoraMatrix::fc      ? w.fc_w
-                                                    : w.fcproj_w;
-      };
-      const float *W0 = pick(p.layers[l]), *W1 = pick(q.layers[l]);
+      const float *W0 = lora_base_matrix(p.layers[l], site.matrix), *W1 = lora_base_matrix(q.layers[l], site.matrix);
       for (int o = 0; o < site.rows; o++)
         for (int i = 0; i < site.in; i++) {
           double ba = 0;
