@@ -171,7 +171,8 @@ Runner add_lora(CLI::App& app) {
     }
     nlohmann::json origin = {{"base", fs::absolute(meta.dir).string()}, {"adapter", fs::absolute(o->adapter).string()}};
     if (!fs::is_directory(o->adapter)) {  // the base tensors it carries, for a later extract to carry them again
-      const auto& md = SafetensorsReader::open(o->adapter).metadata();
+      const SafetensorsReader file = SafetensorsReader::open(o->adapter);
+      const auto& md = file.metadata();
       if (auto it = md.find("train_also"); it != md.end() && !it->second.empty()) origin["train_also"] = it->second;
     }
     write_run(o->out, *adapted, meta, origin);
