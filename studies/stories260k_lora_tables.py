@@ -2,7 +2,8 @@
 """Tables of studies/stories260k_lora.sh (docs/RESULTS.md, "stories260K extended by LoRA"): NLL by length of every
 fine-tune (chunked protocol, nats/token), the trainer's validation loss every quarter of the run, the first
 validation at or below the model's own NLL at 512 before fine-tuning (1.8205), and time / peak memory. The full
-fine-tunes of studies/stories260k_context.sh are read from docs/results/stories260k-context when runs/ctx is absent.
+fine-tunes of studies/stories260k_context.sh are read from docs/results/stories260k-context, this study's runs from
+runs/lora, or from its record docs/results/stories260k-lora when runs/lora is absent.
 
     python3 studies/stories260k_lora_tables.py [runs/lora]
 """
@@ -12,7 +13,9 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "runs", "lora")
+RECORD = os.path.join(ROOT, "docs", "results", "stories260k-lora")  # the study's record (no weights)
+RUNS = sys.argv[1] if len(sys.argv) > 1 else (os.path.join(ROOT, "runs", "lora")
+                                             if os.path.isdir(os.path.join(ROOT, "runs", "lora")) else RECORD)
 CTX = os.path.join(ROOT, "docs", "results", "stories260k-context")
 OWN_512 = 1.8205  # stories260K at 512 before any fine-tune (docs/RESULTS.md)
 
@@ -59,6 +62,8 @@ def metrics(folder, run):
 
 def timing(folder, run):
     p = os.path.join(folder, run + ".time")
+    if not os.path.exists(p):
+        p = os.path.join(folder, run, "time.txt")
     if not os.path.exists(p):
         return ""
     m = re.search(r"wall ([0-9.]+) s, peak RSS ([0-9]+) KB", open(p).read())
