@@ -18,16 +18,8 @@ mkdir -p "$OUT"
 VALID="$DATA/tinystories/valid.txt"
 EVAL=(--text "$VALID" --doc-sep '\n\n' --protocol chunked)
 
-[ -d "$OUT/stories260K/checkpoints" ] ||
-  $S import llama2c "$DATA/llama2c/stories260K.bin" --tokenizer "$DATA/llama2c/tok512.bin" --out "$OUT/stories260K"
-
-ev() {  # name model lengths [flags...]
-  local name=$1 model=$2 lengths=$3
-  shift 3
-  [ -f "$OUT/$name.json" ] && return 0
-  $S eval "$model" "${EVAL[@]}" --lengths "$lengths" --json "$OUT/$name.json.tmp" "$@" | tee "$OUT/$name.txt"
-  mv "$OUT/$name.json.tmp" "$OUT/$name.json"
-}
+source studies/stories260k_common.sh
+import_stories260k
 
 # 2. no fine-tuning
 ev before-none "$OUT/stories260K" 256,512,1024,2048,4096
