@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "io/io_test_util.hpp"
+#include "test_util.hpp"
 #include "io/tokenizer.hpp"
 #include "io/tokenizer_hf.hpp"
 #include "io/tokenizer_hf_parts.hpp"
@@ -164,13 +165,14 @@ TEST(HfTokenizer, RejectsUnknownIdsInDecode) {
   }
 }
 
-// English text, about `bytes` long: WikiText-2's raw validation text when present, else fixture strings.
+// English text, about `bytes` long: WikiText-2's raw validation text when present, else generated sentences (not
+// the fixture strings: their special-token and U+2581 cases do not survive llama2's Metaspace round trip, in
+// transformers' tokenizers either, and are checked one by one elsewhere in this file).
 std::string english(std::size_t bytes) {
   std::string src;
   const fs::path raw = shared_data_dir() / "wikitext" / "raw" / "wiki.valid.raw";
   if (fs::exists(raw)) src = read_file(raw);
-  if (src.empty())
-    for (const auto& s : strings()) src += s + "\n";
+  if (src.empty()) src = test::generated_text(bytes);
   std::string out;
   while (out.size() < bytes) out += src;
   out.resize(bytes);
