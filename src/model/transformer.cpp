@@ -193,11 +193,10 @@ float* Transformer::grad_or_null(float* g) const {
   return trainable_[static_cast<std::size_t>(it - specs_.begin())] ? g : nullptr;
 }
 
-void Transformer::lora_forward_matrix(LoraMatrix m, int l, LayerActs& a, float* out, int OC, const float* x, int N,
-                                      float p_drop, Rng* rng) {
+void Transformer::lora_forward_matrix(const ParamView& pv, LoraMatrix m, int l, LayerActs& a, float* out, int OC,
+                                      const float* x, int N, float p_drop, Rng* rng) {
   if (lora_sites_.empty()) return;
   const int R = cfg_.lora.rank;
-  const ParamView pv = bind_param_view(cfg_, specs_, params_.data());
   a.lora_u.resize(lora_sites_.size());
   a.lora_x.resize(lora_sites_.size());
   a.lora_mask.resize(lora_sites_.size());
@@ -220,12 +219,10 @@ void Transformer::lora_forward_matrix(LoraMatrix m, int l, LayerActs& a, float* 
   }
 }
 
-void Transformer::lora_backward_matrix(LoraMatrix m, int l, LayerActs& a, float* dx, const float* dout, int OC,
-                                       const float* x, int N) {
+void Transformer::lora_backward_matrix(const ParamView& pv, const ParamView& gv, LoraMatrix m, int l, LayerActs& a,
+                                       float* dx, const float* dout, int OC, const float* x, int N) {
   if (lora_sites_.empty()) return;
   const int R = cfg_.lora.rank;
-  const ParamView pv = bind_param_view(cfg_, specs_, params_.data());
-  const ParamView gv = grad_view();
   for (std::size_t k = 0; k < lora_sites_.size(); k++) {
     const LoraSite& site = lora_sites_[k];
     if (site.matrix != m) continue;
@@ -424,10 +421,10 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     TIMED("fwd.norm", norm_forward(cfg_, a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT));
     if (NKV == NH) {
       TIMED("fwd.matmul.qkv", linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
-      TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::qkv, l, a, a.qkv.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
+      TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::qkv, l, a, a.qkv.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
     } else {  // grouped-query attention: project to q|k|v of NKV heads, then give every query head its kv head
       TIMED("fwd.matmul.qkv", linear_forward(qkvp_.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
-      TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::qkv, l, a, qkvp_.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
+      TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::qkv, l, a, qkvp_.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
       TIMED("fwd.repeat_kv", repeat_kv_forward(a.qkv.data(), qkvp_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
     }
     if (far) TIMED("fwd.rope", far_scores(a.qkv.data(), BT));
@@ -451,7 +448,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     }
     float* proj = dtmp_c_.data();
     TIMED("fwd.matmul.attproj", linear_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
-    TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::attproj, l, a, proj, C, a.atty.data(), BT, lora_drop, opt.rng));
+    TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::attproj, l, a, proj, C, a.atty.data(), BT, lora_drop, opt.rng));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_attn, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_attn.data(), static_cast<std::size_t>(BT) * C);
@@ -459,10 +456,10 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
     TIMED("fwd.residual", add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C));
     TIMED("fwd.norm", norm_forward(cfg_, a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT));
     TIMED("fwd.matmul.fc", linear_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
-    TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::fc, l, a, a.fch.data(), FW, a.ln2.data(), BT, lora_drop, opt.rng));
+    TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::fc, l, a, a.fch.data(), FW, a.ln2.data(), BT, lora_drop, opt.rng));
     TIMED(llama ? "fwd.swiglu" : "fwd.gelu", mlp_act_forward(cfg_, a.fch_gelu.data(), a.fch.data(), BT));
     TIMED("fwd.matmul.fcproj", linear_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
-    TIMED("fwd.lora", lora_forward_matrix(LoraMatrix::fcproj, l, a, proj, C, a.fch_gelu.data(), BT, lora_drop, opt.rng));
+    TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::fcproj, l, a, proj, C, a.fch_gelu.data(), BT, lora_drop, opt.rng));
     if (p_drop > 0.0f) {
       fill_mask(a.mask_mlp, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
       apply_mask(proj, a.mask_mlp.data(), static_cast<std::size_t>(BT) * C);
@@ -560,19 +557,19 @@ void Transformer::backward() {
     const float* dproj = masked(a.mask_mlp);
     TIMED("bwd.zero", dfch2_.zero());
     TIMED("bwd.matmul.fcproj", linear_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
-    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::fcproj, l, a, dfch2_.data(), dproj, C, a.fch_gelu.data(), BT));
+    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::fcproj, l, a, dfch2_.data(), dproj, C, a.fch_gelu.data(), BT));
     dfch_.zero();
     TIMED(llama ? "bwd.swiglu" : "bwd.gelu", mlp_act_backward(cfg_, dfch_.data(), a.fch.data(), dfch2_.data(), BT));
     dtmp_c_.zero();
     TIMED("bwd.matmul.fc", linear_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, FW));
-    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::fc, l, a, dtmp_c_.data(), dfch_.data(), FW, a.ln2.data(), BT));
+    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::fc, l, a, dtmp_c_.data(), dfch_.data(), FW, a.ln2.data(), BT));
     TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w,
                                     a.ln2_mean.data(), a.ln2_rstd.data(), BT));
     // res2 = x_in + drop(attproj(attention(rope(qkv(ln1(x_in))))))
     dproj = masked(a.mask_attn);
     dtmp_c_.zero();
     TIMED("bwd.matmul.attproj", linear_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C));
-    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::attproj, l, a, dtmp_c_.data(), dproj, C, a.atty.data(), BT));
+    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::attproj, l, a, dtmp_c_.data(), dproj, C, a.atty.data(), BT));
     dqkv_.zero();
     if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
     if (acts_tiled_) {
@@ -597,7 +594,7 @@ void Transformer::backward() {
     }
     dtmp_c_.zero();
     TIMED("bwd.matmul.qkv", linear_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, BT, C, QKV));
-    TIMED("bwd.lora", lora_backward_matrix(LoraMatrix::qkv, l, a, dtmp_c_.data(), dq, QKV, a.ln1.data(), BT));
+    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::qkv, l, a, dtmp_c_.data(), dq, QKV, a.ln1.data(), BT));
     TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
                                     a.ln1_rstd.data(), BT));
   }

@@ -120,11 +120,12 @@ class Transformer {
   // queries log-n scaled like the near ones
   void far_scores(const float* qkv, int BT);
   // The adapter's sites on base matrix m of layer l: out (N, OC) += their products of x (N, in); backward: dx (N, in)
-  // += their input gradient, their A and B gradients accumulated (model/lora.hpp).
-  void lora_forward_matrix(LoraMatrix m, int l, LayerActs& a, float* out, int OC, const float* x, int N, float p_drop,
-                           Rng* rng);
-  void lora_backward_matrix(LoraMatrix m, int l, LayerActs& a, float* dx, const float* dout, int OC, const float* x,
-                            int N);
+  // += their input gradient, their A and B gradients accumulated (model/lora.hpp). pv, gv: the views of the pass
+  // that calls them (parameters; gradients with frozen tensors null), bound once per pass.
+  void lora_forward_matrix(const ParamView& pv, LoraMatrix m, int l, LayerActs& a, float* out, int OC,
+                           const float* x, int N, float p_drop, Rng* rng);
+  void lora_backward_matrix(const ParamView& pv, const ParamView& gv, LoraMatrix m, int l, LayerActs& a, float* dx,
+                            const float* dout, int OC, const float* x, int N);
   // g (a tensor's start in grads_), or null when its tensor is frozen
   float* grad_or_null(float* g) const;
   // the gradient slab's view with frozen tensors null
