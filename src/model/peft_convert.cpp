@@ -13,8 +13,14 @@ using nlohmann::json;
 
 namespace {
 
+// One of our targets inside a transformers projection: its rows [offset, offset + rows) of the module.
+struct Part {
+  LoraTarget target;
+  int offset = 0, rows = 0;
+};
+
 // One transformers projection of block `layer`: the rows [m0, m0 + rows) of our base matrix, laid out by xf, and the
-// targets it holds (each at a row offset within it).
+// targets it holds.
 struct PeftModule {
   std::string name;  // "model.layers.0.self_attn.q_proj"
   std::string key;   // its name within a block: "self_attn.q_proj" (target_modules matches on it)
@@ -22,7 +28,7 @@ struct PeftModule {
   int m0 = 0, rows = 0, in = 0;
   hf::Xf xf = hf::Xf::copy;
   int heads = 0;
-  std::vector<std::pair<LoraTarget, int>> parts;
+  std::vector<Part> parts;
 };
 
 std::vector<PeftModule> peft_modules(HfFamily f, const ModelConfig& c, int layer) {
@@ -33,10 +39,12 @@ std::vector<PeftModule> peft_modules(HfFamily f, const ModelConfig& c, int layer
   using X = hf::Xf;
   std::vector<PeftModule> out;
   auto add = [&](const std::string& prefix, std::string key, M m, int m0, int rows, int in, X xf, int heads,
-                 std::vector<std::pair<T, int>> parts) {
+                 std::vector<Part> parts) {
+    for (Part& part : parts)
+      if (part.rows == 0) part.rows = rows;  // a module of one target: all of it
     out.push_back({prefix + key, std::move(key), m, m0, rows, in, xf, heads, std::move(parts)});
   };
-  const std::vector<std::pair<T, int>> qkv = {{T::q, 0}, {T::k, C}, {T::v, 2 * C}};
+  const std::vector<Part> qkv = {{T::q, 0, C}, {T::k, C, C}, {T::v, 2 * C, C}};  // gpt: no grouped-query attention
   if (hf::llama_like(f)) {
     const std::string p = "model.layers." + L + ".";
     add(p, "self_attn.q_proj", M::qkv, 0, C, C, X::rope_rows, NH, {{T::q, 0}});
@@ -84,9 +92,9 @@ PeftAdapter model_to_peft(const Transformer& m, HfFamily f) {
   json targets = json::array(), rank_pattern = json::object(), alpha_pattern = json::object();
   for (int l = 0; l < c.n_layer; l++)
     for (const PeftModule& mod : peft_modules(f, c, l)) {
-      std::vector<std::pair<LoraTarget, int>> parts;
-      for (const auto& part : mod.parts)
-        if (c.lora.has(part.first)) parts.push_back(part);
+      std::vector<Part> parts;
+      for (const Part& part : mod.parts)
+        if (c.lora.has(part.target)) parts.push_back(part);
       if (parts.empty()) continue;
       const int n = static_cast<int>(parts.size()), r = n * R;
       if (l == 0) {
@@ -98,15 +106,12 @@ PeftAdapter model_to_peft(const Transformer& m, HfFamily f) {
       }
       std::vector<float> A(static_cast<std::size_t>(r) * mod.in, 0.0f), B(static_cast<std::size_t>(mod.rows) * r, 0.0f);
       for (int k = 0; k < n; k++) {
-        const auto [t, off] = parts[k];
-        const float* a = p.lora_a[l][static_cast<int>(t)];
-        const float* b = p.lora_b[l][static_cast<int>(t)];
+        const Part& part = parts[k];
+        const float* a = p.lora_a[l][static_cast<int>(part.target)];
+        const float* b = p.lora_b[l][static_cast<int>(part.target)];
         std::copy(a, a + static_cast<std::size_t>(R) * mod.in, A.begin() + static_cast<std::ptrdiff_t>(k) * R * mod.in);
-        int rows_t = 0;
-        for (const LoraSite& s : lora_sites(c))
-          if (s.target == t) rows_t = s.rows;
-        for (int o = 0; o < rows_t; o++) {
-          const std::int64_t h = module_row(mod, hd, off + o);
+        for (int o = 0; o < part.rows; o++) {
+          const std::int64_t h = module_row(mod, hd, part.offset + o);
           for (int j = 0; j < R; j++) B[static_cast<std::size_t>(h) * r + k * R + j] = b[static_cast<std::size_t>(o) * R + j];
         }
       }
@@ -204,7 +209,7 @@ std::unique_ptr<Transformer> peft_to_model(const Transformer& base, HfFamily f, 
       }
       if (!(alpha > 0.0)) throw InputError(cfg_src + ": the alpha of " + mod.name + " must be > 0");
       fd.scale = alpha / r;
-      for (const auto& part : mod.parts) targets |= 1u << static_cast<int>(part.first);
+      for (const Part& part : mod.parts) targets |= 1u << static_cast<int>(part.target);
       R = std::max(R, r);
       found.push_back(std::move(fd));
     }
@@ -236,16 +241,13 @@ std::unique_ptr<Transformer> peft_to_model(const Transformer& base, HfFamily f, 
   ParamView v = bind_param_view(c, model->specs(), model->params().data());
   for (const Found& fd : found) {
     const float fold = plain ? 1.0f : static_cast<float>(fd.scale);
-    for (const auto& [t, off] : fd.mod.parts) {
-      float* a = v.lora_a[fd.layer][static_cast<int>(t)];
-      float* b = v.lora_b[fd.layer][static_cast<int>(t)];
-      int rows_t = 0;
-      for (const LoraSite& s : lora_sites(c))
-        if (s.target == t) rows_t = s.rows;
+    for (const Part& part : fd.mod.parts) {
+      float* a = v.lora_a[fd.layer][static_cast<int>(part.target)];
+      float* b = v.lora_b[fd.layer][static_cast<int>(part.target)];
       // A: the module's r rows, padded with zero rows up to R; B: this target's rows, r columns, padded likewise
       std::copy(fd.A.begin(), fd.A.end(), a);
-      for (int o = 0; o < rows_t; o++) {
-        const std::int64_t h = module_row(fd.mod, hd, off + o);
+      for (int o = 0; o < part.rows; o++) {
+        const std::int64_t h = module_row(fd.mod, hd, part.offset + o);
         for (int j = 0; j < fd.r; j++)
           b[static_cast<std::size_t>(o) * R + j] = fold * fd.B[static_cast<std::size_t>(h) * fd.r + j];
       }
