@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/number_list.hpp"
 #include "kernels/matmul.hpp"
 #include "model/config.hpp"
 #include "model/params.hpp"
@@ -36,10 +37,7 @@ std::string lora_target_choices(Arch arch) {
 unsigned parse_lora_targets(std::string_view list, Arch arch, std::string_view what) {
   const std::string w(what);
   unsigned bits = 0;
-  std::size_t start = 0;
-  while (start <= list.size()) {
-    const std::size_t comma = std::min(list.find(',', start), list.size());
-    const std::string_view name = list.substr(start, comma - start);
+  for (const std::string_view name : split_comma_list(list)) {
     int found = -1;
     for (int i = 0; i < kLoraTargets; i++)
       if (name == kTargetNames[i]) found = i;
@@ -51,7 +49,6 @@ unsigned parse_lora_targets(std::string_view list, Arch arch, std::string_view w
                        std::string(name) + "' projection (its targets are " + lora_target_choices(arch) + ")");
     if (bits & (1u << found)) throw UsageError(w + ": target '" + std::string(name) + "' is listed twice");
     bits |= 1u << found;
-    start = comma + 1;
   }
   return bits;
 }

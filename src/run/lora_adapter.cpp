@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/hex.hpp"
+#include "core/number_list.hpp"
 #include "io/safetensors.hpp"
 #include "model/lora.hpp"
 
@@ -66,17 +67,13 @@ std::uint64_t frozen_hash(const Transformer& model, const std::vector<char>& sav
 TrainAlso parse_train_also(std::string_view list) {
   TrainAlso t;
   if (list.empty()) return t;
-  std::size_t start = 0;
-  while (start <= list.size()) {
-    const std::size_t comma = std::min(list.find(',', start), list.size());
-    const std::string_view name = list.substr(start, comma - start);
+  for (const std::string_view name : split_comma_list(list)) {
     bool& flag = name == "embed" ? t.embed : t.norm;
     if (name != "embed" && name != "norm")
       throw UsageError("--train-also: unknown group '" + std::string(name) +
                        "' (expected a comma-separated list of embed, norm)");
     if (flag) throw UsageError("--train-also: '" + std::string(name) + "' is listed twice");
     flag = true;
-    start = comma + 1;
   }
   return t;
 }
