@@ -14,6 +14,13 @@ and a GPT ALiBi model (the "mpt" architecture, byte tokenizer), at its training 
     python3 tools/check_llamacpp.py /tmp/alibi.gguf --run runs/study/alibi \
         --text ../shared/data/wikitext/wikitext-103/wiki.valid.tokens --max-chars 200000 --lengths 256,1024,4096
 
+A LoRA fine-tune, as llama.cpp's base + adapter pair (`lora extract --format gguf`; the base written with the
+fine-tune's context settings and the tensors it trained besides the adapter), against the fine-tune itself:
+
+    build/stretch lora extract runs/lora/yarn4-r8 --format gguf --out /tmp/a.gguf --base-out /tmp/base.gguf
+    python3 tools/check_llamacpp.py /tmp/base.gguf --lora /tmp/a.gguf --run runs/lora/yarn4-r8 \
+        --text ../shared/data/tinystories/valid.txt --doc-sep --lengths 512,2048
+
 Protocol (stretch's `--protocol chunked`): the text (its first --max-chars characters) is tokenized by
 llama.cpp's own tokenizer (with --doc-sep: split at blank lines, each document stripped and tokenized alone),
 BOS first where the model's vocabulary asks for one; the stream is cut into windows of each length; each window
@@ -55,6 +62,7 @@ def main():
     ap.add_argument("--lengths", default="256", help="comma-separated window lengths")
     ap.add_argument("--doc-sep", action="store_true", help="documents split at blank lines (llama2.c's stories)")
     ap.add_argument("--max-chars", type=int, default=0, help="only the text's first N characters (0: all)")
+    ap.add_argument("--lora", help="a GGUF LoRA adapter for llama.cpp to apply to the model (scale 1)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stretch", default="build/stretch")
     ap.add_argument("--run", help="the stretch checkpoint the GGUF was exported from (for its figures)")
@@ -74,11 +82,11 @@ def main():
     else:
         docs = [text]
     llm = Llama(model_path=args.gguf, n_ctx=max(lengths), n_batch=max(lengths), n_ubatch=max(lengths),
-                logits_all=True, verbose=False, n_threads=args.threads)
+                logits_all=True, verbose=False, n_threads=args.threads, lora_path=args.lora)
     stream = []
     for d in docs:
         stream += llm.tokenize(d.encode("utf-8"), add_bos=True)  # BOS only where the vocabulary adds one
-    print(f"{args.gguf}: llama.cpp tokenized {len(stream)} tokens")
+    print(f"{args.gguf}{' + ' + args.lora if args.lora else ''}: llama.cpp tokenized {len(stream)} tokens")
     ours = {}
     if args.run:
         with tempfile.NamedTemporaryFile(suffix=".json") as f, tempfile.NamedTemporaryFile("w", suffix=".txt") as t:
@@ -96,7 +104,7 @@ def main():
         nll, count = llamacpp_nll(llm, stream, T)
         r = ours.get(T)
         if r:
-            print(f"{T:>7} {count:>16} {nll:>8.4f} {r['tokens']:>14} {r['nll']:>8.4f} {nll - r['nll']:>+10.4f}")
+            print(f"{T:>7} {count:>16} {nll:>8.4f} {r['tokens']:>14} {r['nll']:>8.4f} {nll - r['nll']:>+10.6f}")
         else:
             print(f"{T:>7} {count:>16} {nll:>8.4f}")
 

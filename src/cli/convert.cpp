@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/convert_gguf.hpp"
 #include "cli/convert_hf.hpp"
 #include "core/error.hpp"
 #include "io/gguf.hpp"
@@ -106,6 +107,8 @@ GgufTokenizer tokenizer_from_gguf(const GgufModel& g, const fs::path& source) {
   return t;
 }
 
+}  // namespace
+
 std::uint32_t parse_ggml_type(const std::string& t) {
   if (t == "f32") return ggml_type::F32;
   if (t == "f16") return ggml_type::F16;
@@ -113,7 +116,6 @@ std::uint32_t parse_ggml_type(const std::string& t) {
   if (t == "q8_0") return ggml_type::Q8_0;
   throw UsageError("--type: expected f32, f16, bf16 or q8_0, got '" + t + "'");
 }
-}  // namespace
 
 Runner add_import(CLI::App& app) {
   auto o = std::make_shared<ConvertCli>();

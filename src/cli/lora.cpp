@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/convert_gguf.hpp"
 #include "cli/convert_hf.hpp"
 #include "core/error.hpp"
 #include "model/lora.hpp"
@@ -15,6 +16,8 @@
 #include "core/fs.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
+#include "model/gguf_convert.hpp"
+#include "model/gguf_lora_convert.hpp"
 #include "model/hf_convert.hpp"
 #include "model/peft_convert.hpp"
 #include "run/run_lock.hpp"
@@ -25,7 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct LoraCli {
-  std::string input, adapter, format = "stretch", as = "auto";
+  std::string input, adapter, format = "stretch", as = "auto", type = "f32";
   fs::path out, base_out;
   bool other_base = false;
 };
@@ -80,6 +83,25 @@ int extract_peft(const Transformer& model, const CheckpointMeta& meta, const std
   return 0;
 }
 
+// extract --format gguf: llama.cpp's adapter file, and with --base-out the base under it as a GGUF model.
+int extract_gguf(const Transformer& model, const CheckpointMeta& meta, const std::string& also, const LoraCli& o) {
+  if (!also.empty() && o.base_out.empty())
+    throw UsageError("--base-out: this fine-tune also trained its " + also + " tensors, which a GGUF LoRA adapter "
+                     "does not hold (llama.cpp's adapters are A/B pairs); the adapter goes on this run's base, so "
+                     "write it too (--base-out BASE.gguf)");
+  const GgufWriter adapter = lora_to_gguf(model);  // refuses a model without a GGUF layout before anything is written
+  if (!o.base_out.empty()) {
+    const std::uint32_t type = parse_ggml_type(o.type);
+    auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
+    model_to_gguf(*base_of(model), *tok, type).write(o.base_out);
+  }
+  adapter.write(o.out);
+  std::printf("wrote %s: GGUF LoRA adapter (rank %d, targets %s, alpha %g)%s\n", o.out.c_str(),
+              model.config().lora.rank, model.config().lora.targets_string().c_str(), model.config().lora.alpha,
+              o.base_out.empty() ? "" : ("; base: " + o.base_out.string()).c_str());
+  return 0;
+}
+
 std::unique_ptr<Transformer> load_adapted(const std::string& run, CheckpointMeta& meta) {
   meta = read_checkpoint_meta(run);
   if (!meta.model.lora.enabled())
@@ -103,13 +125,18 @@ Runner add_lora(CLI::App& app) {
       ->required();
   extract->add_option("--format", o->format,
                       "stretch (our adapter file) | peft (adapter_config.json + adapter_model.safetensors, for "
-                      "PyPI's peft on the model `stretch export hf` writes)")
+                      "PyPI's peft on the model `stretch export hf` writes) | gguf (llama.cpp's LoRA adapter, for "
+                      "the model `stretch export gguf` writes: llama-cli --lora)")
       ->capture_default_str();
   extract->add_option("--as", o->as, "peft: the transformers class of the base, as for export hf --as")
       ->capture_default_str();
   extract->add_option("--base-out", o->base_out,
-                      "peft: also write the base under the adapter as a Hugging Face folder (needed when the "
-                      "fine-tune trained base tensors with --train-also)");
+                      "peft: also write the base under the adapter as a Hugging Face folder; gguf: as a GGUF file "
+                      "(with this run's context settings). Needed when the fine-tune trained base tensors with "
+                      "--train-also");
+  extract->add_option("--type", o->type, "gguf: type of the --base-out matrices, f32 | f16 | bf16 | q8_0 (the "
+                                         "adapter is f32)")
+      ->capture_default_str();
   CLI::App* apply = app.add_subcommand("apply", "Put an adapter file on a base model: a new run folder with the "
                                                 "adapter unmerged (evaluate it, fine-tune it further with --lora R, "
                                                 "or merge it)");
@@ -143,9 +170,12 @@ Runner add_lora(CLI::App& app) {
       const std::string also = opts.contains("train_also") && opts["train_also"].is_string()
                                    ? opts["train_also"].get<std::string>()
                                    : std::string();
+      if (o->format != "gguf" && extract->count("--type") > 0) throw UsageError("--type: goes with --format gguf");
       if (o->format == "peft") return extract_peft(*model, meta, also, *o);
-      if (o->format != "stretch") throw UsageError("--format: expected stretch or peft, got '" + o->format + "'");
-      if (!o->base_out.empty()) throw UsageError("--base-out: goes with --format peft");
+      if (o->format == "gguf") return extract_gguf(*model, meta, also, *o);
+      if (o->format != "stretch")
+        throw UsageError("--format: expected stretch, peft or gguf, got '" + o->format + "'");
+      if (!o->base_out.empty()) throw UsageError("--base-out: goes with --format peft or gguf");
       save_adapter(*model, also, o->out);
       std::size_t n = 0;
       const std::vector<char> trained = lora_trainable(*model, parse_train_also(also));

@@ -122,12 +122,6 @@ struct TensorSink {
 
 GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
   const ModelConfig& mc = m.config();
-  if (mc.position != PositionMethod::rope)
-    throw ConfigError("GGUF export: position method \"" + std::string(to_string(mc.position)) +
-                      "\" is not supported for arch llama (GGUF's \"llama\" architecture needs position rope)");
-  if (mc.embed_scale != 1.0f) throw ConfigError("GGUF export: embed_scale != 1 is not supported for arch llama");
-  if (mc.bias) throw ConfigError("GGUF export: biases are not supported by the llama layout");
-
   const int C = mc.n_embd, KVD = mc.kv_dim(), F = mc.mlp_hidden, V = mc.vocab_size, hd = mc.head_dim();
   GgufWriter w;
   w.set_string("general.architecture", kArch);
@@ -228,13 +222,6 @@ GgufWriter llama_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
 GgufWriter mpt_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
   const ModelConfig& mc = m.config();
   const PositionMethod pm = mc.position;
-  if (pm != PositionMethod::alibi && pm != PositionMethod::none && pm != PositionMethod::learned &&
-      pm != PositionMethod::sinusoidal)
-    throw ConfigError("GGUF export: position method \"" + std::string(to_string(pm)) +
-                      "\" is not supported for arch gpt (GGUF's \"mpt\" architecture: alibi, none, learned, "
-                      "sinusoidal; rope models: arch llama)");
-  if (mc.n_kv_head != 0 && mc.n_kv_head != mc.n_head)
-    throw ConfigError("GGUF export: grouped-query attention (n_kv_head) is not supported for arch gpt");
   const int C = mc.n_embd, F = mc.mlp_hidden, V = mc.vocab_size, L = mc.block_size;
   GgufWriter w;
   w.set_string("general.architecture", "mpt");
@@ -297,8 +284,7 @@ GgufWriter mpt_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t
 
 }  // namespace
 
-GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
-  const ModelConfig& mc = m.config();
+std::string gguf_architecture(const ModelConfig& mc) {
   if (mc.attn_window != 0) throw ConfigError("GGUF export: attn_window (sliding-window attention) is not supported");
   if (mc.logn != LognMode::off) throw ConfigError("GGUF export: logn attention is not supported");
   if (!mc.extension.is_none())
@@ -311,9 +297,30 @@ GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32
     throw ConfigError("GGUF export: the exact GELU (activation gelu) is not supported: llama.cpp's mpt graph computes "
                       "the tanh approximation");
   if (mc.qkv_bias) throw ConfigError("GGUF export: q/k/v biases (qkv_bias) are not supported by the llama layout");
+  if (mc.arch == Arch::llama) {
+    if (mc.position != PositionMethod::rope)
+      throw ConfigError("GGUF export: position method \"" + std::string(to_string(mc.position)) +
+                        "\" is not supported for arch llama (GGUF's \"llama\" architecture needs position rope)");
+    if (mc.embed_scale != 1.0f) throw ConfigError("GGUF export: embed_scale != 1 is not supported for arch llama");
+    if (mc.bias) throw ConfigError("GGUF export: biases are not supported by the llama layout");
+    return kArch;
+  }
+  const PositionMethod pm = mc.position;
+  if (pm != PositionMethod::alibi && pm != PositionMethod::none && pm != PositionMethod::learned &&
+      pm != PositionMethod::sinusoidal)
+    throw ConfigError("GGUF export: position method \"" + std::string(to_string(pm)) +
+                      "\" is not supported for arch gpt (GGUF's \"mpt\" architecture: alibi, none, learned, "
+                      "sinusoidal; rope models: arch llama)");
+  if (mc.n_kv_head != 0 && mc.n_kv_head != mc.n_head)
+    throw ConfigError("GGUF export: grouped-query attention (n_kv_head) is not supported for arch gpt");
+  return "mpt";
+}
+
+GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type) {
+  const std::string arch = gguf_architecture(m.config());
   if (type != ggml_type::F32 && type != ggml_type::F16 && type != ggml_type::BF16 && type != ggml_type::Q8_0)
     throw ConfigError("GGUF export: tensor type " + ggml_type_name(type) + " is not supported (F32, F16, BF16, Q8_0)");
-  return mc.arch == Arch::llama ? llama_to_gguf(m, tok, type) : mpt_to_gguf(m, tok, type);
+  return arch == kArch ? llama_to_gguf(m, tok, type) : mpt_to_gguf(m, tok, type);
 }
 
 namespace {

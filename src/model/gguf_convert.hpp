@@ -124,6 +124,10 @@
 
 namespace stretch {
 
+// "llama" or "mpt": the GGUF architecture a model of this config is written as; ConfigError (naming the field) for
+// a model neither layout can hold (see above). The context settings (rope scaling) are checked by model_to_gguf.
+std::string gguf_architecture(const ModelConfig& mc);
+
 // ConfigError (naming what) for a model or tokenizer neither GGUF layout can hold (see above).
 GgufWriter model_to_gguf(const Transformer& m, const Tokenizer& tok, std::uint32_t type = ggml_type::F32);
 

@@ -88,6 +88,31 @@ TEST(LoraCli, AFineTuneItsMergeItsAdapterFileAndItsPeftFolderEvaluateAlike) {
                        q(w.d / "from-peft.json"));
   ASSERT_EQ(e.exit_code, 0) << e.output;
   EXPECT_NEAR(nll_of(w.d / "from-peft.json"), adapted, 1e-5);
+
+  // GGUF (llama.cpp): the same need for the base; the base written carries the trained norms and the scaling
+  r = run_stretch("lora extract " + q(w.d / "lora") + " --format gguf --out " + q(w.d / "a.gguf"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--base-out"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(w.d / "a.gguf"));
+  r = run_stretch("lora extract " + q(w.d / "lora") + " --format gguf --out " + q(w.d / "a.gguf") + " --base-out " +
+                  q(w.d / "base.gguf") + " --type f16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::is_regular_file(w.d / "a.gguf"));
+  r = run_stretch("import gguf " + q(w.d / "base.gguf") + " --out " + q(w.d / "gguf-base"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto scaling = nlohmann::json::parse(test::read_text(w.d / "gguf-base" / "checkpoints" / "step-00000000" /
+                                                             "config.json"))["model"]["rope_scaling"];
+  EXPECT_EQ(scaling["type"], "linear") << scaling.dump();
+  EXPECT_EQ(scaling["factor"], 2.0) << scaling.dump();
+  r = run_stretch("lora extract " + q(w.d / "lora") + " --format stretch --type f16 --out " + q(w.d / "c.safetensors"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--type"), std::string::npos) << r.output;
+  r = run_stretch("lora extract " + q(w.d / "lora") + " --format gguf --out " + q(w.d / "d.gguf") + " --base-out " +
+                  q(w.d / "d-base.gguf") + " --type q4");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--type"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(w.d / "d.gguf"));
+  EXPECT_FALSE(fs::exists(w.d / "d-base.gguf"));
 }
 
 TEST(LoraCli, BadValuesAreRefusedNamingTheFlagAndNothingIsWritten) {
