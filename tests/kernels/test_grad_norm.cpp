@@ -2,6 +2,9 @@
 // finite), scaling, and the non-finite count against std::isfinite.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -27,11 +30,29 @@ TEST(GradNorm, SumOfSquaresMatchesALongDoubleLoop) {
     const double got = sum_of_squares(x.data(), n);
     EXPECT_NEAR(got, static_cast<double>(ref), 1e-12 * static_cast<double>(ref) + 1e-300) << n;
   }
-  // in index order, one double accumulator: the same as the plain loop bit for bit
-  const auto x = random_values(100000, 5, 1e-3f);
-  double plain = 0.0;
-  for (float v : x) plain += static_cast<double>(v) * v;
-  EXPECT_EQ(sum_of_squares(x.data(), x.size()), plain);
+}
+
+// The documented order (blocks of 32768 in 8 interleaved accumulators), written out plainly: bit for bit, and the
+// same on one thread as on two (the order does not depend on the thread count).
+TEST(GradNorm, SumOfSquaresFollowsItsFixedOrderOnAnyThreadCount) {
+  for (std::size_t n : {std::size_t{13}, std::size_t{32768 * 3 + 5}, std::size_t{32768 * 40 + 77}}) {
+    const auto x = random_values(n, 5 + n, 1e-3f);
+    double total = 0.0;
+    for (std::size_t b0 = 0; b0 < n; b0 += 32768) {
+      double acc[8] = {};
+      for (std::size_t i = b0; i < std::min(n, b0 + 32768); i++) acc[(i - b0) % 8] += static_cast<double>(x[i]) * x[i];
+      total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    }
+    EXPECT_EQ(sum_of_squares(x.data(), n), total) << n;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const double one = sum_of_squares(x.data(), n);
+    omp_set_num_threads(2);
+    const double two = sum_of_squares(x.data(), n);
+    omp_set_num_threads(threads);
+    EXPECT_EQ(one, total) << n;
+    EXPECT_EQ(two, total) << n;
+  }
 }
 
 TEST(GradNorm, SumOfSquaresIsFiniteExactlyWhenEveryValueIs) {
