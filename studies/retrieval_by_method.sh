@@ -15,25 +15,32 @@
 # windows of 512 bytes, 2,000 steps (8.2 M tokens), seed 1337. Results: docs/RESULTS.md; runs and JSON under
 # runs/retrieval-by-method/ (a finished piece is kept: rerun to continue; the record without weights is published
 # with studies/retrieval_by_method_publish.sh).
-# Usage: studies/retrieval_by_method.sh [DATA_DIR] [METHODS...]   (default ../shared/data, all methods)
+# rope-filler: rope trained the same way but with every item's needle in the filler sentences
+# (`--retrieval-haystack filler`, the setting in which tests/run's small rope model forms the copy circuit), since
+# rope with the mixed haystack did not retrieve at L within 3,000 steps.
+# Usage: studies/retrieval_by_method.sh [DATA_DIR] [METHODS...]   (default ../shared/data, all methods; a method
+# <position>-filler trains <position> with the filler haystack). STRETCH=path picks the binary (default
+# build/stretch), THREADS=n the training threads (default: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 shift || true
 METHODS=("$@")
-[ ${#METHODS[@]} -gt 0 ] || METHODS=(alibi rope t5 none sinusoidal)
-S=build/stretch
+[ ${#METHODS[@]} -gt 0 ] || METHODS=(alibi rope t5 none sinusoidal rope-filler)
+S=${STRETCH:-build/stretch}
 OUT=runs/retrieval-by-method
 L=512
 mkdir -p "$OUT"
 for m in "${METHODS[@]}"; do
   R="$OUT/$m"
+  position=${m%-filler} haystack=mixed
+  [ "$position" != "$m" ] && haystack=filler
   if ! grep -q '"final":true' "$R/metrics.jsonl" 2>/dev/null; then
     resume=()
     [ -d "$R/checkpoints/latest" ] && resume=(--resume)
-    /usr/bin/time -v -o "$OUT/$m.time" $S train --text "$DATA/tinystories/train.txt" --out "$R" --position "$m" \
-      --layers 3 --width 128 --heads 4 --length $L --batch 8 --steps 2000 --lr 2e-3 --dropout 0 \
-      --retrieval-mix 1.0 --retrieval-haystack mixed --eval-interval 500 --ckpt-interval 250 "${resume[@]}" --quiet |
+    /usr/bin/time -v -o "$OUT/$m.time" $S train --text "$DATA/tinystories/train.txt" --out "$R" --position "$position" \
+      --layers 3 --width 128 --heads 4 --length $L --batch 8 --steps 2000 --lr 2e-3 --dropout 0 ${THREADS:+--threads $THREADS} \
+      --retrieval-mix 1.0 --retrieval-haystack $haystack --eval-interval 500 --ckpt-interval 250 "${resume[@]}" --quiet |
       tee "$OUT/$m.train.txt"
   fi
   [ -f "$OUT/passkey-$m.json" ] ||
@@ -55,12 +62,13 @@ for m in "${METHODS[@]}"; do
   [ -f "$OUT/passkey-$m.json" ] || continue
   python3 -c "import json,sys; r=json.load(open('$OUT/passkey-$m.json'))['models'][0]['accuracy_by_length'][0]; \
 sys.exit(0 if r['accuracy'] < 0.5 else 1)" || continue
-  R="$OUT/$m-more"
+  R="$OUT/$m-more" haystack=mixed
+  [ "${m%-filler}" != "$m" ] && haystack=filler
   if ! grep -q '"final":true' "$R/metrics.jsonl" 2>/dev/null; then
     resume=()
     [ -d "$R/checkpoints/latest" ] && resume=(--resume)
     /usr/bin/time -v -o "$OUT/$m-more.time" $S finetune "$OUT/$m" --text "$DATA/tinystories/train.txt" --out "$R" \
-      --batch 8 --steps 1000 --lr 1e-3 --warmup 50 --retrieval-mix 1.0 --retrieval-haystack mixed \
+      --batch 8 --steps 1000 --lr 1e-3 --warmup 50 --retrieval-mix 1.0 --retrieval-haystack $haystack ${THREADS:+--threads $THREADS} \
       --eval-interval 500 --ckpt-interval 250 "${resume[@]}" --quiet | tee "$OUT/$m-more.train.txt"
   fi
   [ -f "$OUT/passkey-$m-more.json" ] ||
@@ -84,11 +92,11 @@ ext_flags() {  # extension T -> flags at length T (L = 512)
     ntk|yarn) echo "--rope-scaling $1:$(($2 / L))" ;;
   esac
 }
-for m in alibi rope; do
+for m in alibi rope rope-filler; do
   [ -d "$OUT/$m/checkpoints" ] || continue
   exts=(self-extend rerope)
   [ "$m" = alibi ] && exts=(alibi-interp "${exts[@]}")
-  [ "$m" = rope ] && exts=(ntk yarn "${exts[@]}")
+  [ "${m%-filler}" = rope ] && exts=(ntk yarn "${exts[@]}")
   model="$OUT/$m"
   [ -f "$OUT/passkey-$m-more.json" ] && model="$OUT/$m-more"
   for e in "${exts[@]}"; do

@@ -8,7 +8,8 @@
 #   with LongLoRA's shifted sparse attention (--s2-attn): yarn x4 and linear x4, rank 8 with embed,norm; and the
 #         full yarn x4 fine-tune again (lr 3e-4), for its time and memory on the same host and build
 #   to 4096: yarn x8, 100 steps of 4 x 4096 tokens (the same token budget), full fine-tune (lr 3e-4) against rank 8
-#         with embed,norm, with and without --s2-attn (lr 1e-3), side by side one thread each (time and peak RSS)
+#         with embed,norm, with and without --s2-attn (lr 1e-3), side by side one thread each (time and peak RSS);
+#         rank 8 alone and rank 16 with embed,norm; linear x8, full against rank 8 with embed,norm
 #   then every fine-tune evaluated at 256 .. 4096 (the 4096 ones to 8192) with the chunked protocol of
 #   docs/RESULTS.md
 # Usage: studies/stories260k_lora.sh [DATA_DIR]   (default ../shared/data); STRETCH=path picks the binary (default
@@ -59,11 +60,18 @@ wait
 ft yarn-full 0 yarn:4 0 2048 200 &
 ft 4096-r8-en-s2 1 yarn:8 8 4096 100 --train-also embed,norm --s2-attn &
 wait
+# to 4096 with linear x8 (full against rank 8 with embed,norm), and yarn x8 with rank 8 alone and rank 16
+ft 4096-linear-full 0 linear:8 0 4096 100 &
+ft 4096-linear-r8-en 1 linear:8 8 4096 100 --train-also embed,norm &
+wait
+ft 4096-r8 0 yarn:8 8 4096 100 &
+ft 4096-r16-en 1 yarn:8 16 4096 100 --train-also embed,norm &
+wait
 
 for run in yarn-full yarn-r8 yarn-r8-en linear-r8 linear-r8-en yarn-r4-en yarn-r16-en yarn-r8-en-s2 linear-r8-en-s2; do
   ev "after-$run" "$OUT/$run" 256,512,1024,2048,4096
 done
-for run in 4096-full 4096-r8-en 4096-r8-en-s2; do
+for run in 4096-full 4096-r8-en 4096-r8-en-s2 4096-linear-full 4096-linear-r8-en 4096-r8 4096-r16-en; do
   ev "after-$run" "$OUT/$run" 512,1024,2048,4096,8192
 done
 echo "done: $OUT/*.json"

@@ -36,6 +36,10 @@ RUNS_4096 = [
     ("full, yarn x8", RUNS, "after-4096-full", "4096-full"),
     ("LoRA r8 + embed,norm, yarn x8", RUNS, "after-4096-r8-en", "4096-r8-en"),
     ("LoRA r8 + embed,norm + S2, yarn x8", RUNS, "after-4096-r8-en-s2", "4096-r8-en-s2"),
+    ("LoRA r8, yarn x8", RUNS, "after-4096-r8", "4096-r8"),
+    ("LoRA r16 + embed,norm, yarn x8", RUNS, "after-4096-r16-en", "4096-r16-en"),
+    ("full, linear x8", RUNS, "after-4096-linear-full", "4096-linear-full"),
+    ("LoRA r8 + embed,norm, linear x8", RUNS, "after-4096-linear-r8-en", "4096-linear-r8-en"),
 ]
 
 
