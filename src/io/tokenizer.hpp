@@ -25,6 +25,12 @@
 
 namespace stretch {
 
+// UTF-8 checks for text that may hold arbitrary bytes (a decoded byte-level model's output, for one):
+// valid_utf8 says whether `s` is well-formed; sanitize_utf8 returns `s` with every ill-formed sequence (maximal
+// subpart, as ICU's U8_NEXT finds it) replaced by U+FFFD (what JSON reports need: JSON text is UTF-8).
+bool valid_utf8(std::string_view s);
+std::string sanitize_utf8(std::string_view s);
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;

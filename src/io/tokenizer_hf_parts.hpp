@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "io/bpe_cache.hpp"
+#include "io/tokenizer.hpp"
 
 namespace stretch::hf {
 
@@ -81,9 +82,8 @@ std::vector<std::unique_ptr<T>> parse_sequence(const JsonAt& j, const char* key,
 using stretch::append_utf8;  // io/bpe_cache.hpp
 // Decodes the code point at s[pos] of VALID UTF-8 text; sets *len.
 char32_t utf8_at(std::string_view s, std::size_t pos, std::size_t* len);
-bool valid_utf8(std::string_view s);
-// `s` with every ill-formed sequence (maximal subpart, as ICU's U8_NEXT finds it) replaced by U+FFFD.
-std::string sanitize_utf8(std::string_view s);
+using stretch::sanitize_utf8;  // io/tokenizer.hpp
+using stretch::valid_utf8;
 // GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68 to U+0100 + n in order.
 const char32_t* byte_alphabet();
 // byte -> its character in the byte alphabet, as UTF-8

@@ -133,36 +133,6 @@ std::size_t well_formed(const unsigned char* s, std::size_t pos, std::size_t n, 
 }
 }  // namespace
 
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  for (std::size_t i = 0; i < s.size();) {
-    if (p[i] < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t used;
-    if (well_formed(p, i, s.size(), &used) == 0) return false;
-    i += used;
-  }
-  return true;
-}
-
-std::string sanitize_utf8(std::string_view s) {
-  if (valid_utf8(s)) return std::string(s);
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  std::string out;
-  out.reserve(s.size() + 16);
-  for (std::size_t i = 0; i < s.size();) {
-    std::size_t used;
-    if (well_formed(p, i, s.size(), &used) == 0)
-      out += "\xEF\xBF\xBD";
-    else
-      out.append(s.data() + i, used);
-    i += used;
-  }
-  return out;
-}
-
 namespace {
 struct Alphabet {
   std::array<char32_t, 256> chars{};
@@ -468,3 +438,37 @@ std::vector<std::pair<std::size_t, std::size_t>> split_by(
 }
 
 }  // namespace stretch::hf
+
+namespace stretch {
+
+bool valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (std::size_t i = 0; i < s.size();) {
+    if (p[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t used;
+    if (hf::well_formed(p, i, s.size(), &used) == 0) return false;
+    i += used;
+  }
+  return true;
+}
+
+std::string sanitize_utf8(std::string_view s) {
+  if (valid_utf8(s)) return std::string(s);
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  std::string out;
+  out.reserve(s.size() + 16);
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t used;
+    if (hf::well_formed(p, i, s.size(), &used) == 0)
+      out += "\xEF\xBF\xBD";
+    else
+      out.append(s.data() + i, used);
+    i += used;
+  }
+  return out;
+}
+
+}  // namespace stretch

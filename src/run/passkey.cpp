@@ -349,7 +349,7 @@ nlohmann::json to_json(const PasskeyReport& r) {
                           {"key", tr.key},
                           {"fillers", tr.fillers},
                           {"prompt_tokens", tr.prompt_tokens},
-                          {"output", tr.output},
+                          {"output", sanitize_utf8(tr.output)},  // a byte-level model may write any bytes
                           {"answer", tr.answer ? nlohmann::json(*tr.answer) : nlohmann::json(nullptr)},
                           {"correct", tr.correct},
                           {"seconds", tr.seconds}});

@@ -134,6 +134,31 @@ TEST(Passkey, AnswerParserTakesTheFirstInteger) {
   }
 }
 
+// A byte-level model's answer may be any bytes; the JSON report (UTF-8 by definition) holds them with each
+// ill-formed sequence as U+FFFD and serializes (it threw json type_error 316 before), the answer parsed as before.
+TEST(Passkey, AnAnswerOfInvalidUtf8StillMakesAJsonReport) {
+  PasskeyReport r;
+  PasskeyModelResult m;
+  m.name = "byte-model";
+  PasskeyCell c;
+  c.length = 512;
+  PasskeyTrial t;
+  t.key = 42;
+  t.output = std::string(" 42. \xAC\x82x\xE2\x82", 10);
+  t.answer = 42;
+  t.correct = true;
+  c.trials.push_back(t);
+  m.cells.push_back(c);
+  r.models.push_back(m);
+  const std::string text = to_json(r).dump();
+  const auto back = nlohmann::json::parse(text);
+  const std::string fffd = "\xEF\xBF\xBD";  // U+FFFD; the truncated E2 82 is one ill-formed sequence
+  EXPECT_EQ(back["models"][0]["cells"][0]["trials"][0]["output"].get<std::string>(), " 42. " + fffd + fffd + "x" + fffd);
+  EXPECT_EQ(back["models"][0]["cells"][0]["trials"][0]["answer"], 42);
+  EXPECT_TRUE(valid_utf8(" 42. x"));
+  EXPECT_FALSE(valid_utf8(t.output));
+}
+
 TEST(Passkey, ALengthBelowTheFixedLinesIsRefusedNamingTheFlag) {
   auto byte = make_byte_tokenizer();
   const std::size_t fixed = passkey_text(50000, 0, 0.5).size();
