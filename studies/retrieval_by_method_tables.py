@@ -14,7 +14,7 @@ import os
 import sys
 
 METHODS = ["alibi", "rope", "rope-more", "t5", "t5-more", "none", "none-more", "sinusoidal", "sinusoidal-more",
-           "alibi-more"]
+           "alibi-more", "rope-filler", "rope-filler-more", "rope-filler-more2"]
 INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
                "I will quiz you about the important information there.")
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
@@ -94,7 +94,7 @@ def main():
     for f in sorted(os.listdir(d)):
         if f.startswith("ext-") and f.endswith(".json"):
             rest, T = f[4:-5].rsplit("-", 1)
-            m = next(x for x in ("alibi", "rope", "t5") if rest.startswith(x + "-"))
+            m = next(x for x in ("alibi", "rope-filler", "rope", "t5") if rest.startswith(x + "-"))
             e = rest[len(m) + 1:]
             r = json.load(open(os.path.join(d, f)))["models"][0]
             exts.setdefault((m, e), {})[int(T)] = (sum(c["correct"] for c in r["cells"]),

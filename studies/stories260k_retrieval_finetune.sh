@@ -20,7 +20,7 @@ mkdir -p "$OUT"
 M="$OUT/retriever"
 if ! grep -q '"final":true' "$M/metrics.jsonl" 2>/dev/null; then
   resume=()
-  [ -d "$M/checkpoints/latest" ] && resume=(--resume)
+  [ -e "$M/checkpoints/latest" ] && resume=(--resume)
   /usr/bin/time -v -o "$OUT/retriever.time" $S finetune "$OUT/stories260K" --text "$DATA/tinystories/train.txt" \
     --doc-sep '\n\n' --length 512 --retrieval-mix 0.5 --retrieval-haystack filler --steps 1200 --batch 8 --lr 1e-3 \
     --eval-interval 400 --ckpt-interval 200 --keep-checkpoints 10 --out "$M" "${resume[@]}" --quiet |
@@ -40,7 +40,7 @@ while python3 -c "import sys; sys.exit(0 if float('$(accuracy_at_512 "$M")') < 0
   N="$OUT/retriever-$stage"
   if ! grep -q '"final":true' "$N/metrics.jsonl" 2>/dev/null; then
     resume=()
-    [ -d "$N/checkpoints/latest" ] && resume=(--resume)
+    [ -e "$N/checkpoints/latest" ] && resume=(--resume)
     /usr/bin/time -v -o "$OUT/retriever-$stage.time" $S finetune "$M" --text "$DATA/tinystories/train.txt" \
       --doc-sep '\n\n' --retrieval-mix 1.0 --retrieval-haystack filler --steps 1000 --batch 8 --lr 1e-3 --warmup 50 \
       --eval-interval 500 --ckpt-interval 250 --out "$N" "${resume[@]}" --quiet | tee "$OUT/retriever-$stage.train.txt"
