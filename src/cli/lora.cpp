@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "cli/commands.hpp"
@@ -14,6 +15,7 @@
 #include "run/checkpoint.hpp"
 #include "run/lora_adapter.hpp"
 #include "core/fs.hpp"
+#include "io/gguf.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
 #include "model/gguf_convert.hpp"
@@ -102,6 +104,13 @@ int extract_gguf(const Transformer& model, const CheckpointMeta& meta, const std
   return 0;
 }
 
+// A GGUF file starts with the magic "GGUF".
+bool is_gguf(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  char magic[4] = {};
+  return f.read(magic, 4) && std::string(magic, 4) == "GGUF";
+}
+
 std::unique_ptr<Transformer> load_adapted(const std::string& run, CheckpointMeta& meta) {
   meta = read_checkpoint_meta(run);
   if (!meta.model.lora.enabled())
@@ -142,8 +151,9 @@ Runner add_lora(CLI::App& app) {
                                                 "or merge it)");
   apply->add_option("base", o->input, "Run directory or checkpoint folder of the base model")->required();
   apply->add_option("adapter", o->adapter,
-                    "The adapter: a stretch adapter file (stretch lora extract), or a PEFT adapter folder "
-                    "(adapter_config.json) for the Hugging Face model the base was imported from")
+                    "The adapter: a stretch adapter file (stretch lora extract), a PEFT adapter folder "
+                    "(adapter_config.json) for the Hugging Face model the base was imported from, or a llama.cpp "
+                    "GGUF LoRA adapter for the GGUF model the base was imported from or exported to")
       ->required()
       ->check(CLI::ExistingPath);
   apply->add_option("--out", o->out, "The run folder to create")->required();
@@ -196,11 +206,14 @@ Runner add_lora(CLI::App& app) {
       const nlohmann::json cfg = read_json_file(dir / "adapter_config.json");
       const SafetensorsReader w = SafetensorsReader::open(dir / "adapter_model.safetensors");
       adapted = peft_to_model(*base, family, cfg, w, dir.string());
+    } else if (is_gguf(o->adapter)) {  // llama.cpp's
+      if (o->other_base) throw UsageError("--other-base: applies to stretch adapter files (a GGUF adapter names no base)");
+      adapted = lora_from_gguf(*base, GgufReader::open(o->adapter));
     } else {
       adapted = apply_adapter(*base, o->adapter, o->other_base);
     }
     nlohmann::json origin = {{"base", fs::absolute(meta.dir).string()}, {"adapter", fs::absolute(o->adapter).string()}};
-    if (!fs::is_directory(o->adapter)) {  // the base tensors it carries, for a later extract to carry them again
+    if (!fs::is_directory(o->adapter) && !is_gguf(o->adapter)) {  // the base tensors it carries, for a later extract
       const SafetensorsReader file = SafetensorsReader::open(o->adapter);
       const auto& md = file.metadata();
       if (auto it = md.find("train_also"); it != md.end() && !it->second.empty()) origin["train_also"] = it->second;

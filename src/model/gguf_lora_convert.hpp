@@ -19,7 +19,11 @@
 // An adapter trained with --train-also (full embedding or norm tensors) cannot be written: llama.cpp's adapters hold
 // only A/B pairs (it skips norm vectors). Write the fine-tune's base with the adapter's trained tensors instead
 // (`stretch lora extract --format gguf --base-out`).
+// Reading one (`stretch lora apply BASE ADAPTER.gguf`) takes any rank per tensor (llama.cpp's convert_lora_to_gguf.py
+// writes PEFT adapters this way) and refuses what llama.cpp would not apply the same way.
 #pragma once
+#include <memory>
+
 #include "io/gguf.hpp"
 #include "model/transformer.hpp"
 
@@ -27,5 +31,12 @@ namespace stretch {
 
 // The adapter of `m` (ConfigError when it has none, or when its base has no GGUF layout: gguf_architecture()).
 GgufWriter lora_to_gguf(const Transformer& m);
+
+// `base` (no adapter) with a GGUF LoRA adapter put on it, computing what llama.cpp computes with it at scale 1
+// (model_with_adapter(): each tensor's scale alpha / r, alpha 0 meaning scale 1 as in llama.cpp; a fused attn_qkv's
+// A serves each of q, k, v). InputError naming the file and the key or tensor for: general.type other than
+// "adapter", adapter.type other than "lora", an architecture other than the base's, a tensor without its pair, of
+// the wrong shape, or not an A/B pair of a projection we adapt (norm vectors, which llama.cpp skips, included).
+std::unique_ptr<Transformer> lora_from_gguf(const Transformer& base, const GgufReader& r);
 
 }  // namespace stretch

@@ -167,6 +167,50 @@ std::unique_ptr<Transformer> base_of(const Transformer& model) {
   return out;
 }
 
+std::unique_ptr<Transformer> model_with_adapter(const Transformer& base, const std::vector<LoraPiece>& pieces,
+                                                float dropout, const std::string& source) {
+  const ModelConfig& bc = base.config();
+  if (bc.lora.enabled()) throw InputError(source + ": the base model already holds an adapter (merge it first)");
+  if (pieces.empty()) throw InputError(source + ": the adapter holds no LoRA matrices");
+  unsigned targets = 0;
+  int R = 0;
+  bool plain = true;
+  for (const LoraPiece& p : pieces) {
+    targets |= 1u << static_cast<int>(p.target);
+    R = std::max(R, p.r);
+    plain = plain && !p.fused && p.r == pieces.front().r && p.scale == pieces.front().scale;
+  }
+  ModelConfig c = bc;
+  c.lora.rank = R;
+  c.lora.alpha = plain ? pieces.front().scale * R : static_cast<double>(R);
+  c.lora.targets = targets;
+  c.lora.dropout = dropout;
+  try {
+    c.validate();
+  } catch (const ConfigError& e) {
+    throw InputError(source + ": " + e.what());
+  }
+  auto model = std::make_unique<Transformer>(c);
+  std::copy(base.params().data(), base.params().data() + base.params().size(), model->params().data());
+  ParamView v = bind_param_view(c, model->specs(), model->params().data());
+  const std::vector<LoraSite> sites = lora_sites(c);
+  for (const LoraPiece& p : pieces) {
+    const LoraSite& site = *std::find_if(sites.begin(), sites.end(), [&](const LoraSite& x) { return x.target == p.target; });
+    const std::size_t r = static_cast<std::size_t>(p.r);
+    if (p.A.size() != r * site.in || p.B.size() != static_cast<std::size_t>(site.rows) * r)
+      throw ConfigError("model_with_adapter: a " + std::string(to_string(p.target)) + " piece of layer " +
+                        std::to_string(p.layer) + " is not (r, in) / (rows, r)");
+    const float fold = plain ? 1.0f : static_cast<float>(p.scale);
+    float* a = v.lora_a[p.layer][static_cast<int>(p.target)];
+    float* b = v.lora_b[p.layer][static_cast<int>(p.target)];
+    // A: the piece's r rows, padded with zero rows up to R; B: its r columns of each row, padded likewise
+    std::copy(p.A.begin(), p.A.end(), a);
+    for (int o = 0; o < site.rows; o++)
+      for (std::size_t j = 0; j < r; j++) b[static_cast<std::size_t>(o) * R + j] = fold * p.B[o * r + j];
+  }
+  return model;
+}
+
 std::unique_ptr<Transformer> merge_lora(const Transformer& model) {
   auto merged = base_of(model);
   const ModelConfig& base = merged->config();

@@ -86,6 +86,24 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dout, int OC, c
                    const float* mask, float* tmp, float* du, float* tmpx, int N, const LoraSite& site, int R, float s,
                    const float* A, const float* B);
 
+// An adapter read from another tool's file (PEFT, llama.cpp), one target of one block at a time:
+//   A (r, site.in), B (site.rows, r) in our row order, scale the file's alpha / r for it; `fused`: the file's module
+//   held several of our targets (their A shared).
+struct LoraPiece {
+  int layer = 0;
+  LoraTarget target = LoraTarget::q;
+  int r = 0;
+  double scale = 0.0;
+  bool fused = false;
+  std::vector<float> A, B;
+};
+// `base` (no adapter) with the pieces as its adapter: when every piece is unfused with one rank and one scale, rank
+// r and alpha = scale r as in the file; otherwise rank = the largest r (smaller ones padded with zero rows of A and
+// columns of B) at scale 1, each piece's own scale folded into its B. Targets = those of the pieces; a site without
+// a piece keeps B = 0. InputError naming `source` for an empty list or a config the result cannot validate.
+std::unique_ptr<Transformer> model_with_adapter(const Transformer& base, const std::vector<LoraPiece>& pieces,
+                                                float dropout, const std::string& source);
+
 // The base model under the adapter: the same weights without the adapter's tensors (a model without one is copied).
 std::unique_ptr<Transformer> base_of(const Transformer& model);
 // The model with its adapter folded into the base weights (W[rows] += s B A, accumulated in double) and no

@@ -172,16 +172,7 @@ std::unique_ptr<Transformer> peft_to_model(const Transformer& base, HfFamily f, 
   // every lora tensor of the file, by name; each must be used exactly once
   std::map<std::string, bool> used;
   for (const TensorEntry& t : weights.tensors()) used[t.name] = false;
-  struct Found {
-    int layer;
-    PeftModule mod;
-    std::vector<float> A, B;  // (r, in), (rows, r)
-    int r;
-    double scale;
-  };
-  std::vector<Found> found;
-  unsigned targets = 0;
-  int R = 0;
+  std::vector<LoraPiece> pieces;
   for (int l = 0; l < bc.n_layer; l++)
     for (const PeftModule& mod : peft_modules(f, bc, l)) {
       const std::string an = kPrefix + mod.name + ".lora_A.weight", bn = kPrefix + mod.name + ".lora_B.weight";
@@ -193,10 +184,9 @@ std::unique_ptr<Transformer> peft_to_model(const Transformer& base, HfFamily f, 
       if (ea.shape.size() != 2 || ea.shape[1] != mod.in || ea.shape[0] < 1)
         throw InputError(source + ": tensor '" + an + "' must be (r, " + std::to_string(mod.in) + ")");
       const int r = static_cast<int>(ea.shape[0]);
-      Found fd{l, mod, std::vector<float>(static_cast<std::size_t>(r) * mod.in),
-               std::vector<float>(static_cast<std::size_t>(mod.rows) * r), r, 0.0};
-      weights.read_into(an, {r, mod.in}, fd.A.data());
-      weights.read_into(bn, {mod.rows, r}, fd.B.data());
+      std::vector<float> A(static_cast<std::size_t>(r) * mod.in), B(static_cast<std::size_t>(mod.rows) * r);
+      weights.read_into(an, {r, mod.in}, A.data());
+      weights.read_into(bn, {mod.rows, r}, B.data());
       used[an] = used[bn] = true;
       double alpha = alpha0;
       for (auto& [k, v] : alpha_pattern.items()) {
@@ -208,10 +198,16 @@ std::unique_ptr<Transformer> peft_to_model(const Transformer& base, HfFamily f, 
           alpha = v.get<double>();
       }
       if (!(alpha > 0.0)) throw InputError(cfg_src + ": the alpha of " + mod.name + " must be > 0");
-      fd.scale = alpha / r;
-      for (const Part& part : mod.parts) targets |= 1u << static_cast<int>(part.target);
-      R = std::max(R, r);
-      found.push_back(std::move(fd));
+      // one piece per target of the module: the module's A, this target's rows of B in our order
+      for (const Part& part : mod.parts) {
+        LoraPiece p{l, part.target, r, alpha / r, mod.parts.size() > 1, A, {}};
+        p.B.resize(static_cast<std::size_t>(part.rows) * r);
+        for (int o = 0; o < part.rows; o++) {
+          const std::int64_t h = module_row(mod, hd, part.offset + o);
+          std::copy(B.begin() + h * r, B.begin() + (h + 1) * r, p.B.begin() + static_cast<std::ptrdiff_t>(o) * r);
+        }
+        pieces.push_back(std::move(p));
+      }
     }
   for (const auto& [name, u] : used)
     if (!u)
@@ -221,39 +217,7 @@ std::unique_ptr<Transformer> peft_to_model(const Transformer& base, HfFamily f, 
                          for (const PeftModule& m : peft_modules(f, bc, 0)) s += (s.empty() ? "" : ", ") + m.key;
                          return s;
                        }() + ")");
-  if (found.empty()) throw InputError(source + ": the adapter holds no LoRA matrices");
-  // one rank and scale for all targets: the same as the file's when every module has them unfused, else rank = the
-  // largest, scale 1, each module's own scale folded into its B
-  bool plain = true;
-  for (const Found& fd : found) plain = plain && fd.mod.parts.size() == 1 && fd.r == found.front().r && fd.scale == found.front().scale;
-  ModelConfig c = bc;
-  c.lora.rank = R;
-  c.lora.alpha = plain ? found.front().scale * R : static_cast<double>(R);
-  c.lora.targets = targets;
-  c.lora.dropout = static_cast<float>(lora_dropout);
-  try {
-    c.validate();
-  } catch (const ConfigError& e) {
-    throw InputError(source + ": " + e.what());
-  }
-  auto model = std::make_unique<Transformer>(c);
-  std::copy(base.params().data(), base.params().data() + base.params().size(), model->params().data());
-  ParamView v = bind_param_view(c, model->specs(), model->params().data());
-  for (const Found& fd : found) {
-    const float fold = plain ? 1.0f : static_cast<float>(fd.scale);
-    for (const Part& part : fd.mod.parts) {
-      float* a = v.lora_a[fd.layer][static_cast<int>(part.target)];
-      float* b = v.lora_b[fd.layer][static_cast<int>(part.target)];
-      // A: the module's r rows, padded with zero rows up to R; B: this target's rows, r columns, padded likewise
-      std::copy(fd.A.begin(), fd.A.end(), a);
-      for (int o = 0; o < part.rows; o++) {
-        const std::int64_t h = module_row(fd.mod, hd, part.offset + o);
-        for (int j = 0; j < fd.r; j++)
-          b[static_cast<std::size_t>(o) * R + j] = fold * fd.B[static_cast<std::size_t>(h) * fd.r + j];
-      }
-    }
-  }
-  return model;
+  return model_with_adapter(base, pieces, static_cast<float>(lora_dropout), source);
 }
 
 }  // namespace stretch

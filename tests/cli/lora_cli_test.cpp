@@ -95,7 +95,7 @@ TEST(LoraCli, AFineTuneItsMergeItsAdapterFileAndItsPeftFolderEvaluateAlike) {
   EXPECT_NE(r.output.find("--base-out"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(w.d / "a.gguf"));
   r = run_stretch("lora extract " + q(w.d / "lora") + " --format gguf --out " + q(w.d / "a.gguf") + " --base-out " +
-                  q(w.d / "base.gguf") + " --type f16");
+                  q(w.d / "base.gguf"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(fs::is_regular_file(w.d / "a.gguf"));
   r = run_stretch("import gguf " + q(w.d / "base.gguf") + " --out " + q(w.d / "gguf-base"));
@@ -104,6 +104,14 @@ TEST(LoraCli, AFineTuneItsMergeItsAdapterFileAndItsPeftFolderEvaluateAlike) {
                                                              "config.json"))["model"]["rope_scaling"];
   EXPECT_EQ(scaling["type"], "linear") << scaling.dump();
   EXPECT_EQ(scaling["factor"], 2.0) << scaling.dump();
+  // read back onto that base: the fine-tune again (context settings from the GGUF base)
+  r = run_stretch("lora apply " + q(w.d / "gguf-base") + " " + q(w.d / "a.gguf") + " --out " + q(w.d / "from-gguf"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NEAR(w.eval(w.d / "from-gguf", "from-gguf"), adapted, 1e-5);
+  r = run_stretch("lora apply " + q(w.d / "gguf-base") + " " + q(w.d / "a.gguf") + " --other-base --out " +
+                  q(w.d / "from-gguf2"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--other-base"), std::string::npos) << r.output;
   r = run_stretch("lora extract " + q(w.d / "lora") + " --format stretch --type f16 --out " + q(w.d / "c.safetensors"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--type"), std::string::npos) << r.output;

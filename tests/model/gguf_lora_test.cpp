@@ -2,13 +2,15 @@
 // does (W + (alpha / r) B A, r = the tensor's B columns, one alpha per file) to the base's GGUF tensors gives the
 // merged model's GGUF tensors, for llama (one target per tensor, grouped-query attention) and mpt (q, k, v fused in
 // attn_qkv, with all or some of them adapted); the tensors pair and are shaped as llama.cpp checks; the metadata is
-// llama.cpp's; models without an adapter or without a GGUF layout are refused. (llama.cpp itself loading the files:
+// llama.cpp's; models without an adapter or without a GGUF layout are refused; a file read back gives the same
+// logits, and files llama.cpp would not apply alike are refused naming the key or tensor. (llama.cpp itself loading the files:
 // tools/check_llamacpp.py --lora, outside CI.)
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -135,6 +137,75 @@ TEST(GgufLora, MptFusedQkvHoldsEachAdaptedTargetBlockDiagonally) {
       for (std::size_t i = 16 * 6; i < 32 * 6; i++) EXPECT_EQ(B[i], 0.0f);
     }
   }
+}
+
+// Read back (lora apply BASE A.gguf): the adapted model's logits are the original's, for llama and for mpt with a
+// fused attn_qkv holding some of q, k, v (rank n R there, so the scales are folded into B).
+std::vector<float> logits_of(Transformer& m) {
+  std::vector<std::int32_t> x;
+  for (int t = 0; t < 20; t++) x.push_back((t * 29 + 3) % 256);
+  ForwardOptions fo;
+  fo.keep_logits = true;
+  m.forward(x.data(), nullptr, nullptr, 1, static_cast<int>(x.size()), fo);
+  return std::vector<float>(m.logits(), m.logits() + x.size() * 256);
+}
+
+TEST(GgufLora, AnAdapterReadBackGivesTheSameLogits) {
+  for (auto [arch, pm, targets] : {std::tuple{Arch::llama, PositionMethod::rope, "q,k,v,o,gate,up,down"},
+                                   std::tuple{Arch::gpt, PositionMethod::alibi, "q,v,o,down"},
+                                   std::tuple{Arch::gpt, PositionMethod::alibi, "up"}}) {
+    SCOPED_TRACE(targets);
+    auto m = adapted(config(arch, pm, targets));
+    auto base = base_of(*m);
+    auto back = lora_from_gguf(*base, gguf_of(lora_to_gguf(*m), "a.gguf"));
+    const std::vector<float> want = logits_of(*m), got = logits_of(*back), plain = logits_of(*base);
+    double worst = 0.0, moved = 0.0;
+    for (std::size_t i = 0; i < want.size(); i++) {
+      worst = std::max(worst, static_cast<double>(std::abs(want[i] - got[i])));
+      moved = std::max(moved, static_cast<double>(std::abs(want[i] - plain[i])));
+    }
+    EXPECT_LT(worst, 1e-5);
+    EXPECT_GT(moved, 1e-2);  // the adapter matters
+  }
+}
+
+TEST(GgufLora, ReadingRefusesWhatLlamaCppWouldNotApplyAlike) {
+  auto m = adapted(config(Arch::llama, PositionMethod::rope, "q,v"));
+  auto base = base_of(*m);
+  auto expect_refused = [&](GgufWriter w, const std::string& what) {
+    try {
+      lora_from_gguf(*base, gguf_of(std::move(w), "bad.gguf"));
+      ADD_FAILURE() << "expected InputError naming " << what;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  GgufWriter ok = lora_to_gguf(*m);
+  GgufWriter w = ok;
+  w.set_string("general.type", "model");
+  expect_refused(w, "general.type");
+  w = ok;
+  w.set_string("general.architecture", "mpt");
+  expect_refused(w, "general.architecture");
+  w = ok;
+  std::vector<float> zeros(16, 0.0f);
+  w.add_tensor("blk.0.attn_norm.weight", {16}, ggml_type::F32, zeros.data());
+  expect_refused(w, "blk.0.attn_norm.weight");
+  // a lone lora_a: its pair is missing
+  GgufWriter lone;
+  for (const GgufKV& kv : ok.metadata()) lone.set(kv.key, kv.value);
+  std::vector<float> a(3 * 16, 0.1f);
+  lone.add_tensor("blk.0.attn_q.weight.lora_a", {3, 16}, ggml_type::F32, a.data());
+  expect_refused(lone, "blk.0.attn_q.weight.lora_b");
+  // the wrong width
+  GgufWriter wide;
+  for (const GgufKV& kv : ok.metadata()) wide.set(kv.key, kv.value);
+  std::vector<float> b(16 * 3, 0.1f), a2(3 * 8, 0.1f);
+  wide.add_tensor("blk.0.attn_q.weight.lora_a", {3, 8}, ggml_type::F32, a2.data());
+  wide.add_tensor("blk.0.attn_q.weight.lora_b", {16, 3}, ggml_type::F32, b.data());
+  expect_refused(wide, "blk.0.attn_q.weight.lora_a");
+  // an adapter on a base that already has one
+  EXPECT_THROW(lora_from_gguf(*m, gguf_of(lora_to_gguf(*m), "a.gguf")), InputError);
 }
 
 TEST(GgufLora, RefusesModelsWithoutAnAdapterOrWithoutAGgufLayout) {
