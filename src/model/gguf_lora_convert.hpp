@@ -1,4 +1,4 @@
-// LoRA adapters -> llama.cpp's GGUF LoRA adapter files (`llama-cli --lora FILE`, llama-cpp-python's lora_path), for
+// LoRA adapters <-> llama.cpp's GGUF LoRA adapter files (`llama-cli --lora FILE`, llama-cpp-python's lora_path), for
 // a base written by model/gguf_convert.hpp (the adapter names the base's tensors).
 //
 // Metadata (llama.cpp src/llama-adapter.cpp): general.architecture (the base's, "llama" or "mpt"), general.type
