@@ -199,21 +199,23 @@ Runner add_lora(CLI::App& app) {
     const CheckpointMeta meta = read_checkpoint_meta(o->input);
     auto base = load_model(meta);
     std::unique_ptr<Transformer> adapted;
-    if (fs::is_directory(o->adapter)) {  // PEFT
+    const bool peft = fs::is_directory(o->adapter), gguf = !peft && is_gguf(o->adapter);
+    if ((peft || gguf) && o->other_base)
+      throw UsageError("--other-base: applies to stretch adapter files (a " + std::string(peft ? "PEFT" : "GGUF") +
+                       " adapter names no base)");
+    if (peft) {
       const fs::path dir = o->adapter;
-      if (o->other_base) throw UsageError("--other-base: applies to stretch adapter files (a PEFT adapter names no base)");
       const HfFamily family = hf_export_family(base->config(), "auto");
       const nlohmann::json cfg = read_json_file(dir / "adapter_config.json");
       const SafetensorsReader w = SafetensorsReader::open(dir / "adapter_model.safetensors");
       adapted = peft_to_model(*base, family, cfg, w, dir.string());
-    } else if (is_gguf(o->adapter)) {  // llama.cpp's
-      if (o->other_base) throw UsageError("--other-base: applies to stretch adapter files (a GGUF adapter names no base)");
+    } else if (gguf) {  // llama.cpp's
       adapted = lora_from_gguf(*base, GgufReader::open(o->adapter));
     } else {
       adapted = apply_adapter(*base, o->adapter, o->other_base);
     }
     nlohmann::json origin = {{"base", fs::absolute(meta.dir).string()}, {"adapter", fs::absolute(o->adapter).string()}};
-    if (!fs::is_directory(o->adapter) && !is_gguf(o->adapter)) {  // the base tensors it carries, for a later extract
+    if (!peft && !gguf) {  // a stretch adapter file: the base tensors it carries, for a later extract to carry again
       const SafetensorsReader file = SafetensorsReader::open(o->adapter);
       const auto& md = file.metadata();
       if (auto it = md.find("train_also"); it != md.end() && !it->second.empty()) origin["train_also"] = it->second;

@@ -13,18 +13,14 @@ namespace stretch {
 
 namespace {
 
-// One of our targets inside a GGUF tensor: its rows [offset, offset + rows) of the tensor.
-struct GgufLoraPart {
-  LoraTarget target;
-  int offset, rows;
-};
-
-// One base tensor of a GGUF block and the targets it holds.
+// One base tensor of a GGUF block and the targets it holds (model/lora.hpp; GGUF keeps our row order).
 struct GgufLoraTensor {
   const char* name;
   int rows, in;
-  std::vector<GgufLoraPart> parts;
+  std::vector<LoraPart> parts;
 };
+
+std::int64_t same_row(std::int64_t o) { return o; }
 
 std::vector<GgufLoraTensor> gguf_lora_tensors(const ModelConfig& c, const std::string& arch) {
   const int C = c.n_embd, KVD = c.kv_dim(), F = c.mlp_hidden;
@@ -61,25 +57,15 @@ GgufWriter lora_to_gguf(const Transformer& m) {
   const ConstParamView p = bind_param_view(c, m.specs(), m.params().data());
   for (int l = 0; l < c.n_layer; l++)
     for (const GgufLoraTensor& t : gguf_lora_tensors(c, arch)) {
-      std::vector<GgufLoraPart> parts;
-      for (const GgufLoraPart& part : t.parts)
-        if (c.lora.has(part.target)) parts.push_back(part);
-      if (parts.empty()) continue;
-      const int n = static_cast<int>(parts.size()), r = n * R;
-      std::vector<float> A(static_cast<std::size_t>(r) * t.in, 0.0f), B(static_cast<std::size_t>(t.rows) * r, 0.0f);
-      for (int k = 0; k < n; k++) {
-        const GgufLoraPart& part = parts[static_cast<std::size_t>(k)];
-        const float* a = p.lora_a[l][static_cast<int>(part.target)];
-        const float* b = p.lora_b[l][static_cast<int>(part.target)];
-        std::copy(a, a + static_cast<std::size_t>(R) * t.in, A.begin() + static_cast<std::ptrdiff_t>(k) * R * t.in);
-        for (int o = 0; o < part.rows; o++)
-          for (int j = 0; j < R; j++)
-            B[static_cast<std::size_t>(part.offset + o) * r + static_cast<std::size_t>(k * R + j)] =
-                static_cast<float>(n) * b[static_cast<std::size_t>(o) * R + j];
-      }
+      StackedLora st = stack_lora(p, c.lora, l, t.parts, t.rows, t.in, same_row);
+      if (st.r == 0) continue;
+      // llama.cpp scales the tensor by alpha / (n R): n (exact for n = 1, 2; one fp32 rounding for 3) goes into B
+      const float n = static_cast<float>(st.r / R);
+      if (n != 1.0f)
+        for (float& b : st.B) b *= n;
       const std::string name = "blk." + std::to_string(l) + "." + t.name + ".weight";
-      w.add_tensor(name + ".lora_a", {r, t.in}, ggml_type::F32, A.data());
-      w.add_tensor(name + ".lora_b", {t.rows, r}, ggml_type::F32, B.data());
+      w.add_tensor(name + ".lora_a", {st.r, t.in}, ggml_type::F32, st.A.data());
+      w.add_tensor(name + ".lora_b", {t.rows, st.r}, ggml_type::F32, st.B.data());
     }
   return w;
 }
@@ -124,16 +110,9 @@ std::unique_ptr<Transformer> lora_from_gguf(const Transformer& base, const GgufR
       if (sb.size() != 2 || sb[0] != t.rows || sb[1] != rank)
         throw InputError(src + ": tensor '" + bn + "' must be (" + std::to_string(t.rows) + ", " +
                          std::to_string(rank) + ")");
-      const std::vector<float> A = r.read_f32(an), B = r.read_f32(bn);
       used[an] = used[bn] = true;
       const double scale = alpha > 0.0 ? alpha / rank : 1.0;  // llama.cpp: alpha 0 means scale 1
-      const std::size_t rr = static_cast<std::size_t>(rank);
-      for (const GgufLoraPart& part : t.parts) {
-        LoraPiece p{l, part.target, rank, scale, t.parts.size() > 1, A, {}};
-        p.B.assign(B.begin() + static_cast<std::ptrdiff_t>(part.offset * rr),
-                   B.begin() + static_cast<std::ptrdiff_t>((part.offset + part.rows) * rr));
-        pieces.push_back(std::move(p));
-      }
+      split_lora(l, t.parts, rank, scale, r.read_f32(an), r.read_f32(bn), same_row, pieces);
     }
   for (const auto& [name, u] : used)
     if (!u)
@@ -141,11 +120,7 @@ std::unique_ptr<Transformer> lora_from_gguf(const Transformer& base, const GgufR
                        "(blk.N.<tensor>.weight.lora_a / .lora_b; norm vectors and embeddings are not read)");
   // the targets the file's tensors cover: in a fused attn_qkv all three, even where the file adapts only some (its
   // B rows are zero there: the same function)
-  try {
-    return model_with_adapter(base, pieces, 0.0f, src);
-  } catch (const ConfigError& e) {
-    throw InputError(src + ": " + e.what());
-  }
+  return model_with_adapter(base, pieces, 0.0f, src);
 }
 
 }  // namespace stretch

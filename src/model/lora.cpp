@@ -167,6 +167,46 @@ std::unique_ptr<Transformer> base_of(const Transformer& model) {
   return out;
 }
 
+StackedLora stack_lora(const ConstParamView& p, const LoraConfig& lora, int layer, const std::vector<LoraPart>& parts,
+                       int rows, int in, const LoraRowMap& row_of) {
+  std::vector<LoraPart> adapted;
+  for (const LoraPart& part : parts)
+    if (lora.has(part.target)) adapted.push_back(part);
+  StackedLora out;
+  if (adapted.empty()) return out;
+  const int R = lora.rank, n = static_cast<int>(adapted.size());
+  const std::size_t r = static_cast<std::size_t>(n) * R, cols = static_cast<std::size_t>(in);
+  out.r = static_cast<int>(r);
+  out.A.assign(r * cols, 0.0f);
+  out.B.assign(static_cast<std::size_t>(rows) * r, 0.0f);
+  for (int k = 0; k < n; k++) {
+    const LoraPart& part = adapted[static_cast<std::size_t>(k)];
+    const float* a = p.lora_a[layer][static_cast<int>(part.target)];
+    const float* b = p.lora_b[layer][static_cast<int>(part.target)];
+    std::copy(a, a + static_cast<std::size_t>(R) * cols, out.A.begin() + static_cast<std::ptrdiff_t>(k * R * cols));
+    for (int o = 0; o < part.rows; o++) {
+      const std::size_t h = static_cast<std::size_t>(row_of(part.offset + o));
+      for (int j = 0; j < R; j++) out.B[h * r + static_cast<std::size_t>(k * R + j)] = b[static_cast<std::size_t>(o) * R + j];
+    }
+  }
+  return out;
+}
+
+void split_lora(int layer, const std::vector<LoraPart>& parts, int r, double scale, const std::vector<float>& A,
+                const std::vector<float>& B, const LoraRowMap& row_of, std::vector<LoraPiece>& out) {
+  const std::size_t rr = static_cast<std::size_t>(r);
+  for (const LoraPart& part : parts) {
+    LoraPiece p{layer, part.target, r, scale, parts.size() > 1, A, {}};
+    p.B.resize(static_cast<std::size_t>(part.rows) * rr);
+    for (int o = 0; o < part.rows; o++) {
+      const std::size_t h = static_cast<std::size_t>(row_of(part.offset + o));
+      std::copy(B.begin() + static_cast<std::ptrdiff_t>(h * rr), B.begin() + static_cast<std::ptrdiff_t>((h + 1) * rr),
+                p.B.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(o) * rr));
+    }
+    out.push_back(std::move(p));
+  }
+}
+
 std::unique_ptr<Transformer> model_with_adapter(const Transformer& base, const std::vector<LoraPiece>& pieces,
                                                 float dropout, const std::string& source) {
   const ModelConfig& bc = base.config();

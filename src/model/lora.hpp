@@ -29,6 +29,9 @@ namespace stretch {
 enum class Arch;
 struct ModelConfig;
 class Transformer;
+template <class F>
+struct BasicParamView;  // model/params.hpp, which includes this header through model/config.hpp
+using ConstParamView = BasicParamView<const float>;
 
 enum class LoraTarget { q, k, v, o, gate, up, down };
 inline constexpr int kLoraTargets = 7;
@@ -86,6 +89,26 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dout, int OC, c
                    const float* mask, float* tmp, float* du, float* tmpx, int N, const LoraSite& site, int R, float s,
                    const float* A, const float* B);
 
+// Other tools' files (PEFT, llama.cpp) hold one adapter per projection of theirs, which may fuse several of our
+// targets (GPT's q|k|v). A part: one of our targets inside such a projection, its rows [offset, offset + rows) of
+// it in our row order; `row_of` maps such a row to the file's row (identity where the file keeps our order).
+struct LoraPart {
+  LoraTarget target = LoraTarget::q;
+  int offset = 0, rows = 0;
+};
+using LoraRowMap = std::function<std::int64_t(std::int64_t)>;
+
+// Export: the adapter (`p`, a model's view; `lora`, its config) of the parts it adapts, of block `layer`, as one
+// adapter of the projection (rows x in): rank r = n R for n adapted parts, A (r, in) the parts' A stacked, B (rows, r)
+// each part's B on its rows (row_of) and its own R columns (block-diagonal), zero elsewhere: the same function at
+// scale alpha / R. r = 0 (A, B empty) when it adapts none of them.
+struct StackedLora {
+  int r = 0;
+  std::vector<float> A, B;
+};
+StackedLora stack_lora(const ConstParamView& p, const LoraConfig& lora, int layer, const std::vector<LoraPart>& parts,
+                       int rows, int in, const LoraRowMap& row_of);
+
 // An adapter read from another tool's file (PEFT, llama.cpp), one target of one block at a time:
 //   A (r, site.in), B (site.rows, r) in our row order, scale the file's alpha / r for it; `fused`: the file's module
 //   held several of our targets (their A shared).
@@ -101,6 +124,10 @@ struct LoraPiece {
 // r and alpha = scale r as in the file; otherwise rank = the largest r (smaller ones padded with zero rows of A and
 // columns of B) at scale 1, each piece's own scale folded into its B. Targets = those of the pieces; a site without
 // a piece keeps B = 0. InputError naming `source` for an empty list or a config the result cannot validate.
+// Import: the pieces of one file projection of block `layer` (A (r, in), B (rows, r) in the file's row order, scale
+// alpha / r), one per part, appended to `out`; a fused projection's A serves each of its parts.
+void split_lora(int layer, const std::vector<LoraPart>& parts, int r, double scale, const std::vector<float>& A,
+                const std::vector<float>& B, const LoraRowMap& row_of, std::vector<LoraPiece>& out);
 std::unique_ptr<Transformer> model_with_adapter(const Transformer& base, const std::vector<LoraPiece>& pieces,
                                                 float dropout, const std::string& source);
 

@@ -13,11 +13,7 @@ using nlohmann::json;
 
 namespace {
 
-// One of our targets inside a transformers projection: its rows [offset, offset + rows) of the module.
-struct Part {
-  LoraTarget target;
-  int offset = 0, rows = 0;
-};
+using Part = LoraPart;  // one of our targets inside a transformers projection (model/lora.hpp)
 
 // One transformers projection of block `layer`: the rows [m0, m0 + rows) of our base matrix, laid out by xf, and the
 // targets it holds.
@@ -92,11 +88,10 @@ PeftAdapter model_to_peft(const Transformer& m, HfFamily f) {
   json targets = json::array(), rank_pattern = json::object(), alpha_pattern = json::object();
   for (int l = 0; l < c.n_layer; l++)
     for (const PeftModule& mod : peft_modules(f, c, l)) {
-      std::vector<Part> parts;
-      for (const Part& part : mod.parts)
-        if (c.lora.has(part.target)) parts.push_back(part);
-      if (parts.empty()) continue;
-      const int n = static_cast<int>(parts.size()), r = n * R;
+      StackedLora st = stack_lora(p, c.lora, l, mod.parts, mod.rows, mod.in,
+                                  [&](std::int64_t o) { return module_row(mod, hd, o); });
+      if (st.r == 0) continue;
+      const int n = st.r / R, r = st.r;
       if (l == 0) {
         targets.push_back(mod.key);
         if (n > 1) {
@@ -104,19 +99,8 @@ PeftAdapter model_to_peft(const Transformer& m, HfFamily f) {
           alpha_pattern[mod.key] = n * c.lora.alpha;
         }
       }
-      std::vector<float> A(static_cast<std::size_t>(r) * mod.in, 0.0f), B(static_cast<std::size_t>(mod.rows) * r, 0.0f);
-      for (int k = 0; k < n; k++) {
-        const Part& part = parts[k];
-        const float* a = p.lora_a[l][static_cast<int>(part.target)];
-        const float* b = p.lora_b[l][static_cast<int>(part.target)];
-        std::copy(a, a + static_cast<std::size_t>(R) * mod.in, A.begin() + static_cast<std::ptrdiff_t>(k) * R * mod.in);
-        for (int o = 0; o < part.rows; o++) {
-          const std::int64_t h = module_row(mod, hd, part.offset + o);
-          for (int j = 0; j < R; j++) B[static_cast<std::size_t>(h) * r + k * R + j] = b[static_cast<std::size_t>(o) * R + j];
-        }
-      }
-      out.tensors.push_back({kPrefix + mod.name + ".lora_A.weight", {r, mod.in}, std::move(A)});
-      out.tensors.push_back({kPrefix + mod.name + ".lora_B.weight", {mod.rows, r}, std::move(B)});
+      out.tensors.push_back({kPrefix + mod.name + ".lora_A.weight", {r, mod.in}, std::move(st.A)});
+      out.tensors.push_back({kPrefix + mod.name + ".lora_B.weight", {mod.rows, r}, std::move(st.B)});
     }
   out.config = {{"peft_type", "LORA"},
                 {"task_type", "CAUSAL_LM"},
@@ -198,16 +182,7 @@ std::unique_ptr<Transformer> peft_to_model(const Transformer& base, HfFamily f, 
           alpha = v.get<double>();
       }
       if (!(alpha > 0.0)) throw InputError(cfg_src + ": the alpha of " + mod.name + " must be > 0");
-      // one piece per target of the module: the module's A, this target's rows of B in our order
-      for (const Part& part : mod.parts) {
-        LoraPiece p{l, part.target, r, alpha / r, mod.parts.size() > 1, A, {}};
-        p.B.resize(static_cast<std::size_t>(part.rows) * r);
-        for (int o = 0; o < part.rows; o++) {
-          const std::int64_t h = module_row(mod, hd, part.offset + o);
-          std::copy(B.begin() + h * r, B.begin() + (h + 1) * r, p.B.begin() + static_cast<std::ptrdiff_t>(o) * r);
-        }
-        pieces.push_back(std::move(p));
-      }
+      split_lora(l, mod.parts, r, alpha / r, A, B, [&](std::int64_t o) { return module_row(mod, hd, o); }, pieces);
     }
   for (const auto& [name, u] : used)
     if (!u)
