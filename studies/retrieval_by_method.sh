@@ -94,6 +94,15 @@ for m in "${METHODS[@]}"; do
   [ "$m" = rope-filler ] && below_half_at_L "$m-more" && more_stage "$OUT/$m-more" "$m-more2" 2000 $haystack
 done
 
+# Curriculum: the filler-trained models that retrieve at L (rope-filler-more2, none-filler-more) never saw a needle
+# in text, and the mixed haystack from scratch did not form their copy circuit. So each is trained 1,000 steps more
+# with the mixed haystack from its final weights (<position>-filler-mixed), to ask whether the circuit, once formed,
+# carries over to a needle in text and past L.
+for m in rope-filler-more2 none-filler-more; do
+  [ -f "$OUT/passkey-$m.json" ] || continue
+  more_stage "$OUT/$m" "${m%%-filler*}-filler-mixed" 1000 mixed
+done
+
 ext_flags() {  # extension T -> flags at length T (L = 512)
   case $1 in
     alibi-interp) echo "--alibi-interp auto" ;;
