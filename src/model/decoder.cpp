@@ -89,17 +89,12 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldN
     fq_sin_.resize(n);
     fk_cos_.resize(n);
     fk_sin_.resize(n);
-    for (int p = 0; p < S_; p++)
-      for (int i = 0; i < half; i++) {
-        const std::size_t k = static_cast<std::size_t>(p) * half + i;
-        const double f = static_cast<double>(inv_freq_[i]);
-        cos_[k] = static_cast<float>(std::cos(static_cast<double>(p) * f));
-        sin_[k] = static_cast<float>(std::sin(static_cast<double>(p) * f));
-        fq_cos_[k] = static_cast<float>(std::cos(c_.extension.far_query(p) * f));
-        fq_sin_[k] = static_cast<float>(std::sin(c_.extension.far_query(p) * f));
-        fk_cos_[k] = static_cast<float>(std::cos(c_.extension.far_key(p) * f));
-        fk_sin_[k] = static_cast<float>(std::sin(c_.extension.far_key(p) * f));
-      }
+    for (int p = 0; p < S_; p++) {
+      const std::size_t k = static_cast<std::size_t>(p) * half;
+      rope_angles(cos_.data() + k, sin_.data() + k, p, inv_freq_.data(), half);
+      rope_angles(fq_cos_.data() + k, fq_sin_.data() + k, c_.extension.far_query(p), inv_freq_.data(), half);
+      rope_angles(fk_cos_.data() + k, fk_sin_.data() + k, c_.extension.far_key(p), inv_freq_.data(), half);
+    }
   }
   scale_ = static_cast<float>(factor * factor / std::sqrt(static_cast<double>(hd)));
   if (c_.position == PositionMethod::alibi) alibi_ = alibi_slopes(c_.n_head, c_.alibi_max_bias, c_.alibi_slope_scale());
@@ -179,15 +174,9 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
   const long tasks = static_cast<long>(n) * NKV;
   const bool far_set = positional_ && !c_.extension.is_none();
   const long wn = c_.extension.window;
-  // (x0, x1) pairs of src rotated by the angles of table row p into dst
+  // src rotated by the angles of table row p into dst
   auto rotate = [half](float* dst, const float* src, const float* cs, const float* sn, long p) {
-    const float* c = cs + p * half;
-    const float* s = sn + p * half;
-    for (int i = 0; i < half; i++) {
-      const float x0 = src[2 * i], x1 = src[2 * i + 1];
-      dst[2 * i] = x0 * c[i] - x1 * s[i];
-      dst[2 * i + 1] = x0 * s[i] + x1 * c[i];
-    }
+    rope_rotate_head(dst, src, cs + p * half, sn + p * half, half);
   };
   // Always inside a parallel region, even for one task: oneDNN then runs each small product on the calling
   // thread instead of starting threads of its own per call (which costs more than the product).
@@ -296,28 +285,6 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     std::copy(xn_.data(), xn_.data() + nn * C, x_.data());
   }
 
-  // rope angles of the new positions, as position/rope.cpp computes them (double angle, rounded once)
-  const int half = hd / 2;
-  std::vector<float> cs, sn;
-  if (c_.position == PositionMethod::rope) {
-    cs.resize(nn * half);
-    sn.resize(nn * half);
-    for (int r = 0; r < n; r++)
-      for (int i = 0; i < half; i++) {
-        const double a = static_cast<double>(pos[r]) * static_cast<double>(inv_freq_[i]);
-        cs[static_cast<std::size_t>(r) * half + i] = static_cast<float>(std::cos(a));
-        sn[static_cast<std::size_t>(r) * half + i] = static_cast<float>(std::sin(a));
-      }
-  }
-  auto rotate = [&](float* x, int r) {
-    const float* c = cs.data() + static_cast<std::size_t>(r) * half;
-    const float* s = sn.data() + static_cast<std::size_t>(r) * half;
-    for (int i = 0; i < half; i++) {
-      const float x0 = x[2 * i], x1 = x[2 * i + 1];
-      x[2 * i] = x0 * c[i] - x1 * s[i];
-      x[2 * i + 1] = x0 * s[i] + x1 * c[i];
-    }
-  };
   const int window = c_.attn_window;
 
   for (int l = 0; l < c_.n_layer; l++) {
@@ -326,12 +293,10 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     float* Vc = v_.data() + static_cast<std::size_t>(l) * S_ * KVD;
     norm(xn_.data(), x_.data(), w.ln1_w, w.ln1_b);
     matmul_forward(qkv_.data(), xn_.data(), w.qkv_w, w.qkv_b, n, C, QKV);
+    if (c_.position == PositionMethod::rope && !positional_)  // positional: rotated per query (attend_cached)
+      rope_forward_rows(qkv_.data(), pos.data(), inv_freq_.data(), n, QKV, NH, C, NKV, hd);
     for (int r = 0; r < n; r++) {
       float* row = qkv_.data() + static_cast<std::size_t>(r) * QKV;
-      if (c_.position == PositionMethod::rope && !positional_) {  // positional: rotated per query (attend_cached)
-        for (int h = 0; h < NH; h++) rotate(row + h * hd, r);
-        for (int g = 0; g < NKV; g++) rotate(row + C + g * hd, r);
-      }
       const long a = a0 + r;
       const std::size_t slot = static_cast<std::size_t>(
           keep_ < 0 || a < keep_ ? a % S_ : keep_ + (a - keep_) % (S_ - keep_));
