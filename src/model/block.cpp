@@ -1,12 +1,15 @@
 #include "model/block.hpp"
 
+#include <algorithm>
 #include <cstddef>
+#include <vector>
 
 #include "kernels/embedding.hpp"
 #include "kernels/gelu.hpp"
 #include "kernels/layernorm.hpp"
 #include "kernels/rmsnorm.hpp"
 #include "kernels/swiglu.hpp"
+#include "position/rope.hpp"
 #include "position/sinusoidal.hpp"
 
 namespace stretch {
@@ -19,6 +22,30 @@ void embed_forward(float* x, const std::int32_t* tokens, const int* pos, int N, 
     for (std::size_t i = 0; i < static_cast<std::size_t>(N) * C; i++) x[i] *= c.embed_scale;
   if (c.position == PositionMethod::learned) embedding_add_forward(x, pos, wpe, N, C);
   if (c.position == PositionMethod::sinusoidal) sinusoidal_add_forward(x, pos, N, C);
+}
+
+void far_positions_forward(float* far, const float* qkv, const int* pos, int N, const ModelConfig& c,
+                           const float* inv_freq) {
+  const int C = c.n_embd;
+  const std::size_t rows = static_cast<std::size_t>(N);
+  std::vector<double> fpos(2 * rows);
+  for (std::size_t r = 0; r < rows; r++) {
+    fpos[r] = c.extension.far_query(pos[r]);
+    fpos[rows + r] = c.extension.far_key(pos[r]);
+  }
+  const long n = N;
+#pragma omp parallel for schedule(static) if (n >= 64)
+  for (long r = 0; r < n; r++)
+    std::copy_n(qkv + static_cast<std::size_t>(r) * 3 * C, 2 * C, far + static_cast<std::size_t>(r) * 2 * C);
+  rope_rotate_rows(far, fpos.data(), inv_freq, N, 2 * C, c.n_head, c.head_dim());
+  rope_rotate_rows(far + C, fpos.data() + rows, inv_freq, N, 2 * C, c.n_head, c.head_dim());
+}
+
+void residual_add(float* dst, const float* a, const float* b, std::size_t n) {
+  const long nn = static_cast<long>(n);
+  // threads only for a batch's rows: a decoded token's row is shorter than a parallel region's start-up
+#pragma omp parallel for schedule(static) if (nn >= 16384)
+  for (long i = 0; i < nn; i++) dst[i] = a[i] + b[i];
 }
 
 void norm_forward(const ModelConfig& c, float* out, float* mean, float* rstd, const float* inp, const float* w,

@@ -12,11 +12,17 @@
 //                   slopes; the T5 table, and `t5_partial` for its gradient, null when inferring; none otherwise:
 //                   rope and the absolute methods add no score bias).
 //   with_inference_bias: the same for inference, where ALiBi and T5 also take Self-Extend / ReRoPE distances.
+//   block_forward:  one transformer block, the same flow for every family and path; the path passes how its
+//                   projections run and what its attention sees (the batch, or the key/value cache).
 #pragma once
+#include <cstddef>
 #include <cstdint>
+
+#include "core/profile.hpp"
 
 #include "kernels/attention_bias.hpp"
 #include "model/config.hpp"
+#include "model/params.hpp"
 #include "position/alibi.hpp"
 #include "position/t5.hpp"
 
@@ -33,6 +39,15 @@ void norm_backward(const ModelConfig& c, float* dinp, float* dw, float* db, cons
 // act (N, F) from fc (N, FW); backward: dfc (N, FW) from dact (N, F) and the forward's fc
 void mlp_act_forward(const ModelConfig& c, float* act, const float* fc, int N);
 void mlp_act_backward(const ModelConfig& c, float* dfc, const float* fc, const float* dact, int N);
+
+// Self-Extend / ReRoPE of a rope model, the second score set (position/extension.hpp): far (N, 2C) = the q | k of
+// qkv (N, 3C rows, a kv head per query head, not yet rotated) rotated at the extension's far positions of pos
+// (queries at far_query, keys at far_key); the near set is qkv rotated at pos itself.
+void far_positions_forward(float* far, const float* qkv, const int* pos, int N, const ModelConfig& c,
+                           const float* inv_freq);
+
+// dst (n) = a (n) + b (n); dst may be a (the decoder's residual stream, in place)
+void residual_add(float* dst, const float* a, const float* b, std::size_t n);
 
 template <class Fn>
 void with_position_bias(const ModelConfig& c, const float* alibi_slopes, const float* t5_table, float* t5_partial,
@@ -80,6 +95,61 @@ void with_inference_bias(const ModelConfig& c, const float* alibi_slopes, const 
     fn(b);
   } else {
     with_position_bias(c, alibi_slopes, t5_table, nullptr, fn);
+  }
+}
+
+// One block's forward buffers for a pass of N rows. Training keeps a set per layer (its backward reads them); the
+// decoder reuses one set, with res2 and out on its residual stream x itself and one norm buffer for both norms.
+struct BlockRows {
+  float *ln1, *ln1_mean, *ln1_rstd;  // (N, C), (N), (N): norm1(x) (mean: LayerNorm only)
+  float* qkv;                        // (N, QKV): the q | k | v projection, kv_heads() key and value heads
+  float* att;                        // (N, C): the attention's output, heads side by side
+  float* proj;                       // (N, C): attproj's, then fcproj's product (scratch)
+  float* res2;                       // (N, C): x + the attention branch
+  float *ln2, *ln2_mean, *ln2_rstd;  // norm2(res2)
+  float* fc;                         // (N, FW): fc's product (llama: gate | up, F each)
+  float* act;                        // (N, F): the MLP nonlinearity of fc
+  float* out;                        // (N, C): res2 + the MLP branch, the next block's x
+};
+
+// One transformer block, forward, as every path computes it (docs/MODEL.md):
+//   res2 = x + attproj(attend(qkv(norm1(x))))
+//   out  = res2 + fcproj(act(fc(norm2(res2))))
+// The path supplies the two things that differ between training, evaluation and cached decoding:
+//   linear(m, out (N, OC), in (N, IC), w, b, IC, OC): the product of the block's matrix m (training: fp32 or bf16,
+//     the LoRA adapter's sites, dropout after attproj and fcproj; decoding: plain fp32);
+//   attend(qkv (N, QKV), att (N, C)): positions (rope, log-n) and attention over the batch (training, evaluation)
+//     or over the key/value cache, which it also fills (decoding).
+// A new family changes this flow, or the norm / MLP / bias pieces above, in one place for every path.
+template <class Linear, class Attend>
+void block_forward(const ModelConfig& c, const LayerView& w, const float* x, const BlockRows& r, int N,
+                   Linear&& linear, Attend&& attend) {
+  const int C = c.n_embd, F = c.mlp_hidden, FW = c.mlp_width(), QKV = c.qkv_width();
+  const std::size_t NC = static_cast<std::size_t>(N) * C;
+  {
+    ProfileScope t("fwd.norm");
+    norm_forward(c, r.ln1, r.ln1_mean, r.ln1_rstd, x, w.ln1_w, w.ln1_b, N);
+  }
+  linear(LoraMatrix::qkv, r.qkv, r.ln1, w.qkv_w, w.qkv_b, C, QKV);
+  attend(r.qkv, r.att);
+  linear(LoraMatrix::attproj, r.proj, r.att, w.attproj_w, w.attproj_b, C, C);
+  {
+    ProfileScope t("fwd.residual");
+    residual_add(r.res2, x, r.proj, NC);
+  }
+  {
+    ProfileScope t("fwd.norm");
+    norm_forward(c, r.ln2, r.ln2_mean, r.ln2_rstd, r.res2, w.ln2_w, w.ln2_b, N);
+  }
+  linear(LoraMatrix::fc, r.fc, r.ln2, w.fc_w, w.fc_b, C, FW);
+  {
+    ProfileScope t(c.arch == Arch::llama ? "fwd.swiglu" : "fwd.gelu");
+    mlp_act_forward(c, r.act, r.fc, N);
+  }
+  linear(LoraMatrix::fcproj, r.proj, r.act, w.fcproj_w, w.fcproj_b, F, C);
+  {
+    ProfileScope t("fwd.residual");
+    residual_add(r.out, r.res2, r.proj, NC);
   }
 }
 

@@ -256,6 +256,28 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
   }
 }
 
+// The tiled kernel of the evaluation path (kernels/attention_tiled.hpp), on q | k | v with the kv heads repeated per
+// query head. In positional mode q and k arrive unrotated: a copy at the far positions, then both at their own.
+void Decoder::prefill_attention(float* att, const int* pos, int n, const ParamView& pv) {
+  const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads();
+  const std::size_t nn = static_cast<std::size_t>(n);
+  ensure(full_, nn * 3 * C);
+  repeat_kv_forward(full_.data(), qkv_.data(), nn, C, NH, NKV);
+  FarScores<float> far;
+  if (positional_) {
+    if (!c_.extension.is_none()) {
+      ensure(far_, nn * 2 * C);
+      far_positions_forward(far_.data(), full_.data(), pos, n, c_, inv_freq_.data());
+      far = {far_.data(), c_.extension.window};
+    }
+    rope_forward(full_.data(), pos, inv_freq_.data(), 1, n, C, NH);
+  }
+  with_inference_bias(c_, alibi_.data(), pv.t5_bias, [&](const auto& bias) {
+    attention_forward_tiled(att, full_.data(), pos, bias, 1, n, C, NH, scale_, c_.attn_window,
+                            static_cast<float*>(nullptr), far);
+  });
+}
+
 void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool all_logits) {
   const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim(), KVD = c_.kv_dim();
   const int QKV = c_.qkv_width(), F = c_.mlp_hidden, FW = c_.mlp_width(), V = c_.vocab_size;
@@ -275,75 +297,43 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
   for (int r = 0; r < n; r++) pos[r] = static_cast<int>(query_position(a0 + r));
 
   ParamView pv = bind_param_view(c_, m_.specs(), m_.params().data());
-  auto norm = [&](float* out, const float* in, const float* w, const float* b) {
-    norm_forward(c_, out, mean_.data(), rstd_.data(), in, w, b, n);
-  };
-
   embed_forward(x_.data(), tokens, pos.data(), n, c_, pv.wte, pv.wpe);
   if (c_.embed_norm) {
     layernorm_forward(xn_.data(), mean_.data(), rstd_.data(), x_.data(), pv.ln_emb_w, pv.ln_emb_b, n, C, c_.norm_eps);
     std::copy(xn_.data(), xn_.data() + nn * C, x_.data());
   }
 
-  const int window = c_.attn_window;
-
+  // the residual stream stays in x_; one norm buffer serves both norms
+  const BlockRows rows{xn_.data(),  mean_.data(),  rstd_.data(), qkv_.data(), att_.data(), proj_.data(), x_.data(),
+                       xn_.data(),  mean_.data(),  rstd_.data(), fc_.data(),  act_.data(), x_.data()};
+  auto linear = [&](LoraMatrix, float* out, const float* in, const float* wt, const float* b, int IC, int OC) {
+    matmul_forward(out, in, wt, b, n, IC, OC);
+  };
   for (int l = 0; l < c_.n_layer; l++) {
-    const LayerView& w = pv.layers[l];
     float* K = k_.data() + static_cast<std::size_t>(l) * S_ * KVD;
     float* Vc = v_.data() + static_cast<std::size_t>(l) * S_ * KVD;
-    norm(xn_.data(), x_.data(), w.ln1_w, w.ln1_b);
-    matmul_forward(qkv_.data(), xn_.data(), w.qkv_w, w.qkv_b, n, C, QKV);
-    if (c_.position == PositionMethod::rope && !positional_)  // positional: rotated per query (attend_cached)
-      rope_forward_rows(qkv_.data(), pos.data(), inv_freq_.data(), n, QKV, NH, C, NKV, hd);
-    for (int r = 0; r < n; r++) {
-      float* row = qkv_.data() + static_cast<std::size_t>(r) * QKV;
-      const long a = a0 + r;
-      const std::size_t slot = static_cast<std::size_t>(
-          keep_ < 0 || a < keep_ ? a % S_ : keep_ + (a - keep_) % (S_ - keep_));
-      std::copy(row + C, row + C + KVD, K + slot * KVD);
-      std::copy(row + C + KVD, row + C + 2 * KVD, Vc + slot * KVD);
-    }
-    if (c_.logn != LognMode::off) logn_scale_queries(qkv_.data(), pos.data(), n, QKV, C, c_.block_size, c_.logn);
-
-    // attention: query r (index a) sees indices [lo, a], lo = max(0, a - S + 1, a - window + 1)
-    const float* t5_table = pv.t5_bias;
-    if (a0 == 0 && n > 1) {
-      // a prefill from an empty cache is a full causal forward of the chunk: the tiled kernel of the evaluation
-      // path (kernels/attention_tiled.hpp), on q | k | v with the kv heads repeated per query head
-      ensure(full_, nn * 3 * C);
-      repeat_kv_forward(full_.data(), qkv_.data(), nn, C, NH, NKV);
-      FarScores<float> far;
-      if (positional_) {  // q and k arrive unrotated: a copy at the far positions, then both at their positions
-        if (!c_.extension.is_none()) {
-          ensure(far_, nn * 2 * C);
-          std::vector<double> fpos(2 * nn);
-          for (std::size_t r = 0; r < nn; r++) {
-            std::copy_n(full_.data() + r * 3 * C, 2 * C, far_.data() + r * 2 * C);
-            fpos[r] = c_.extension.far_query(pos[r]);
-            fpos[nn + r] = c_.extension.far_key(pos[r]);
-          }
-          rope_rotate_rows(far_.data(), fpos.data(), inv_freq_.data(), n, 2 * C, NH, hd);
-          rope_rotate_rows(far_.data() + C, fpos.data() + nn, inv_freq_.data(), n, 2 * C, NH, hd);
-          far = {far_.data(), c_.extension.window};
-        }
-        rope_forward(full_.data(), pos.data(), inv_freq_.data(), 1, n, C, NH);
+    // positions, the new keys and values into the cache, then attention over what the cache holds
+    auto attend = [&](float* qkv, float* att) {
+      if (c_.position == PositionMethod::rope && !positional_)  // positional: rotated per query (attend_cached)
+        rope_forward_rows(qkv, pos.data(), inv_freq_.data(), n, QKV, NH, C, NKV, hd);
+      for (int r = 0; r < n; r++) {
+        const float* row = qkv + static_cast<std::size_t>(r) * QKV;
+        const long a = a0 + r;
+        const std::size_t slot = static_cast<std::size_t>(
+            keep_ < 0 || a < keep_ ? a % S_ : keep_ + (a - keep_) % (S_ - keep_));
+        std::copy(row + C, row + C + KVD, K + slot * KVD);
+        std::copy(row + C + KVD, row + C + 2 * KVD, Vc + slot * KVD);
       }
-      with_inference_bias(c_, alibi_.data(), t5_table, [&](const auto& bias) {
-        attention_forward_tiled(att_.data(), full_.data(), pos.data(), bias, 1, n, C, NH, scale_, window,
-                                static_cast<float*>(nullptr), far);
-      });
-    } else {
-      attend_cached(l, a0, n, pv);
-    }
-    matmul_forward(proj_.data(), att_.data(), w.attproj_w, w.attproj_b, n, C, C);
-    for (std::size_t i = 0; i < nn * C; i++) x_[i] = x_[i] + proj_[i];
-    norm(xn_.data(), x_.data(), w.ln2_w, w.ln2_b);
-    matmul_forward(fc_.data(), xn_.data(), w.fc_w, w.fc_b, n, C, FW);
-    mlp_act_forward(c_, act_.data(), fc_.data(), n);
-    matmul_forward(proj_.data(), act_.data(), w.fcproj_w, w.fcproj_b, n, F, C);
-    for (std::size_t i = 0; i < nn * C; i++) x_[i] = x_[i] + proj_[i];
+      if (c_.logn != LognMode::off) logn_scale_queries(qkv, pos.data(), n, QKV, C, c_.block_size, c_.logn);
+      // query r (index a) sees indices [lo, a], lo = max(0, a - S + 1, a - window + 1)
+      if (a0 == 0 && n > 1)
+        prefill_attention(att, pos.data(), n, pv);
+      else
+        attend_cached(l, a0, n, pv);
+    };
+    block_forward(c_, pv.layers[l], x_.data(), rows, n, linear, attend);
   }
-  norm(xn_.data(), x_.data(), pv.lnf_w, pv.lnf_b);
+  norm_forward(c_, xn_.data(), mean_.data(), rstd_.data(), x_.data(), pv.lnf_w, pv.lnf_b, n);
   seen_ += n;
   if (!out) return;  // a prefill chunk whose logits nobody asked for
   if (all_logits) {

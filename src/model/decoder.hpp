@@ -72,6 +72,9 @@ class Decoder {
  private:
   // Runs n tokens that fit (see append) and writes their logits to out ((n, V) or the last row; null: none).
   void forward_rows(const std::int32_t* tokens, int n, float* out, bool all_logits);
+  // A prefill from an empty cache, rows 0 .. n-1 at positions pos: a full causal forward of the chunk (q | k | v in
+  // qkv_, rotated unless positional_) into att (n, C).
+  void prefill_attention(float* att, const int* pos, int n, const ParamView& pv);
   // Attention of rows a0 .. a0+n-1 (q in qkv_) over the cached keys of layer l, into att_.
   void attend_cached(int l, long a0, int n, const ParamView& pv);
   // The keys visible to the query with index a, as up to three runs of consecutive slots and positions (in

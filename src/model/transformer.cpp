@@ -35,12 +35,6 @@ constexpr int kClassifierChunk = 256;  // rows of logits alive at once
 void apply_mask(float* x, const float* mask, std::size_t n) {
   for (std::size_t i = 0; i < n; i++) x[i] *= mask[i];
 }
-// dst (n) = a (n) + b (n)
-void add(float* dst, const float* a, const float* b, std::size_t n) {
-  const long nn = static_cast<long>(n);
-#pragma omp parallel for schedule(static)
-  for (long i = 0; i < nn; i++) dst[i] = a[i] + b[i];
-}
 void fill_mask(Buffer<float>& mask, std::size_t n, float p, Rng& rng) {
   if (mask.size() < n) mask.resize(n);
   const float keep = 1.0f / (1.0f - p);
@@ -332,9 +326,8 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   if (opt.need_grad && !cfg_.extension.is_none())
     throw ConfigError("forward: " + cfg_.extension.to_string() + " is an evaluation and generation setting; a "
                       "training forward does not implement it (remove it from the config to train)");
-  const int C = cfg_.n_embd, F = cfg_.mlp_hidden, V = cfg_.vocab_size, NH = cfg_.n_head;
-  const int FW = cfg_.mlp_width(), QKV = cfg_.qkv_width(), NKV = cfg_.kv_heads();
-  const bool llama = cfg_.arch == Arch::llama;
+  const int C = cfg_.n_embd, V = cfg_.vocab_size, NH = cfg_.n_head;
+  const int QKV = cfg_.qkv_width(), NKV = cfg_.kv_heads();
   const int BT = B * T;
   const float p_drop = opt.training ? cfg_.dropout : 0.0f;
   const float lora_drop = opt.training ? cfg_.lora.dropout : 0.0f;
@@ -389,14 +382,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   // Self-Extend / ReRoPE of a rope model: a second, remapped score set (infer only; alibi and t5 remap the distance
   // in their bias instead, model/block.hpp)
   const bool far = !cfg_.extension.is_none() && cfg_.position == PositionMethod::rope;
-  if (far) {
-    ensure(far_, static_cast<std::size_t>(BT) * 2 * C);
-    far_pos_.resize(2 * static_cast<std::size_t>(BT));
-    for (int n = 0; n < BT; n++) {
-      far_pos_[n] = cfg_.extension.far_query(pos_[n]);
-      far_pos_[BT + n] = cfg_.extension.far_key(pos_[n]);
-    }
-  }
+  if (far) ensure(far_, static_cast<std::size_t>(BT) * 2 * C);
 
   // embeddings
   TIMED("fwd.embedding", embed_forward(encoded_.data(), tokens_.data(), pos_.data(), BT, cfg_, pv.wte, pv.wpe));
@@ -414,57 +400,54 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   }
 
   ensure(dtmp_c_, static_cast<std::size_t>(BT) * C);
+  const std::size_t BTC = static_cast<std::size_t>(BT) * C;
   const float* x = encoded_.data();
   for (int l = 0; l < cfg_.n_layer; l++) {
     LayerActs& a = infer ? infer_ : acts_[l];
-    const LayerView& w = pv.layers[l];
-    TIMED("fwd.norm", norm_forward(cfg_, a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, w.ln1_w, w.ln1_b, BT));
-    if (NKV == NH) {
-      TIMED("fwd.matmul.qkv", linear_forward(a.qkv.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
-      TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::qkv, l, a, a.qkv.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
-    } else {  // grouped-query attention: project to q|k|v of NKV heads, then give every query head its kv head
-      TIMED("fwd.matmul.qkv", linear_forward(qkvp_.data(), a.ln1.data(), w.qkv_w, w.qkv_b, BT, C, QKV));
-      TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::qkv, l, a, qkvp_.data(), QKV, a.ln1.data(), BT, lora_drop, opt.rng));
-      TIMED("fwd.repeat_kv", repeat_kv_forward(a.qkv.data(), qkvp_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
-    }
-    if (far) TIMED("fwd.rope", far_scores(a.qkv.data(), BT));
-    if (cfg_.position == PositionMethod::rope)
-      TIMED("fwd.rope", rope_forward(a.qkv.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
-    if (cfg_.logn != LognMode::off)
-      logn_scale_queries(a.qkv.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
-    if (infer) {
-      TIMED("fwd.attention", with_inference_bias(cfg_, alibi_slopes_.data(), pv.t5_bias, [&](auto& bias) {
-        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, static_cast<float*>(nullptr),
-                                FarScores<float>{far ? far_.data() : nullptr, cfg_.extension.window});
-      }));
-    } else if (acts_tiled_) {
-      TIMED("fwd.attention", with_bias([&](auto& bias) {
-        attention_forward_tiled(a.atty.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, a.lse.data(),
-                                FarScores<float>{}, s2_group_);
-      }, B));
-    } else {
-      TIMED("fwd.attention", with_bias([&](auto& bias) { attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), pos_.data(), bias,
-                                                     B, T, C, NH, scale, window); }, B));
-    }
-    float* proj = dtmp_c_.data();
-    TIMED("fwd.matmul.attproj", linear_forward(proj, a.atty.data(), w.attproj_w, w.attproj_b, BT, C, C));
-    TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::attproj, l, a, proj, C, a.atty.data(), BT, lora_drop, opt.rng));
-    if (p_drop > 0.0f) {
-      fill_mask(a.mask_attn, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
-      apply_mask(proj, a.mask_attn.data(), static_cast<std::size_t>(BT) * C);
-    }
-    TIMED("fwd.residual", add(a.res2.data(), x, proj, static_cast<std::size_t>(BT) * C));
-    TIMED("fwd.norm", norm_forward(cfg_, a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res2.data(), w.ln2_w, w.ln2_b, BT));
-    TIMED("fwd.matmul.fc", linear_forward(a.fch.data(), a.ln2.data(), w.fc_w, w.fc_b, BT, C, FW));
-    TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::fc, l, a, a.fch.data(), FW, a.ln2.data(), BT, lora_drop, opt.rng));
-    TIMED(llama ? "fwd.swiglu" : "fwd.gelu", mlp_act_forward(cfg_, a.fch_gelu.data(), a.fch.data(), BT));
-    TIMED("fwd.matmul.fcproj", linear_forward(proj, a.fch_gelu.data(), w.fcproj_w, w.fcproj_b, BT, F, C));
-    TIMED("fwd.lora", lora_forward_matrix(pv, LoraMatrix::fcproj, l, a, proj, C, a.fch_gelu.data(), BT, lora_drop, opt.rng));
-    if (p_drop > 0.0f) {
-      fill_mask(a.mask_mlp, static_cast<std::size_t>(BT) * C, p_drop, *opt.rng);
-      apply_mask(proj, a.mask_mlp.data(), static_cast<std::size_t>(BT) * C);
-    }
-    TIMED("fwd.residual", add(a.res3.data(), a.res2.data(), proj, static_cast<std::size_t>(BT) * C));
+    // grouped-query attention: the projection has NKV key / value heads (qkvp_); attend gives every query head its
+    // kv head in a.qkv, which the backward pass reads
+    const BlockRows rows{a.ln1.data(),  a.ln1_mean.data(), a.ln1_rstd.data(), NKV == NH ? a.qkv.data() : qkvp_.data(),
+                         a.atty.data(), dtmp_c_.data(),    a.res2.data(),     a.ln2.data(),
+                         a.ln2_mean.data(), a.ln2_rstd.data(), a.fch.data(),  a.fch_gelu.data(),
+                         a.res3.data()};
+    // fp32 or bf16, the adapter's sites, dropout on the branches' last products
+    auto linear = [&](LoraMatrix m, float* out, const float* in, const float* wt, const float* b, int IC, int OC) {
+      static constexpr const char* kLabel[] = {"fwd.matmul.qkv", "fwd.matmul.attproj", "fwd.matmul.fc",
+                                               "fwd.matmul.fcproj"};
+      TIMED(kLabel[static_cast<int>(m)], linear_forward(out, in, wt, b, BT, IC, OC));
+      TIMED("fwd.lora", lora_forward_matrix(pv, m, l, a, out, OC, in, BT, lora_drop, opt.rng));
+      if (p_drop > 0.0f && (m == LoraMatrix::attproj || m == LoraMatrix::fcproj)) {
+        Buffer<float>& mask = m == LoraMatrix::attproj ? a.mask_attn : a.mask_mlp;
+        fill_mask(mask, BTC, p_drop, *opt.rng);
+        apply_mask(out, mask.data(), BTC);
+      }
+    };
+    auto attend = [&](const float* qkv, float* att) {
+      if (NKV != NH)
+        TIMED("fwd.repeat_kv", repeat_kv_forward(a.qkv.data(), qkv, static_cast<std::size_t>(BT), C, NH, NKV));
+      if (far) TIMED("fwd.rope", far_scores(a.qkv.data(), BT));
+      if (cfg_.position == PositionMethod::rope)
+        TIMED("fwd.rope", rope_forward(a.qkv.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
+      if (cfg_.logn != LognMode::off)
+        logn_scale_queries(a.qkv.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
+      if (infer) {
+        TIMED("fwd.attention", with_inference_bias(cfg_, alibi_slopes_.data(), pv.t5_bias, [&](auto& bias) {
+          attention_forward_tiled(att, a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window,
+                                  static_cast<float*>(nullptr),
+                                  FarScores<float>{far ? far_.data() : nullptr, cfg_.extension.window});
+        }));
+      } else if (acts_tiled_) {
+        TIMED("fwd.attention", with_bias([&](auto& bias) {
+          attention_forward_tiled(att, a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window, a.lse.data(),
+                                  FarScores<float>{}, s2_group_);
+        }, B));
+      } else {
+        TIMED("fwd.attention", with_bias([&](auto& bias) {
+          attention_forward(att, a.probs.data(), a.qkv.data(), pos_.data(), bias, B, T, C, NH, scale, window);
+        }, B));
+      }
+    };
+    block_forward(cfg_, pv.layers[l], x, rows, BT, linear, attend);
     x = a.res3.data();
   }
   TIMED("fwd.norm", norm_forward(cfg_, lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), x, pv.lnf_w, pv.lnf_b, BT));
@@ -506,15 +489,9 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
 }
 
 void Transformer::far_scores(const float* qkv, int BT) {
-  const int C = cfg_.n_embd, NH = cfg_.n_head, hd = cfg_.head_dim();
-  const std::size_t rows = static_cast<std::size_t>(BT);
-#pragma omp parallel for schedule(static)
-  for (long n = 0; n < BT; n++)
-    std::copy_n(qkv + static_cast<std::size_t>(n) * 3 * C, 2 * C, far_.data() + static_cast<std::size_t>(n) * 2 * C);
-  rope_rotate_rows(far_.data(), far_pos_.data(), rope_inv_freq_.data(), BT, 2 * C, NH, hd);
-  rope_rotate_rows(far_.data() + C, far_pos_.data() + rows, rope_inv_freq_.data(), BT, 2 * C, NH, hd);
+  far_positions_forward(far_.data(), qkv, pos_.data(), BT, cfg_, rope_inv_freq_.data());
   if (cfg_.logn != LognMode::off)
-    logn_scale_queries(far_.data(), pos_.data(), BT, 2 * C, C, cfg_.block_size, cfg_.logn);
+    logn_scale_queries(far_.data(), pos_.data(), BT, 2 * cfg_.n_embd, cfg_.n_embd, cfg_.block_size, cfg_.logn);
 }
 
 void Transformer::backward() {

@@ -116,7 +116,7 @@ class Transformer {
   template <class Fn>
   void with_bias(Fn&& fn, int B);
   void update_rope(int seq_len);
-  // far_ (BT, 2C) = q | k of qkv (BT, 3C) rotated at the extension's far positions far_pos_ (queries, then keys),
+  // far_ (BT, 2C) = q | k of qkv (BT, 3C) rotated at the extension's far positions (model/block.hpp),
   // queries log-n scaled like the near ones
   void far_scores(const float* qkv, int BT);
   // The adapter's sites on base matrix m of layer l: out (N, OC) += their products of x (N, in); backward: dx (N, in)
@@ -164,7 +164,6 @@ class Transformer {
   Buffer<float> lnf_, lnf_mean_, lnf_rstd_, losses_, logits_, chunk_;
   Buffer<float> qkvp_, dqkvp_;  // packed q|k|v of NKV heads (grouped-query attention only)
   Buffer<float> far_;           // (B, T, 2C) q | k at the extension's far positions
-  std::vector<double> far_pos_; // (2, B, T) far query positions, then far key positions
   Buffer<float> dlnf_, dres_, dtmp_c_, dqkv_, dfch_, dfch2_, t5_partial_, dmasked_;
   int scored_ = 0;
 };
