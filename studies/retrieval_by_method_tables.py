@@ -14,7 +14,8 @@ import os
 import sys
 
 METHODS = ["alibi", "rope", "rope-more", "t5", "t5-more", "none", "none-more", "sinusoidal", "sinusoidal-more",
-           "alibi-more", "rope-filler", "rope-filler-more", "rope-filler-more2", "none-filler", "none-filler-more"]
+           "alibi-more", "rope-filler", "rope-filler-more", "rope-filler-more2", "none-filler", "none-filler-more",
+           "rope-filler-mixed", "none-filler-mixed"]
 INSTRUCTION = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
                "I will quiz you about the important information there.")
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
