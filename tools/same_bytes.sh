@@ -111,7 +111,16 @@ run_both eval-se BIN eval SIDE/llama-rope --text "$W/valid.txt" --up-to 4x --sel
 run_both eval-rr BIN eval SIDE/llama-rope --text "$W/valid.txt" --up-to 4x --rerope 16,4 --json SIDE/eval-rr.json
 run_both eval-yarn BIN eval SIDE/llama-rope --text "$W/valid.txt" --up-to 4x --rope-scaling yarn:4 --json SIDE/eval-yarn.json
 run_both eval-ase BIN eval SIDE/gpt-alibi --text "$W/valid.txt" --up-to 4x --self-extend 4,16 --json SIDE/eval-ase.json
+# eval --keep streams every window through the cached decoder: its logits, to the last bit (generated text below
+# is not that sensitive: a last-bit change rarely moves a sampled token)
 run_both eval-keep BIN eval SIDE/llama-rope --text "$W/valid.txt" --lengths 96 --keep 4 --ctx 40 --json SIDE/eval-keep.json
+run_both eval-keep-se BIN eval SIDE/llama-rope --text "$W/valid.txt" --lengths 96 --keep 4 --ctx 40 --self-extend 4,16 \
+  --json SIDE/eval-keep-se.json
+run_both eval-keep-alibi BIN eval SIDE/gpt-alibi --text "$W/valid.txt" --lengths 96 --keep 4 --ctx 40 \
+  --json SIDE/eval-keep-alibi.json
+run_both eval-keep-t5 BIN eval SIDE/gpt-t5 --text "$W/valid.txt" --lengths 96 --keep 4 --ctx 40 --json SIDE/eval-keep-t5.json
+run_both eval-keep-logn BIN eval SIDE/llama-rope-shifted --text "$W/valid.txt" --lengths 96 --keep 4 --ctx 40 \
+  --json SIDE/eval-keep-logn.json
 for j in "$W"/old/eval*.json; do
   b=$(basename "$j" .json)
   for side in old new; do canon "$W/$side/$b.json" "$W/$side/$b.cmp" "$W/$side"; done

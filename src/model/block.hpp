@@ -14,9 +14,12 @@
 //   with_inference_bias: the same for inference, where ALiBi and T5 also take Self-Extend / ReRoPE distances.
 //   block_forward:  one transformer block, the same flow for every family and path; the path passes how its
 //                   projections run and what its attention sees (the batch, or the key/value cache).
+//   block_backward: its gradient, beside it (training only).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "core/profile.hpp"
 
@@ -98,6 +101,17 @@ void with_inference_bias(const ModelConfig& c, const float* alibi_slopes, const 
   }
 }
 
+// The weight and bias of the block's matrix m in a layer's view: parameters, or their gradients (null when frozen).
+template <class View>
+auto matrix_of(const View& v, LoraMatrix m) {
+  switch (m) {
+    case LoraMatrix::qkv: return std::pair{v.qkv_w, v.qkv_b};
+    case LoraMatrix::attproj: return std::pair{v.attproj_w, v.attproj_b};
+    case LoraMatrix::fc: return std::pair{v.fc_w, v.fc_b};
+    default: return std::pair{v.fcproj_w, v.fcproj_b};
+  }
+}
+
 // One block's forward buffers for a pass of N rows. Training keeps a set per layer (its backward reads them); the
 // decoder reuses one set, with res2 and out on its residual stream x itself and one norm buffer for both norms.
 struct BlockRows {
@@ -150,6 +164,50 @@ void block_forward(const ModelConfig& c, const LayerView& w, const float* x, con
   {
     ProfileScope t("fwd.residual");
     residual_add(r.out, r.res2, r.proj, NC);
+  }
+}
+
+// Scratch of one block's backward pass (N rows): dc (N, C), dfc (N, FW), dact (N, F).
+struct BlockGradRows {
+  float *dc, *dfc, *dact;
+};
+
+// block_forward's gradient. On entry dx (N, C) holds d out; on return d x. The forward's rows r are read (x is the
+// block's input), the norms' parameter gradients g accumulated. The path supplies, as for the forward:
+//   linear_back(m, dinp (N, IC), dout (N, OC), inp (N, IC), IC, OC): dinp (zeroed here) += dout W, and the matrix's
+//     own gradients (training: fp32 or bf16, the adapter's, dropout's mask on attproj's and fcproj's dout);
+//   attend_back(datt (N, C)) -> d qkv (N, QKV): back through attention and positions to the projection's output.
+template <class LinearBack, class AttendBack>
+void block_backward(const ModelConfig& c, const LayerView& w, const LayerView& g, const float* x, const BlockRows& r,
+                    int N, float* dx, const BlockGradRows& s, LinearBack&& linear_back, AttendBack&& attend_back) {
+  const int C = c.n_embd, F = c.mlp_hidden, FW = c.mlp_width(), QKV = c.qkv_width();
+  const std::size_t NC = static_cast<std::size_t>(N) * C;
+  // out = res2 + fcproj(act(fc(norm2(res2)))): d res2 = d out + the MLP branch's input gradient
+  {
+    ProfileScope t("bwd.zero");
+    std::fill_n(s.dact, static_cast<std::size_t>(N) * F, 0.0f);
+  }
+  linear_back(LoraMatrix::fcproj, s.dact, dx, r.act, F, C);
+  std::fill_n(s.dfc, static_cast<std::size_t>(N) * FW, 0.0f);
+  {
+    ProfileScope t(c.arch == Arch::llama ? "bwd.swiglu" : "bwd.gelu");
+    mlp_act_backward(c, s.dfc, r.fc, s.dact, N);
+  }
+  std::fill_n(s.dc, NC, 0.0f);
+  linear_back(LoraMatrix::fc, s.dc, s.dfc, r.ln2, C, FW);
+  {
+    ProfileScope t("bwd.norm");
+    norm_backward(c, dx, g.ln2_w, g.ln2_b, s.dc, r.res2, w.ln2_w, r.ln2_mean, r.ln2_rstd, N);
+  }
+  // res2 = x + attproj(attend(qkv(norm1(x)))): d x = d res2 + the attention branch's input gradient
+  std::fill_n(s.dc, NC, 0.0f);
+  linear_back(LoraMatrix::attproj, s.dc, dx, r.att, C, C);
+  const float* dqkv = attend_back(s.dc);
+  std::fill_n(s.dc, NC, 0.0f);
+  linear_back(LoraMatrix::qkv, s.dc, dqkv, r.ln1, C, QKV);
+  {
+    ProfileScope t("bwd.norm");
+    norm_backward(c, dx, g.ln1_w, g.ln1_b, s.dc, x, w.ln1_w, r.ln1_mean, r.ln1_rstd, N);
   }
 }
 

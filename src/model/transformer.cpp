@@ -500,7 +500,6 @@ void Transformer::backward() {
   const int B = B_, T = T_, BT = B * T;
   const int C = cfg_.n_embd, F = cfg_.mlp_hidden, NH = cfg_.n_head;
   const int FW = cfg_.mlp_width(), QKV = cfg_.qkv_width(), NKV = cfg_.kv_heads();
-  const bool llama = cfg_.arch == Arch::llama;
   const std::size_t BTC = static_cast<std::size_t>(BT) * C;
   const float scale = attention_scale();
   const int window = cfg_.attn_window;
@@ -519,9 +518,9 @@ void Transformer::backward() {
                                    lnf_rstd_.data(), BT));
 
   if (dropout_ > 0.0f) ensure(dmasked_, BTC);
-  auto masked = [&](const Buffer<float>& mask) -> const float* {
-    if (dropout_ <= 0.0f) return dres_.data();
-    for (std::size_t i = 0; i < BTC; i++) dmasked_[i] = dres_[i] * mask[i];
+  auto masked = [&](const float* d, const Buffer<float>& mask) -> const float* {
+    if (dropout_ <= 0.0f) return d;
+    for (std::size_t i = 0; i < BTC; i++) dmasked_[i] = d[i] * mask[i];
     return dmasked_.data();
   };
 
@@ -530,52 +529,49 @@ void Transformer::backward() {
     const LayerView& w = pv.layers[l];
     const LayerView& g = gv.layers[l];
     const float* x_in = l == 0 ? encoded_.data() : acts_[l - 1].res3.data();
-    // res3 = res2 + drop(fcproj(gelu(fc(ln2(res2)))))
-    const float* dproj = masked(a.mask_mlp);
-    TIMED("bwd.zero", dfch2_.zero());
-    TIMED("bwd.matmul.fcproj", linear_backward(dfch2_.data(), g.fcproj_w, g.fcproj_b, dproj, a.fch_gelu.data(), w.fcproj_w, BT, F, C));
-    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::fcproj, l, a, dfch2_.data(), dproj, C, a.fch_gelu.data(), BT));
-    dfch_.zero();
-    TIMED(llama ? "bwd.swiglu" : "bwd.gelu", mlp_act_backward(cfg_, dfch_.data(), a.fch.data(), dfch2_.data(), BT));
-    dtmp_c_.zero();
-    TIMED("bwd.matmul.fc", linear_backward(dtmp_c_.data(), g.fc_w, g.fc_b, dfch_.data(), a.ln2.data(), w.fc_w, BT, C, FW));
-    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::fc, l, a, dtmp_c_.data(), dfch_.data(), FW, a.ln2.data(), BT));
-    TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln2_w, g.ln2_b, dtmp_c_.data(), a.res2.data(), w.ln2_w,
-                                    a.ln2_mean.data(), a.ln2_rstd.data(), BT));
-    // res2 = x_in + drop(attproj(attention(rope(qkv(ln1(x_in))))))
-    dproj = masked(a.mask_attn);
-    dtmp_c_.zero();
-    TIMED("bwd.matmul.attproj", linear_backward(dtmp_c_.data(), g.attproj_w, g.attproj_b, dproj, a.atty.data(), w.attproj_w, BT, C, C));
-    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::attproj, l, a, dtmp_c_.data(), dproj, C, a.atty.data(), BT));
-    dqkv_.zero();
-    if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
-    if (acts_tiled_) {
-      TIMED("bwd.attention", with_bias([&](auto& bias) {
-        attention_backward_tiled(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.atty.data(), a.lse.data(), pos_.data(),
-                                 bias, B, T, C, NH, scale, window, s2_group_);
-      }, B));
-    } else {
-      TIMED("bwd.attention", with_bias([&](auto& bias) { attention_backward(dqkv_.data(), dtmp_c_.data(), a.qkv.data(), a.probs.data(),
-                                                      pos_.data(), bias, B, T, C, NH, scale, window); }, B));
-    }
-    if (gv.t5_bias) t5_reduce_grad(gv.t5_bias, t5_partial_.data(), B, NH);
-    if (cfg_.logn != LognMode::off)
-      logn_scale_query_grads(dqkv_.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
-    if (cfg_.position == PositionMethod::rope)
-      TIMED("bwd.rope", rope_backward(dqkv_.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
-    const float* dq = dqkv_.data();
-    if (NKV != NH) {
+    const BlockRows rows{a.ln1.data(),  a.ln1_mean.data(), a.ln1_rstd.data(), a.qkv.data(),
+                         a.atty.data(), nullptr,           a.res2.data(),     a.ln2.data(),
+                         a.ln2_mean.data(), a.ln2_rstd.data(), a.fch.data(),  a.fch_gelu.data(),
+                         a.res3.data()};
+    auto linear_back = [&](LoraMatrix m, float* dinp, const float* dout, const float* inp, int IC, int OC) {
+      static constexpr const char* kLabel[] = {"bwd.matmul.qkv", "bwd.matmul.attproj", "bwd.matmul.fc",
+                                               "bwd.matmul.fcproj"};
+      if (m == LoraMatrix::attproj) dout = masked(dout, a.mask_attn);
+      if (m == LoraMatrix::fcproj) dout = masked(dout, a.mask_mlp);
+      const float* wt = matrix_of(w, m).first;
+      const auto [gw, gb] = matrix_of(g, m);
+      TIMED(kLabel[static_cast<int>(m)], linear_backward(dinp, gw, gb, dout, inp, wt, BT, IC, OC));
+      TIMED("bwd.lora", lora_backward_matrix(pv, gv, m, l, a, dinp, dout, OC, inp, BT));
+    };
+    // back through attention, log-n, rope and the kv heads' repetition to the q | k | v projection
+    auto attend_back = [&](const float* datt) -> const float* {
+      dqkv_.zero();
+      if (cfg_.position == PositionMethod::t5) t5_partial_.zero();
+      if (acts_tiled_) {
+        TIMED("bwd.attention", with_bias([&](auto& bias) {
+          attention_backward_tiled(dqkv_.data(), datt, a.qkv.data(), a.atty.data(), a.lse.data(), pos_.data(), bias,
+                                   B, T, C, NH, scale, window, s2_group_);
+        }, B));
+      } else {
+        TIMED("bwd.attention", with_bias([&](auto& bias) {
+          attention_backward(dqkv_.data(), datt, a.qkv.data(), a.probs.data(), pos_.data(), bias, B, T, C, NH,
+                             scale, window);
+        }, B));
+      }
+      if (gv.t5_bias) t5_reduce_grad(gv.t5_bias, t5_partial_.data(), B, NH);
+      if (cfg_.logn != LognMode::off)
+        logn_scale_query_grads(dqkv_.data(), pos_.data(), BT, 3 * C, C, cfg_.block_size, cfg_.logn);
+      if (cfg_.position == PositionMethod::rope)
+        TIMED("bwd.rope", rope_backward(dqkv_.data(), pos_.data(), rope_inv_freq_.data(), B, T, C, NH));
+      if (NKV == NH) return dqkv_.data();
       dqkvp_.zero();
       TIMED("bwd.repeat_kv", repeat_kv_backward(dqkvp_.data(), dqkv_.data(), static_cast<std::size_t>(BT), C, NH, NKV));
-      dq = dqkvp_.data();
-    }
-    dtmp_c_.zero();
-    TIMED("bwd.matmul.qkv", linear_backward(dtmp_c_.data(), g.qkv_w, g.qkv_b, dq, a.ln1.data(), w.qkv_w, BT, C, QKV));
-    TIMED("bwd.lora", lora_backward_matrix(pv, gv, LoraMatrix::qkv, l, a, dtmp_c_.data(), dq, QKV, a.ln1.data(), BT));
-    TIMED("bwd.norm", norm_backward(cfg_, dres_.data(), g.ln1_w, g.ln1_b, dtmp_c_.data(), x_in, w.ln1_w, a.ln1_mean.data(),
-                                    a.ln1_rstd.data(), BT));
+      return dqkvp_.data();
+    };
+    block_backward(cfg_, w, g, x_in, rows, BT, dres_.data(), BlockGradRows{dtmp_c_.data(), dfch_.data(), dfch2_.data()},
+                   linear_back, attend_back);
   }
-  const float* denc = masked(mask_emb_);
+  const float* denc = masked(dres_.data(), mask_emb_);
   if (cfg_.embed_norm) {  // back through the embedding LayerNorm to the summed embeddings
     ensure(demb_raw_, BTC);
     std::fill(demb_raw_.data(), demb_raw_.data() + BTC, 0.0f);
