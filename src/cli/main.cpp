@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/app.hpp"
+#include "cli/field_flags.hpp"
 #include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "distributed/comm.hpp"
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const stretch::Error& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\n%s error: %s\n", who().c_str(), e.what());
+    std::fprintf(stderr, "\n%s error: %s\n", who().c_str(), stretch::cli::render_fields(e.what()).c_str());
     return finish(e.exit_code());
   } catch (const std::bad_alloc&) {
     std::fflush(stdout);

@@ -6,12 +6,18 @@
 //   NumericError the run diverged (NaN/Inf)                               (exit 5)
 //   IoError      writing failed (disk full, permissions)                  (exit 6)
 //
-// Messages name the flag, file or field and say what was expected.
+// Messages name the file or field and say what was expected. Library code never names a command-line flag: it
+// names the option or config field in backticks (field_ref("ctx") is "`ctx`"), and the command line renders each
+// such name as the flag that sets it (cli/field_flags.hpp: `ctx` -> --ctx, `n_head` -> --heads); a message that
+// reaches another caller reads as the field's name.
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace stretch {
+
+inline std::string field_ref(std::string_view field) { return "`" + std::string(field) + "`"; }
 
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;

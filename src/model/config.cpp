@@ -26,7 +26,7 @@ Activation parse_activation(std::string_view name, std::string_view what) {
 
 void ModelConfig::validate(const std::function<std::string(const std::string&)>& name) const {
   auto bad = [&](const std::string& field, const std::string& what) {
-    throw ConfigError((name ? name(field) : field) + ": " + what);
+    throw ConfigError((name ? name(field) : field_ref(field)) + ": " + what);
   };
   auto range = [&](const std::string& field, long v, long lo, long hi) {
     if (v < lo || v > hi)

@@ -34,7 +34,7 @@ bool Decoder::can_slide(PositionMethod p) {
 
 Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldNames& name)
     : m_(model), c_(model.config()), S_(ctx), slide_(slide), keep_(keep) {
-  auto n = [&](const char* field) { return name ? name(field) : std::string(field); };
+  auto n = [&](const char* field) { return name ? name(field) : field_ref(field); };
   if (ctx < 1) throw ConfigError(n("ctx") + ": expected a positive number of tokens, got " + std::to_string(ctx));
   if (c_.lora.enabled())
     throw ConfigError("the decoder runs base weights only; this model has an unmerged LoRA adapter (merge it into "
@@ -134,18 +134,18 @@ const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits)
       throw InputError("token id " + std::to_string(tokens[i]) + " is outside the model's vocabulary [0, " +
                        std::to_string(V) + ")");
   if (!slide_ && seen_ + n > S_)
-    throw ContextFull("the context is full: " + std::to_string(seen_ + n) + " tokens do not fit in --ctx " +
+    throw ContextFull("the context is full: " + std::to_string(seen_ + n) + " tokens do not fit in `ctx` " +
                       std::to_string(S_) +
                       (Decoder::can_slide(c_.position)
-                           ? " (raise --ctx, or let the cache slide to drop the oldest tokens)"
-                           : " (raise --ctx; a " + std::string(to_string(c_.position)) +
+                           ? " (raise `ctx`, or let the cache slide to drop the oldest tokens)"
+                           : " (raise `ctx`; a " + std::string(to_string(c_.position)) +
                                  " model cannot slide past it" +
                                  (c_.position == PositionMethod::rope
-                                      ? " without attention sinks (--keep N); --rope-scaling extends what it can reach)"
+                                      ? " without attention sinks (`keep` N); `rope_scaling` extends what it can reach)"
                                       : ")")));
   if (c_.position == PositionMethod::learned && seen_ + n > c_.block_size)
     throw ContextFull("learned positions: position " + std::to_string(seen_ + n - 1) + " is past the model's table of " +
-                      std::to_string(c_.block_size) + " (use --ctx <= " + std::to_string(c_.block_size) + ")");
+                      std::to_string(c_.block_size) + " (use `ctx` <= " + std::to_string(c_.block_size) + ")");
   ensure(logits_, static_cast<std::size_t>(all_logits ? n : 1) * V);
   // as one chunk while nothing in the ring is overwritten that a query of the chunk still needs; else one by one
   int done = 0;

@@ -272,7 +272,7 @@ HfConfig bloom_config(const Keys& k) {
   } else {
     c.block_size = 2048;
     h.notes.push_back("config.json has no seq_length (BLOOM stores no trained length): block_size set to 2048, "
-                      "BLOOM's; it only sets evaluation defaults such as --up-to");
+                      "BLOOM's; it only sets evaluation defaults such as `up_to`");
   }
   k.require("apply_residual_connection_post_layernorm", false, "stretch's residual stream is pre-norm");
   if (c.n_embd % c.n_head != 0)
@@ -572,8 +572,8 @@ std::string export_obstacle(const ModelConfig& c, HfFamily f) {
       need(!c.embed_norm, "the embedding LayerNorm");
     } else if (f == HfFamily::mpt) {
       need(c.position == PositionMethod::alibi, "position " + std::string(to_string(c.position)) + " (MPT uses alibi)");
-      need(!c.bias, "biases (MptForCausalLM has none: train with --no-bias)");
-      need(c.activation == Activation::gelu, "the tanh GELU (MPT's is exact: train with --activation gelu)");
+      need(!c.bias, "biases (MptForCausalLM has none: train with `bias`)");
+      need(c.activation == Activation::gelu, "the tanh GELU (MPT's is exact: train with `activation` gelu)");
       need(c.mlp_hidden == 4 * c.n_embd, "MLP width " + std::to_string(c.mlp_hidden) + " (MPT's is 4 x width)");
       need(!c.embed_norm, "the embedding LayerNorm (BloomForCausalLM has one)");
       need(c.alibi_max_bias == 8.0, "alibi_max_bias " + std::to_string(c.alibi_max_bias) +
@@ -583,7 +583,7 @@ std::string export_obstacle(const ModelConfig& c, HfFamily f) {
       need(c.bias, "no biases (BloomForCausalLM has them)");
       need(c.activation == Activation::gelu_tanh, "the exact GELU (BLOOM's is the tanh form)");
       need(c.mlp_hidden == 4 * c.n_embd, "MLP width " + std::to_string(c.mlp_hidden) + " (BLOOM's is 4 x width)");
-      need(c.embed_norm, "no embedding LayerNorm (BLOOM has one: train with --embed-norm)");
+      need(c.embed_norm, "no embedding LayerNorm (BLOOM has one: train with `embed_norm`)");
       need(c.alibi_max_bias == 8.0, "alibi_max_bias " + std::to_string(c.alibi_max_bias) + " (BLOOM's is 8)");
     }
   }
@@ -602,7 +602,7 @@ HfFamily hf_export_family(const ModelConfig& c, const std::string& as) {
           throw ConfigError("Hugging Face export as " + std::string(f.architecture) + ": this model has " + why);
         return f.family;
       }
-    throw UsageError("--as: expected auto, llama, mistral, qwen2, gpt2, mpt or bloom, got '" + as + "'");
+    throw UsageError("`as`: expected auto, llama, mistral, qwen2, gpt2, mpt or bloom, got '" + as + "'");
   }
   if (c.position == PositionMethod::t5 || c.position == PositionMethod::none)
     throw ConfigError("Hugging Face export: no transformers class computes " + std::string(to_string(c.position)) +

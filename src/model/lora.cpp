@@ -55,7 +55,7 @@ unsigned parse_lora_targets(std::string_view list, Arch arch, std::string_view w
 
 void LoraConfig::validate(Arch arch, const std::function<std::string(const std::string&)>& name) const {
   auto bad = [&](const std::string& field, const std::string& what) {
-    throw ConfigError((name ? name(field) : field) + ": " + what);
+    throw ConfigError((name ? name(field) : field_ref(field)) + ": " + what);
   };
   if (rank < 0 || rank > 65536) bad("lora.rank", "expected an integer in [1, 65536], got " + std::to_string(rank));
   if (rank == 0) {

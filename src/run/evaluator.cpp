@@ -63,7 +63,7 @@ std::vector<Window> plan_windows(long n_tokens, int T, EvalProtocol protocol, in
     }
     case EvalProtocol::sliding: {
       if (stride < 1 || stride > T)
-        throw UsageError("--stride: expected an integer in [1, length " + std::to_string(T) + "], got " +
+        throw UsageError("`stride`: expected an integer in [1, length " + std::to_string(T) + "], got " +
                          std::to_string(stride));
       if (n_targets < T)
         throw InputError("text has " + std::to_string(n_tokens) + " tokens; length " + std::to_string(T) +
@@ -129,7 +129,7 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
   if (c.position == PositionMethod::learned && T > c.block_size && !s.clamp_positions)
     throw UsageError("the model uses learned absolute positions, a table of " + std::to_string(c.block_size) +
                      " rows; length " + std::to_string(T) + " needs positions up to " + std::to_string(T - 1) +
-                     ", which it never learned. Pass --clamp-positions to reuse the last row for them");
+                     ", which it never learned. Pass `clamp_positions` to reuse the last row for them");
   const int stride = s.protocol == EvalProtocol::sliding ? (s.stride > 0 ? std::min(s.stride, T) : std::max(1, T / 2)) : 0;
   std::vector<Window> plan = plan_windows(static_cast<long>(tokens.size()), T, s.protocol, stride);
   const int nb = std::max(1, s.buckets);
@@ -143,10 +143,10 @@ LengthResult evaluate_length(Transformer& model, const std::vector<std::int32_t>
   std::vector<float> losses;
   if (s.keep >= 0) {
     if (s.positions.kind != PositionIdsKind::plain)
-      throw UsageError("--keep: attention sinks place tokens at cache positions; position ids " +
+      throw UsageError("`keep`: attention sinks place tokens at cache positions; position ids " +
                        s.positions.to_string() + " cannot be combined with it");
     try {  // the model or the cache cannot take sinks: a usage error naming the flag
-      decoder = std::make_unique<Decoder>(model, s.cache, true, s.keep, decoder_flag_names());
+      decoder = std::make_unique<Decoder>(model, s.cache, true, s.keep);
     } catch (const ConfigError& e) {
       throw UsageError(e.what());
     }

@@ -38,7 +38,7 @@ namespace stretch {
 
 enum class EvalProtocol { nonoverlapping, sliding, chunked, llamacpp };
 std::string_view to_string(EvalProtocol p);
-EvalProtocol parse_eval_protocol(std::string_view name, std::string_view what = "--protocol");
+EvalProtocol parse_eval_protocol(std::string_view name, std::string_view what = "`protocol`");
 
 struct Window {
   long start = 0;     // first input token

@@ -37,17 +37,9 @@ std::vector<std::int32_t> prompt_ids(const Tokenizer& tok, const std::string& pr
   return ids;
 }
 
-FieldNames decoder_flag_names() {
-  return [](const std::string& field) -> std::string {
-    if (field == "slide") return "--no-slide";
-    if (field == "attn_window") return "--attn-window";
-    return "--" + field;  // ctx, keep
-  };
-}
-
 GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
                        const std::function<void(const std::string&)>& emit) {
-  if (o.max_new < 0) throw UsageError("-n: expected a number of tokens >= 0");
+  if (o.max_new < 0) throw UsageError("`max_new`: expected a number of tokens >= 0");
   o.sampling.validate();
   const ModelConfig& c = model.config();
   if (tok.vocab_size() > c.vocab_size)
@@ -55,11 +47,10 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
                      std::to_string(c.vocab_size));
   const int ctx = o.ctx > 0 ? o.ctx : c.block_size;
   if (o.keep >= 0 && !o.slide)
-    throw UsageError("--keep: attention sinks are kept while the cache slides, and --no-slide turns sliding off");
+    throw UsageError("`keep`: attention sinks are kept while the cache slides, and `slide` turns sliding off");
   std::unique_ptr<Decoder> made;
   try {
-    made = std::make_unique<Decoder>(model, ctx, o.slide && (o.keep >= 0 || Decoder::can_slide(c.position)), o.keep,
-                                     decoder_flag_names());
+    made = std::make_unique<Decoder>(model, ctx, o.slide && (o.keep >= 0 || Decoder::can_slide(c.position)), o.keep);
   } catch (const ConfigError& e) {
     throw UsageError(e.what());
   }
@@ -71,10 +62,10 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
   st.ctx = ctx;
   st.cache_bytes = dec.cache_bytes();
   if (!dec.can_slide() && static_cast<long>(ids.size()) > ctx)
-    throw ContextFull("the prompt has " + std::to_string(ids.size()) + " tokens, more than --ctx " +
-                      std::to_string(ctx) + " (raise --ctx" +
+    throw ContextFull("the prompt has " + std::to_string(ids.size()) + " tokens, more than `ctx` " +
+                      std::to_string(ctx) + " (raise `ctx`" +
                       (c.position == PositionMethod::rope
-                           ? ", with --rope-scaling to reach past the trained length, or slide with --keep N)"
+                           ? ", with `rope_scaling` to reach past the trained length, or slide with `keep` N)"
                            : ")"));
   std::string shown = tok.decode(ids);  // the prompt, as the continuation's prefix (not emitted)
   std::size_t emitted = shown.size();
@@ -96,10 +87,10 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
     }
     if (k + 1 == o.max_new) break;
     if (!dec.can_slide() && dec.length() >= ctx)
-      throw ContextFull("generation reached --ctx " + std::to_string(ctx) + " after " + std::to_string(st.generated) +
-                        " tokens (raise --ctx" +
+      throw ContextFull("generation reached `ctx` " + std::to_string(ctx) + " after " + std::to_string(st.generated) +
+                        " tokens (raise `ctx`" +
                         (c.position == PositionMethod::rope
-                             ? ", with --rope-scaling past the trained length, or slide with --keep N)"
+                             ? ", with `rope_scaling` past the trained length, or slide with `keep` N)"
                              : ")"));
     logits = dec.append(&next, 1);
   }

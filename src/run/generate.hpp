@@ -37,12 +37,8 @@ struct GenerateStats {
 // The prompt's ids as generation feeds them (BOS first when the tokenizer has one; see above for empty prompts).
 std::vector<std::int32_t> prompt_ids(const Tokenizer& tok, const std::string& prompt);
 
-// The decoder's fields as the commands' flags (ctx -> --ctx, keep -> --keep, slide -> --no-slide, attn_window ->
-// --attn-window), for its errors.
-FieldNames decoder_flag_names();
-
-// Streams the continuation of `prompt` through emit(text piece). Throws ContextFull (naming --ctx) when the
-// prompt does not fit and the model cannot slide; UsageError naming --keep or --ctx for sinks the model or the
+// Streams the continuation of `prompt` through emit(text piece). Throws ContextFull (naming `ctx`) when the
+// prompt does not fit and the model cannot slide; UsageError naming `keep` or `ctx` for sinks the model or the
 // cache cannot have.
 GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::string& prompt, const GenerateOptions& o,
                        const std::function<void(const std::string&)>& emit);

@@ -70,9 +70,9 @@ TrainAlso parse_train_also(std::string_view list) {
   for (const std::string_view name : split_comma_list(list)) {
     bool& flag = name == "embed" ? t.embed : t.norm;
     if (name != "embed" && name != "norm")
-      throw UsageError("--train-also: unknown group '" + std::string(name) +
+      throw UsageError("`train_also`: unknown group '" + std::string(name) +
                        "' (expected a comma-separated list of embed, norm)");
-    if (flag) throw UsageError("--train-also: '" + std::string(name) + "' is listed twice");
+    if (flag) throw UsageError("`train_also`: '" + std::string(name) + "' is listed twice");
     flag = true;
   }
   return t;
@@ -173,7 +173,7 @@ std::unique_ptr<Transformer> apply_adapter(const Transformer& base, const fs::pa
   const std::string have_hash = hex64(frozen_hash(base, saved));
   if (!allow_other_base && meta("base_xxh3") != have_hash)
     throw InputError(src + ": the adapter was trained on other base weights (metadata 'base_xxh3' " +
-                     meta("base_xxh3") + ", this base's " + have_hash + "); pass --other-base if that is intended");
+                     meta("base_xxh3") + ", this base's " + have_hash + "); pass `other_base` if that is intended");
   // the adapted model: the base's weights, the adapter's context settings and adapter
   json cj = base.config().to_json();
   for (const char* f : kContextFields) cj.erase(f);

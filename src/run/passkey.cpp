@@ -97,7 +97,7 @@ PasskeyPrompt fit_prompt(const Tokenizer& tok, int key, double depth, int length
   auto count = [&](int n) { return static_cast<long>(prompt_ids(tok, text_for(n)).size()); };
   const long base = count(0);
   if (base > length)
-    throw UsageError("--lengths: a passkey prompt of " + std::to_string(length) + " tokens cannot hold the fixed "
+    throw UsageError("`lengths`: a passkey prompt of " + std::to_string(length) + " tokens cannot hold the fixed "
                      "lines (instruction, needle, question), which take " + std::to_string(base) +
                      " tokens with this tokenizer; use lengths of at least " + std::to_string(base));
   const double per = std::max(0.25, static_cast<double>(count(probe) - base) / probe);
@@ -181,16 +181,15 @@ PasskeyTrial run_passkey_trial(Transformer& model, const Tokenizer& tok, const P
   const int ctx = s.ctx > 0 ? s.ctx : n + s.answer_tokens;
   std::unique_ptr<Decoder> made;
   try {
-    made = std::make_unique<Decoder>(model, ctx, s.keep >= 0 || Decoder::can_slide(c.position), s.keep,
-                                     decoder_flag_names());
+    made = std::make_unique<Decoder>(model, ctx, s.keep >= 0 || Decoder::can_slide(c.position), s.keep);
   } catch (const ConfigError& e) {
     throw UsageError(e.what());
   }
   Decoder& dec = *made;
   if (!dec.can_slide() && n + s.answer_tokens > ctx)
-    throw ContextFull("--ctx " + std::to_string(ctx) + " cannot hold a prompt of " + std::to_string(n) +
+    throw ContextFull("`ctx` " + std::to_string(ctx) + " cannot hold a prompt of " + std::to_string(n) +
                       " tokens and its " + std::to_string(s.answer_tokens) + " answer tokens, and a " +
-                      std::string(to_string(c.position)) + " model cannot slide past it (raise --ctx, or pass --keep N to slide with attention sinks)");
+                      std::string(to_string(c.position)) + " model cannot slide past it (raise `ctx`, or pass `keep` N to slide with attention sinks)");
   SamplingOptions so;
   so.temperature = 0.0;
   Sampler greedy(so);
@@ -223,16 +222,16 @@ constexpr std::size_t kTrialDoubles = 4 + kOutBytes;
 PasskeyModelResult passkey_sweep(Transformer& model, const Tokenizer& tok, const std::vector<int>& lengths,
                                  const PasskeySettings& s, Comm& comm,
                                  const std::function<void(const PasskeyCell&, const PasskeyTrial&)>& on_trial) {
-  if (s.trials < 1) throw UsageError("--trials: expected an integer >= 1, got " + std::to_string(s.trials));
-  if (s.answer_tokens < 1) throw UsageError("--answer-tokens: expected an integer >= 1");
-  if (s.depths.empty()) throw UsageError("--depths: expected at least one depth in [0, 1]");
+  if (s.trials < 1) throw UsageError("`trials`: expected an integer >= 1, got " + std::to_string(s.trials));
+  if (s.answer_tokens < 1) throw UsageError("`answer_tokens`: expected an integer >= 1");
+  if (s.depths.empty()) throw UsageError("`depths`: expected at least one depth in [0, 1]");
   for (double d : s.depths)
-    if (!(d >= 0.0 && d <= 1.0)) throw UsageError("--depths: " + depth_str(d) + " is outside [0, 1]");
+    if (!(d >= 0.0 && d <= 1.0)) throw UsageError("`depths`: " + depth_str(d) + " is outside [0, 1]");
   const ModelConfig& c = model.config();
   for (int L : lengths) {
-    if (L < 1) throw UsageError("--lengths: expected positive lengths, got " + std::to_string(L));
+    if (L < 1) throw UsageError("`lengths`: expected positive lengths, got " + std::to_string(L));
     if (c.position == PositionMethod::learned && L + s.answer_tokens > c.block_size)
-      throw UsageError("--lengths: " + std::to_string(L) + " tokens and " + std::to_string(s.answer_tokens) +
+      throw UsageError("`lengths`: " + std::to_string(L) + " tokens and " + std::to_string(s.answer_tokens) +
                        " answer tokens need positions up to " + std::to_string(L + s.answer_tokens - 1) +
                        ", past the model's learned table of " + std::to_string(c.block_size) +
                        " positions: the largest length it can reach is " +
@@ -397,7 +396,7 @@ std::string to_csv(const PasskeyReport& r) {
 }
 
 void plot_passkey_png(const PasskeyReport& r, const std::filesystem::path& png) {
-  run_gnuplot(png, "--plot", [&](const std::filesystem::path& out, const std::filesystem::path& dir) {
+  run_gnuplot(png, "`plot`", [&](const std::filesystem::path& out, const std::filesystem::path& dir) {
     const std::size_t M = r.models.size();
     std::string script = "set terminal png size " + std::to_string(std::max<std::size_t>(1, M) * 560) + ",480\n" +
                          "set output " + gnuplot_quote(out.string()) + "\n" +

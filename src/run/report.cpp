@@ -172,7 +172,7 @@ void run_gnuplot(const fs::path& png, const std::string& flag,
 }
 
 void plot_png(const SweepReport& s, const fs::path& png) {
-  run_gnuplot(png, "--plot", [&](const fs::path& out, const fs::path& dir) {
+  run_gnuplot(png, "`plot`", [&](const fs::path& out, const fs::path& dir) {
     std::string script =
         "set terminal png size 1000,640\n"
         "set output " + gnuplot_quote(out.string()) + "\n"

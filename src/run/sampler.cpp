@@ -10,10 +10,10 @@ namespace stretch {
 
 void SamplingOptions::validate() const {
   if (!(temperature >= 0.0 && temperature <= 100.0))
-    throw UsageError("--temperature: expected a value in [0, 100] (0: greedy), got " + std::to_string(temperature));
-  if (top_k < 0) throw UsageError("--top-k: expected an integer >= 0 (0: no limit), got " + std::to_string(top_k));
+    throw UsageError("`temperature`: expected a value in [0, 100] (0: greedy), got " + std::to_string(temperature));
+  if (top_k < 0) throw UsageError("`top_k`: expected an integer >= 0 (0: no limit), got " + std::to_string(top_k));
   if (!(top_p > 0.0 && top_p <= 1.0))
-    throw UsageError("--top-p: expected a value in (0, 1] (1: no limit), got " + std::to_string(top_p));
+    throw UsageError("`top_p`: expected a value in (0, 1] (1: no limit), got " + std::to_string(top_p));
 }
 
 Sampler::Sampler(const SamplingOptions& o) : o_(o), rng_(o.seed) { o_.validate(); }

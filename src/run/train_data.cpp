@@ -7,8 +7,8 @@ namespace stretch {
 
 std::unique_ptr<Tokenizer> named_tokenizer(const std::string& name, const std::filesystem::path& bpe_dir) {
   if (name == "byte") return make_byte_tokenizer();
-  if (name != "gpt2") throw UsageError("--tokenizer: expected 'byte' or 'gpt2', got '" + name + "'");
-  if (bpe_dir.empty()) throw UsageError("--bpe-dir: --tokenizer gpt2 needs the folder of encoder.json and vocab.bpe");
+  if (name != "gpt2") throw UsageError("`tokenizer`: expected 'byte' or 'gpt2', got '" + name + "'");
+  if (bpe_dir.empty()) throw UsageError("`bpe_dir`: `tokenizer` gpt2 needs the folder of encoder.json and vocab.bpe");
   return load_gpt2_tokenizer(bpe_dir / "encoder.json", bpe_dir / "vocab.bpe");
 }
 
@@ -33,7 +33,7 @@ TrainData load_train_data(const TrainOptions& opt, const Tokenizer& tok) {
                      " needs at least " + std::to_string(T + 1));
   if (d.val.size() < 2)
     throw InputError("validation split has " + std::to_string(d.val.size()) +
-                     " tokens; at least 2 are needed (give a longer text, --valid-fraction or --valid-text)");
+                     " tokens; at least 2 are needed (give a longer text, `valid_fraction` or `valid_text`)");
   return d;
 }
 

@@ -50,65 +50,54 @@ json TrainOptions::to_json() const {
 
 
 void TrainOptions::validate() const {
-  auto need = [](bool ok, const std::string& flag, const std::string& what) {
-    if (!ok) throw UsageError(flag + ": " + what);
+  auto need = [](bool ok, const std::string& field, const std::string& what) {
+    if (!ok) throw UsageError(field + ": " + what);
   };
-  need(!text.empty(), "--text", "at least one training text file is required");
-  need(!out.empty(), "--out", "a run directory is required");
-  need(tokenizer == "byte" || tokenizer == "gpt2", "--tokenizer", "expected 'byte' or 'gpt2', got '" + tokenizer + "'");
-  need(batch >= 1 && batch <= 65536, "--batch", "expected an integer in [1, 65536], got " + std::to_string(batch));
-  need(grad_accum >= 1 && grad_accum <= 65536, "--grad-accum", "expected an integer in [1, 65536]");
-  need(steps >= 1 && steps <= 1000000000L, "--steps", "expected an integer in [1, 1e9], got " + std::to_string(steps));
-  need(std::isfinite(lr) && lr > 0 && lr <= 10, "--lr", "expected a value in (0, 10]");
-  need(min_lr_ratio >= 0 && min_lr_ratio <= 1, "--min-lr-ratio", "expected a value in [0, 1]");
-  need(warmup >= -1 && warmup <= steps, "--warmup", "expected an integer in [0, --steps] (or -1 for auto)");
-  need(weight_decay >= 0 && weight_decay <= 10, "--weight-decay", "expected a value in [0, 10]");
-  need(beta1 >= 0 && beta1 < 1, "--beta1", "expected a value in [0, 1)");
-  need(beta2 >= 0 && beta2 < 1, "--beta2", "expected a value in [0, 1)");
-  need(eps > 0 && eps < 1, "--eps", "expected a value in (0, 1)");
-  need(clip >= 0 && std::isfinite(clip), "--clip", "expected a value >= 0 (0 disables clipping)");
-  need(valid_fraction > 0 && valid_fraction < 0.5, "--valid-fraction", "expected a value in (0, 0.5)");
-  need(eval_interval >= 0, "--eval-interval", "expected an integer >= 0");
-  need(eval_tokens >= 0, "--eval-tokens", "expected an integer >= 0");
-  need(ckpt_interval >= 0, "--ckpt-interval", "expected an integer >= 0");
-  need(keep_checkpoints >= 1 && keep_checkpoints <= 1000, "--keep-checkpoints", "expected an integer in [1, 1000]");
-  need(log_interval >= 0, "--log-interval", "expected an integer >= 0");
-  need(stop_after >= 0, "--stop-after", "expected an integer >= 0");
-  need(nonfinite == "stop" || nonfinite == "skip", "--nonfinite", "expected 'stop' or 'skip', got '" + nonfinite + "'");
-  need(precision == "fp32" || precision == "bf16", "--precision", "expected 'fp32' or 'bf16', got '" + precision + "'");
+  need(!text.empty(), "`text`", "at least one training text file is required");
+  need(!out.empty(), "`out`", "a run directory is required");
+  need(tokenizer == "byte" || tokenizer == "gpt2", "`tokenizer`", "expected 'byte' or 'gpt2', got '" + tokenizer + "'");
+  need(batch >= 1 && batch <= 65536, "`batch`", "expected an integer in [1, 65536], got " + std::to_string(batch));
+  need(grad_accum >= 1 && grad_accum <= 65536, "`grad_accum`", "expected an integer in [1, 65536]");
+  need(steps >= 1 && steps <= 1000000000L, "`steps`", "expected an integer in [1, 1e9], got " + std::to_string(steps));
+  need(std::isfinite(lr) && lr > 0 && lr <= 10, "`lr`", "expected a value in (0, 10]");
+  need(min_lr_ratio >= 0 && min_lr_ratio <= 1, "`min_lr_ratio`", "expected a value in [0, 1]");
+  need(warmup >= -1 && warmup <= steps, "`warmup`", "expected an integer in [0, `steps`] (or -1 for auto)");
+  need(weight_decay >= 0 && weight_decay <= 10, "`weight_decay`", "expected a value in [0, 10]");
+  need(beta1 >= 0 && beta1 < 1, "`beta1`", "expected a value in [0, 1)");
+  need(beta2 >= 0 && beta2 < 1, "`beta2`", "expected a value in [0, 1)");
+  need(eps > 0 && eps < 1, "`eps`", "expected a value in (0, 1)");
+  need(clip >= 0 && std::isfinite(clip), "`clip`", "expected a value >= 0 (0 disables clipping)");
+  need(valid_fraction > 0 && valid_fraction < 0.5, "`valid_fraction`", "expected a value in (0, 0.5)");
+  need(eval_interval >= 0, "`eval_interval`", "expected an integer >= 0");
+  need(eval_tokens >= 0, "`eval_tokens`", "expected an integer >= 0");
+  need(ckpt_interval >= 0, "`ckpt_interval`", "expected an integer >= 0");
+  need(keep_checkpoints >= 1 && keep_checkpoints <= 1000, "`keep_checkpoints`", "expected an integer in [1, 1000]");
+  need(log_interval >= 0, "`log_interval`", "expected an integer >= 0");
+  need(stop_after >= 0, "`stop_after`", "expected an integer >= 0");
+  need(nonfinite == "stop" || nonfinite == "skip", "`nonfinite`", "expected 'stop' or 'skip', got '" + nonfinite + "'");
+  need(precision == "fp32" || precision == "bf16", "`precision`", "expected 'fp32' or 'bf16', got '" + precision + "'");
   if (precision == "bf16") {  // up front, not as a failed or crawling product at the first step
     const MatmulBackend& mb = matmul_backend();
-    need(mb.bf16, "--precision",
+    need(mb.bf16, "`precision`",
          "bf16 needs a CPU with AVX-512, where oneDNN has bf16 matrix products (its avx512_core and up); on this CPU (" +
-             cpu_model_name() + ") oneDNN " + mb.version + " runs " + mb.isa + ": use --precision fp32");
+             cpu_model_name() + ") oneDNN " + mb.version + " runs " + mb.isa + ": use `precision` fp32");
   }
-  need(attention == "auto" || attention == "materialized" || attention == "tiled", "--attention",
+  need(attention == "auto" || attention == "materialized" || attention == "tiled", "`attention`",
        "expected 'auto', 'materialized' or 'tiled', got '" + attention + "'");
-  need(retrieval_mix >= 0.0 && retrieval_mix <= 1.0, "--retrieval-mix",
+  need(retrieval_mix >= 0.0 && retrieval_mix <= 1.0, "`retrieval_mix`",
        "expected a fraction of the windows in [0, 1], got " + std::to_string(retrieval_mix));
-  parse_haystack(retrieval_haystack, "--retrieval-haystack");
-  need(train_also.empty() || model.lora.enabled(), "--train-also",
-       "chooses base tensors to train beside a LoRA adapter; it needs --lora");
+  parse_haystack(retrieval_haystack, "`retrieval_haystack`");
+  need(train_also.empty() || model.lora.enabled(), "`train_also`",
+       "chooses base tensors to train beside a LoRA adapter; it needs `lora`");
   parse_train_also(train_also);
-  need(!s2_attn || attention != "materialized", "--attention",
-       "materialized has no shifted sparse attention (--s2-attn runs in the tiled kernel: use auto or tiled)");
-  need(!s2_attn || model.block_size >= 8, "--s2-attn",
-       "shifted sparse attention splits the training length into 4 groups of at least 2 positions; --length " +
+  need(!s2_attn || attention != "materialized", "`attention`",
+       "materialized has no shifted sparse attention (`s2_attn` runs in the tiled kernel: use auto or tiled)");
+  need(!s2_attn || model.block_size >= 8, "`s2_attn`",
+       "shifted sparse attention splits the training length into 4 groups of at least 2 positions; `block_size` " +
            std::to_string(model.block_size) + " is too short");
-  need(max_consecutive_skips >= 0, "--nonfinite", "the limit of consecutive skipped steps must be >= 0");
+  need(max_consecutive_skips >= 0, "`nonfinite`", "the limit of consecutive skipped steps must be >= 0");
   try {
-    static const std::map<std::string, std::string> flags = {
-        {"n_layer", "--layers"}, {"n_head", "--heads"},     {"n_embd", "--width"},   {"mlp_hidden", "--mlp"},
-        {"block_size", "--length"}, {"dropout", "--dropout"}, {"rope_base", "--rope-base"},
-        {"n_kv_head", "--kv-heads"}, {"attn_window", "--attn-window"}, {"rope_scaling", "--rope-scaling"},
-        {"bias", "--no-bias"}, {"embed_scale", "--embed-scale"}, {"activation", "--activation"},
-        {"embed_norm", "--embed-norm"}, {"qkv_bias", "--qkv-bias"}, {"alibi_max_bias", "--alibi-max-bias"},
-        {"lora.rank", "--lora"}, {"lora.alpha", "--lora-alpha"}, {"lora.targets", "--lora-targets"},
-        {"lora.dropout", "--lora-dropout"}};
-    model.validate([](const std::string& f) {
-      auto it = flags.find(f);
-      return it == flags.end() ? f : it->second;
-    });
+    model.validate();  // its fields as field_ref names, which the command line renders as its flags
   } catch (const ConfigError& e) {
     throw UsageError(e.what());
   }

@@ -126,12 +126,12 @@ std::unique_ptr<Transformer> make_model(const TrainOptions& opt, const ModelConf
     const auto& b = model->specs();
     const ModelConfig& ic = init->config();
     if (ic.position == PositionMethod::learned && mc.block_size != ic.block_size)
-      throw UsageError("--length: a learned position table cannot be fine-tuned at another length (the model's is " +
+      throw UsageError("`block_size`: a learned position table cannot be fine-tuned at another length (the model's is " +
                        std::to_string(ic.block_size) + " positions, asked for " + std::to_string(mc.block_size) + ")");
     if (ic.lora.enabled() && !(ic.lora.rank == mc.lora.rank && ic.lora.targets == mc.lora.targets))
       throw UsageError(opt.init_from.string() + ": the model has an unmerged LoRA adapter (rank " +
                        std::to_string(ic.lora.rank) + ", targets " + ic.lora.targets_string() +
-                       "); continue it with --lora " + std::to_string(ic.lora.rank) + " --lora-targets " +
+                       "); continue it with `lora` " + std::to_string(ic.lora.rank) + " `lora_targets` " +
                        ic.lora.targets_string() + ", or merge it first (stretch lora merge)");
     bool same = a.size() <= b.size();
     for (std::size_t i = 0; same && i < a.size(); i++) same = a[i].name == b[i].name && a[i].shape == b[i].shape;
@@ -239,7 +239,7 @@ Session::Session(const TrainOptions& opt)
       tokens_per_step_(static_cast<long>(opt.batch) * opt.model.block_size * opt.grad_accum),
       log_every_(opt.log_interval > 0 ? opt.log_interval : std::max<long>(1, opt.steps / 50)) {
   if (opt.batch % R_ != 0)
-    throw UsageError("--batch " + std::to_string(opt.batch) + ": the global batch is split evenly across the " +
+    throw UsageError("`batch` " + std::to_string(opt.batch) + ": the global batch is split evenly across the " +
                      std::to_string(R_) + " ranks, so it must be a multiple of " + std::to_string(R_));
   tok_ = run_tokenizer(opt, init_);
   tok_json_ = tok_->describe();
@@ -247,9 +247,9 @@ Session::Session(const TrainOptions& opt)
   if (opt.retrieval_mix > 0.0) {
     try {
       retrieval_ = std::make_unique<RetrievalRows>(*tok_, T_);
-      retrieval_haystack_ = parse_haystack(opt.retrieval_haystack, "--retrieval-haystack");
+      retrieval_haystack_ = parse_haystack(opt.retrieval_haystack, "`retrieval_haystack`");
     } catch (const ConfigError& e) {
-      throw UsageError(std::string("--retrieval-mix with --length ") + std::to_string(T_) + " (block_size): " +
+      throw UsageError(std::string("`retrieval_mix` with `block_size` ") + std::to_string(T_) + ": " +
                        e.what());
     }
   }
@@ -277,10 +277,10 @@ void Session::open_run_folder() {
   std::error_code ec;
   if (lead_) {
     if (opt_.resume && !fs::is_directory(opt_.out, ec))
-      throw UsageError("--resume: " + opt_.out.string() + " does not exist (start the run without --resume)");
+      throw UsageError("`resume`: " + opt_.out.string() + " does not exist (start the run without `resume`)");
     fs::create_directories(opt_.out, ec);
     if (ec) throw IoError(opt_.out.string() + ": cannot create run directory: " + ec.message());
-    lock_.emplace(RunLock::acquire(opt_.out, "--out"));
+    lock_.emplace(RunLock::acquire(opt_.out, "`out`"));
   }
   if (opt_.resume) resume();
   else start_new();
@@ -292,8 +292,8 @@ void Session::open_run_folder() {
 void Session::resume() {
   std::error_code ec;
   if (fs::is_directory(opt_.out / "checkpoints", ec) && list_checkpoints(opt_.out).empty())
-    throw UsageError("--resume: " + opt_.out.string() + " has no complete checkpoint yet (the run stopped before "
-                     "its first one); start it again without --resume");
+    throw UsageError("`resume`: " + opt_.out.string() + " has no complete checkpoint yet (the run stopped before "
+                     "its first one); start it again without `resume`");
   CheckpointMeta meta = read_checkpoint_meta(opt_.out);
   auto loaded = load_model(meta);
   loaded->set_trainable(lora_trainable(*loaded, also_));  // the moments a LoRA run saved: its trainable tensors'
@@ -303,12 +303,12 @@ void Session::resume() {
     std::string diff;
     for (auto& [k, val] : opt_json_.items())
       if (!a.contains(k) || a[k] != val) diff += (diff.empty() ? "" : ", ") + k;
-    throw UsageError("--resume: the options differ from the checkpoint's in: " + diff +
+    throw UsageError("`resume`: the options differ from the checkpoint's in: " + diff +
                      " (a resumed run must use the same data, model and optimisation options)");
   }
   if (st_.step > opt_.steps)
-    throw UsageError("--resume: " + meta.dir.string() + " is at step " + std::to_string(st_.step) +
-                     ", past --steps " + std::to_string(opt_.steps) + " (--steps is the run's total, not a count "
+    throw UsageError("`resume`: " + meta.dir.string() + " is at step " + std::to_string(st_.step) +
+                     ", past `steps` " + std::to_string(opt_.steps) + " (`steps` is the run's total, not a count "
                      "of further steps)");
   std::copy(loaded->params().data(), loaded->params().data() + loaded->params().size(), model_->params().data());
   data_rng_.set_state(st_.data_rng);
@@ -320,8 +320,8 @@ void Session::resume() {
 void Session::start_new() {
   std::error_code ec;
   if (!list_checkpoints(opt_.out).empty())
-    throw UsageError("--out: " + opt_.out.string() +
-                     " already holds a run (checkpoints/); pass --resume to continue it or choose another folder");
+    throw UsageError("`out`: " + opt_.out.string() +
+                     " already holds a run (checkpoints/); pass `resume` to continue it or choose another folder");
   // a run stopped before its first complete checkpoint starts again from scratch
   if (lead_ && fs::exists(opt_.out / "checkpoints", ec)) remove_checkpoint_debris(opt_.out);
   if (init_) {  // its tensors are the slab's prefix (make_model); a new adapter follows them
@@ -398,7 +398,7 @@ bool Session::check_gradients(double loss, double norm2) {
   }
   const std::string what = describe_nonfinite(st_.step + 1, loss, *model_);
   if (opt_.nonfinite != "skip")
-    throw NumericError(what + " (training stopped; lower --lr, raise --warmup, or --nonfinite skip)");
+    throw NumericError(what + " (training stopped; lower `lr`, raise `warmup`, or `nonfinite` skip)");
   consecutive_skips_++;
   st_.skipped_steps++;
   if (consecutive_skips_ > opt_.max_consecutive_skips)
@@ -551,7 +551,7 @@ TrainResult Session::stopped(int sig) {
 TrainResult Session::finish() {
   if (st_.step < opt_.steps)
     progress_.note("stopped at step " + std::to_string(st_.step) + " of " + std::to_string(opt_.steps) +
-                   "; continue with --resume");
+                   "; continue with --resume");  // a note to the user, not an error: its flag
   TrainResult res;
   res.steps = st_.step;
   res.session_steps = st_.step - first_step_;
@@ -575,7 +575,9 @@ TrainResult Session::finish() {
   }
   // a resumed run that had already reached --steps trains nothing and keeps its one "final" line
   if (first_step_ < opt_.steps || !opt_.resume) metrics_.log(fin);
-  else progress_.note("the run had already reached --steps " + std::to_string(opt_.steps) + "; nothing to train");
+  else
+    progress_.note("the run had already reached --steps " +  // a note to the user, not an error: its flag
+                   std::to_string(opt_.steps) + "; nothing to train");
   return res;
 }
 

@@ -9,8 +9,13 @@
 //   - a layer links another layer that none of its files include (a link that only blurs the graph);
 //   - a folder of src/ is not a layer.
 // The checker is first shown to find each of these in a small made-up tree.
+// A second check: library code (every layer but cli) names option and config fields in its messages, never a
+// command-line flag (core/error.hpp's field_ref; cli/field_flags renders them as flags). It fails on a string literal
+// outside cli/ holding "--name", outside comments, unless the line says why it may (a note to the user, or another
+// tool's flag).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <cctype>
@@ -170,6 +175,75 @@ std::string lines(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& x : v) out += x + "\n";
   return out;
+}
+
+// "src/L/f.cpp:N: --flag" for each string literal of a library layer (not cli) that holds a "--name" (a letter after
+// the dashes), outside comments, on a line that does not say it may: "a note to the user" or "its own" (another
+// tool's flags, as llama.cpp's).
+std::vector<std::string> flags_in_library_messages(const fs::path& root) {
+  std::vector<std::string> out;
+  for (const auto& dir : fs::directory_iterator(root / "src")) {
+    if (!dir.is_directory() || dir.path().filename() == "cli") continue;
+    std::vector<fs::path> files;
+    for (const auto& f : fs::directory_iterator(dir.path())) files.push_back(f.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      std::istringstream text(test::read_text(f));
+      std::string line;
+      for (int n = 1; std::getline(text, line); n++) {
+        if (line.find("a note to the user") != std::string::npos || line.find("its own") != std::string::npos)
+          continue;
+        bool in_string = false;
+        for (std::size_t i = 0; i < line.size(); i++) {
+          const char c = line[i];
+          if (!in_string && c == '/' && i + 1 < line.size() && line[i + 1] == '/') break;  // a comment
+          if (!in_string && c == '\'' ) {  // a character literal
+            i += i + 2 < line.size() && line[i + 1] == '\\' ? 3 : 2;
+            continue;
+          }
+          if (in_string && c == '\\') {
+            i++;
+            continue;
+          }
+          if (c == '"') in_string = !in_string;
+          if (in_string && c == '-' && i + 2 < line.size() && line[i + 1] == '-' && std::islower(static_cast<unsigned char>(line[i + 2])) &&
+              (i == 0 || line[i - 1] == ' ' || line[i - 1] == '"' || line[i - 1] == '(')) {
+            std::size_t e = i + 2;
+            while (e < line.size() && (std::islower(static_cast<unsigned char>(line[e])) || line[e] == '-')) e++;
+            out.push_back((fs::relative(f, root)).string() + ":" + std::to_string(n) + ": " + line.substr(i, e - i));
+            i = e;
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+TEST(Layering, LibraryMessagesNameFieldsNotFlagsShownOnAMadeUpTree) {
+  test::TempDir t;
+  auto put = [&](const std::string& rel, const std::string& text) {
+    fs::create_directories((t.path / rel).parent_path());
+    test::write_text(t.path / rel, text);
+  };
+  put("src/cli/train.cpp", "throw UsageError(\"--steps: expected a count\");\n");
+  put("src/run/trainer.cpp",
+      "// --steps in a comment\n"
+      "throw UsageError(\"`steps`: expected a count\");  // --steps\n"
+      "char c = '\"'; auto s = \"a - b -- c\";\n"
+      "note(\"continue with --resume\");  // a note to the user, not an error\n"
+      "throw UsageError(\"pass --other-base \" + x + \"(--keep N)\");\n");
+  put("src/model/gguf.cpp", "throw InputError(\"llama.cpp has its own --grp-attn-n\");\n");
+  const auto v = flags_in_library_messages(t.path);
+  ASSERT_EQ(v.size(), 2u) << lines(v);
+  EXPECT_EQ(v[0], "src/run/trainer.cpp:5: --other-base");
+  EXPECT_EQ(v[1], "src/run/trainer.cpp:5: --keep");
+}
+
+TEST(Layering, LibraryMessagesNameFieldsNotFlags) {
+  const auto v = flags_in_library_messages(STRETCH_SOURCE_DIR);
+  EXPECT_TRUE(v.empty()) << "library code names a command-line flag; name the field with field_ref (\"`ctx`\") and "
+                            "let cli/field_flags render it:\n" << lines(v);
 }
 
 TEST(Layering, TheCheckerFindsEachKindOfViolationInAMadeUpTree) {

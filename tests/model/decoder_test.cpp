@@ -147,8 +147,8 @@ TEST(Decode, AFullCacheIsAnErrorNamingCtx) {
     d.append(&tok[8], 1);
     FAIL() << "expected ContextFull";
   } catch (const ContextFull& e) {
-    EXPECT_NE(std::string(e.what()).find("--ctx"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("--rope-scaling"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("`ctx`"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("`rope_scaling`"), std::string::npos) << e.what();
   }
   EXPECT_THROW(Decoder(*m, 8, true), ConfigError);  // rope cannot slide
   auto learned = make(kCases[3]);

@@ -330,13 +330,13 @@ TEST(Extension, SinksPrefillThenSlideAndBadKeepValues) {
   ref->forward(content.data(), nullptr, nullptr, 1, S, fo);
   EXPECT_LT(max_err(l, ref->logits() + static_cast<std::size_t>(S - 1) * V, V), 1e-5);
 
-  // the decoder names its argument "keep" (the commands map it to --keep: GenerateCli / PasskeyCli tests)
+  // the decoder names its argument `keep` (the command line renders it as --keep: GenerateCli / PasskeyCli tests)
   auto expect_keep_error = [](auto&& fn) {
     try {
       fn();
       ADD_FAILURE() << "expected ConfigError naming keep";
     } catch (const ConfigError& e) {
-      EXPECT_EQ(std::string(e.what()).rfind("keep: ", 0), 0u) << e.what();
+      EXPECT_EQ(std::string(e.what()).rfind("`keep`: ", 0), 0u) << e.what();
     }
   };
   expect_keep_error([&] { Decoder(*m, 8, true, 8); });   // as many sinks as slots
@@ -350,7 +350,7 @@ TEST(Extension, SinksPrefillThenSlideAndBadKeepValues) {
   auto windowed = make(w);
   expect_keep_error([&] { Decoder(*windowed, 8, true, 2); });
   EXPECT_THROW(Decoder(*m, 8, true), ConfigError);  // rope still cannot slide without sinks
-  // with the names a command gives them (run/generate.cpp's decoder_flag_names maps them so)
+  // a caller that passes FieldNames gets its own names instead (as a config file's loader does)
   const FieldNames flags = [](const std::string& f) -> std::string {
     return f == "slide" ? "--no-slide" : f == "attn_window" ? "--attn-window" : "--" + f;
   };

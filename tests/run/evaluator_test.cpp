@@ -188,7 +188,7 @@ TEST(EvalProtocols, LearnedPositionsPastTheTableNeedClamping) {
     evaluate_length(g, tokens, 16, s);
     FAIL();
   } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("--clamp-positions"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("`clamp_positions`"), std::string::npos);
   }
   s.clamp_positions = true;
   EXPECT_EQ(evaluate_length(g, tokens, 16, s).tokens, 99);

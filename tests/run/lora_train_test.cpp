@@ -214,15 +214,15 @@ TEST(LoraTrainErrors, AnAdapterOnAModelWithAnotherOneIsRefusedNamingTheFlag) {
     train(again);
     ADD_FAILURE() << "accepted another rank";
   } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("--lora 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("`lora` 4"), std::string::npos) << e.what();
   }
   TrainOptions also = small(dir, "also", Arch::gpt);
   also.train_also = "norm";
   try {
     train(also);
-    ADD_FAILURE() << "--train-also without an adapter was accepted";
+    ADD_FAILURE() << "`train_also` without an adapter was accepted";
   } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("--train-also"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("`train_also`"), std::string::npos) << e.what();
   }
 }
 

@@ -166,7 +166,7 @@ TEST(Passkey, ALengthBelowTheFixedLinesIsRefusedNamingTheFlag) {
     build_passkey_prompt(*byte, 50000, 0.5, static_cast<int>(fixed) - 1);
     FAIL() << "expected UsageError";
   } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("--lengths"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("`lengths`"), std::string::npos) << e.what();
   }
   EXPECT_EQ(build_passkey_prompt(*byte, 50000, 0.5, static_cast<int>(fixed)).fillers, 0);
 }
@@ -277,14 +277,14 @@ TEST(Passkey, BadSettingsAreRefusedNamingTheFlag) {
   };
   PasskeySettings s;
   s.trials = 0;
-  expect({300}, s, "--trials");
+  expect({300}, s, "`trials`");
   s = {};
   s.depths = {0.5, 1.5};
-  expect({300}, s, "--depths");
+  expect({300}, s, "`depths`");
   s = {};
-  expect({30}, s, "--lengths");  // below the fixed lines
+  expect({30}, s, "`lengths`");  // below the fixed lines
   // a learned table of 64 positions cannot reach a prompt of 300 tokens
-  expect({300}, s, "--lengths");
+  expect({300}, s, "`lengths`");
 }
 
 }  // namespace

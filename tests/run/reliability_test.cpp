@@ -193,7 +193,7 @@ TEST(NonFinite, BadModeIsRefusedByFlag) {
     train(o);
     FAIL() << "expected UsageError";
   } catch (const UsageError& e) {
-    expect_has(e.what(), "--nonfinite");
+    expect_has(e.what(), "`nonfinite`");
     expect_has(e.what(), "'ignore'");
   }
 }

@@ -87,19 +87,19 @@ TEST(Sampler, OutOfRangeParametersAreRefusedByName) {
   };
   SamplingOptions o;
   o.temperature = -0.1;
-  refused(o, "--temperature");
+  refused(o, "`temperature`");
   o = {};
   o.temperature = NAN;
-  refused(o, "--temperature");
+  refused(o, "`temperature`");
   o = {};
   o.top_k = -1;
-  refused(o, "--top-k");
+  refused(o, "`top_k`");
   o = {};
   o.top_p = 0.0;
-  refused(o, "--top-p");
+  refused(o, "`top_p`");
   o = {};
   o.top_p = 1.5;
-  refused(o, "--top-p");
+  refused(o, "`top_p`");
 }
 
 }  // namespace
