@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 #include <climits>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace stretch::cli {
 
@@ -24,5 +26,23 @@ inline CLI::Validator sink_count() { return CLI::Range(0, INT_MAX); }
 
 // --threads when given: 1 to 4096 (left out: OMP_NUM_THREADS, else all cores).
 inline CLI::Validator thread_count() { return CLI::Range(1, 4096); }
+
+// An option whose words name an enum's values, parsed once here (library options hold the enum): a word not in
+// the table (numbers included) is refused with the words it takes.
+template <class E>
+CLI::Validator one_of(std::vector<std::pair<std::string, E>> words) {
+  std::string list;
+  for (const auto& w : words) list += (list.empty() ? "" : " | ") + w.first;
+  return CLI::Validator(
+      [words, list](std::string& s) -> std::string {
+        for (const auto& [w, e] : words)
+          if (s == w) {
+            s = std::to_string(static_cast<int>(e));  // what CLI11 reads an enum from
+            return {};
+          }
+        return "expected " + list + ", got '" + s + "'";
+      },
+      "", "");
+}
 
 }  // namespace stretch::cli

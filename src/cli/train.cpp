@@ -82,11 +82,15 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
   app.add_option("--precision", o.precision,
                  "Matrix products: fp32 | bf16 (mixed precision: bf16 operands, fp32 accumulation, fp32 master "
                  "weights and optimizer)")
-      ->capture_default_str();
+      ->transform(one_of<Precision>({{"fp32", Precision::fp32}, {"bf16", Precision::bf16}}))
+      ->default_str("fp32");
   app.add_option("--attention", o.attention,
                  "Training attention: auto | materialized (keep the T x T probabilities) | tiled (flash-style, "
                  "memory linear in T); auto: tiled when one layer's probabilities would pass 64 MB")
-      ->capture_default_str();
+      ->transform(one_of<TrainingAttention>({{"auto", TrainingAttention::automatic},
+                                             {"materialized", TrainingAttention::materialized},
+                                             {"tiled", TrainingAttention::tiled}}))
+      ->default_str("auto");
   app.add_flag("--s2-attn", o.s2_attn,
                "LongLoRA's shifted sparse attention in training: attention within groups of a quarter of --length, "
                "half the heads shifted by half a group (causal); evaluation uses full attention");
@@ -94,7 +98,8 @@ void add_job_options(CLI::App& app, TrainOptions& o, std::string& doc_sep, int& 
                  "On NaN/Inf in the loss or gradients: stop (error naming the step and tensors, exit 5) | skip (drop "
                  "that step's update and log it; stop after " + std::to_string(o.max_consecutive_skips) +
                  " consecutive skips)")
-      ->capture_default_str();
+      ->transform(one_of<NonFinite>({{"stop", NonFinite::stop}, {"skip", NonFinite::skip}}))
+      ->default_str("stop");
 }
 
 // Signals reach the job on one thread of its own, never on a compute thread. oneDNN 2.6's JIT f32 GEMM kernels

@@ -38,7 +38,7 @@ json TrainOptions::to_json() const {
           {"decay_embeddings", decay_embeddings},
           {"decay_norms_biases", decay_norms_biases},
           {"seed", seed}};
-  if (precision != "fp32") j["precision"] = precision;
+  if (precision == Precision::bf16) j["precision"] = "bf16";
   if (!train_also.empty()) j["train_also"] = train_also;
   if (s2_attn) j["s2_attn"] = true;
   if (retrieval_mix > 0.0) {
@@ -74,23 +74,19 @@ void TrainOptions::validate() const {
   need(keep_checkpoints >= 1 && keep_checkpoints <= 1000, "`keep_checkpoints`", "expected an integer in [1, 1000]");
   need(log_interval >= 0, "`log_interval`", "expected an integer >= 0");
   need(stop_after >= 0, "`stop_after`", "expected an integer >= 0");
-  need(nonfinite == "stop" || nonfinite == "skip", "`nonfinite`", "expected 'stop' or 'skip', got '" + nonfinite + "'");
-  need(precision == "fp32" || precision == "bf16", "`precision`", "expected 'fp32' or 'bf16', got '" + precision + "'");
-  if (precision == "bf16") {  // up front, not as a failed or crawling product at the first step
+  if (precision == Precision::bf16) {  // up front, not as a failed or crawling product at the first step
     const MatmulBackend& mb = matmul_backend();
     need(mb.bf16, "`precision`",
          "bf16 needs a CPU with AVX-512, where oneDNN has bf16 matrix products (its avx512_core and up); on this CPU (" +
              cpu_model_name() + ") oneDNN " + mb.version + " runs " + mb.isa + ": use `precision` fp32");
   }
-  need(attention == "auto" || attention == "materialized" || attention == "tiled", "`attention`",
-       "expected 'auto', 'materialized' or 'tiled', got '" + attention + "'");
   need(retrieval_mix >= 0.0 && retrieval_mix <= 1.0, "`retrieval_mix`",
        "expected a fraction of the windows in [0, 1], got " + std::to_string(retrieval_mix));
   parse_haystack(retrieval_haystack, "`retrieval_haystack`");
   need(train_also.empty() || model.lora.enabled(), "`train_also`",
        "chooses base tensors to train beside a LoRA adapter; it needs `lora`");
   parse_train_also(train_also);
-  need(!s2_attn || attention != "materialized", "`attention`",
+  need(!s2_attn || attention != TrainingAttention::materialized, "`attention`",
        "materialized has no shifted sparse attention (`s2_attn` runs in the tiled kernel: use auto or tiled)");
   need(!s2_attn || model.block_size >= 8, "`s2_attn`",
        "shifted sparse attention splits the training length into 4 groups of at least 2 positions; `block_size` " +

@@ -114,10 +114,8 @@ std::unique_ptr<Tokenizer> run_tokenizer(const TrainOptions& opt, std::unique_pt
 // attention; a fine-tune's tensors (names and shapes) must be those of the checkpoint it starts from.
 std::unique_ptr<Transformer> make_model(const TrainOptions& opt, const ModelConfig& mc, const Transformer* init) {
   auto model = std::make_unique<Transformer>(mc);
-  model->set_precision(opt.precision == "bf16" ? Precision::bf16 : Precision::fp32);
-  model->set_training_attention(opt.attention == "tiled"          ? TrainingAttention::tiled
-                                : opt.attention == "materialized" ? TrainingAttention::materialized
-                                                                  : TrainingAttention::automatic);
+  model->set_precision(opt.precision);
+  model->set_training_attention(opt.attention);
   if (opt.s2_attn) model->set_shifted_groups(mc.block_size / 4);
   if (init) {
     // the base tensors are the slab's prefix (model/params.cpp): the same names and shapes; a LoRA fine-tune adds
@@ -397,7 +395,7 @@ bool Session::check_gradients(double loss, double norm2) {
     return true;
   }
   const std::string what = describe_nonfinite(st_.step + 1, loss, *model_);
-  if (opt_.nonfinite != "skip")
+  if (opt_.nonfinite != NonFinite::skip)
     throw NumericError(what + " (training stopped; lower `lr`, raise `warmup`, or `nonfinite` skip)");
   consecutive_skips_++;
   st_.skipped_steps++;

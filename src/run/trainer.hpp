@@ -21,11 +21,15 @@
 #include <vector>
 
 #include "model/config.hpp"
+#include "model/transformer.hpp"
 
 namespace stretch {
 
 class Transformer;
 class Comm;
+
+// What a step does with NaN/Inf in the loss or the gradients (TrainOptions::nonfinite).
+enum class NonFinite { stop, skip };
 
 struct TrainOptions {
   // data
@@ -81,13 +85,13 @@ struct TrainOptions {
   // the step, the tensor(s) and the counts; "skip" drops that step's update (weights and AdamW moments untouched,
   // the step still counts), logs it, and throws NumericError once more than max_consecutive_skips steps in a row
   // were skipped
-  std::string nonfinite = "stop";
-  // matrix products: "fp32" or "bf16" (mixed precision, model/transformer.hpp Precision); part of the options a
-  // resume must match (written only when not fp32, so older runs resume unchanged)
-  std::string precision = "fp32";
-  // training attention kept for the backward pass: "auto", "materialized" or "tiled" (TrainingAttention); the
-  // same mathematics, so not part of the resume match
-  std::string attention = "auto";
+  NonFinite nonfinite = NonFinite::stop;
+  // matrix products: fp32 or bf16 (mixed precision, model/transformer.hpp Precision); part of the options a resume
+  // must match (written only when not fp32, so older runs resume unchanged)
+  Precision precision = Precision::fp32;
+  // training attention kept for the backward pass: automatic, materialized or tiled; the same mathematics, so not
+  // part of the resume match
+  TrainingAttention attention = TrainingAttention::automatic;
   int max_consecutive_skips = 10;
   // data-parallel ranks (distributed/comm.hpp; nullptr: this process alone). `batch` is the global batch: each
   // rank takes its slice of the windows one process would draw, gradients are averaged with one all-reduce per
