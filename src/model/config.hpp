@@ -1,10 +1,16 @@
 // What a checkpoint stores about its architecture (docs/MODEL.md). Two families share one model class:
 //   gpt    GPT-2 style: LayerNorm, GELU MLP, optional biases, any position method
 //   llama  LLaMA style: RMSNorm, SwiGLU MLP, grouped-query attention (n_kv_head <= n_head), no biases
-// The "context" fields (rope_scaling, attn_window, logn, position_ids) say how positions become attention. A
-// checkpoint stores what the model was trained or fine-tuned with (block_size and rope_base stay the trained
-// values; a model fine-tuned with linear x4 keeps rope_scaling = linear:4), and each can be overridden at run time
-// without touching the weights. Runtime choices (evaluation length, batch size, threads) live elsewhere.
+// Three kinds of settings, as llama.cpp keeps hparams apart from cparams:
+//   ModelHParams   what the model is, fixed when it is trained (sizes, family, position method, trained length L
+//                  and rope base); stored with the weights.
+//   ContextParams  how positions become attention now (rope scaling, window, log-n, position ids, the fine-tuning-
+//                  free extensions). A checkpoint stores what it was trained or fine-tuned with (a model fine-tuned
+//                  with linear x4 keeps rope_scaling = linear:4; block_size and rope_base stay the trained values),
+//                  and a run may override each without touching the weights.
+//   job options    (evaluation lengths, batch, threads, precision, ...) live with the jobs (run/), parsed once by
+//                  the command line.
+// ModelConfig is a checkpoint's whole configuration: the first two and the LoRA adapter, one config.json.
 #pragma once
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -36,7 +42,7 @@ Activation parse_activation(std::string_view name, std::string_view what);
 // "--heads", or "config.json: n_head"); empty: the name itself. Library errors name fields; the command maps them.
 using FieldNames = std::function<std::string(const std::string&)>;
 
-struct ModelConfig {
+struct ModelHParams {
   Arch arch = Arch::gpt;
   int vocab_size = 256;
   int n_layer = 6;
@@ -61,7 +67,14 @@ struct ModelConfig {
   bool qkv_bias = false;    // llama only: biases on the q, k, v projections (Qwen2); gpt models use `bias`
   double alibi_max_bias = 8.0;  // ALiBi's maximum bias b (position/alibi.hpp; 8 in the paper and MPT)
 
-  // context handling (see above)
+  int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
+  int head_dim() const { return n_embd / n_head; }
+  int kv_dim() const { return kv_heads() * head_dim(); }
+  int qkv_width() const { return n_embd + 2 * kv_dim(); }       // fused q|k|v projection rows
+  int mlp_width() const { return arch == Arch::llama ? 2 * mlp_hidden : mlp_hidden; }  // fc rows (gate|up)
+};
+
+struct ContextParams {
   RopeScaling rope_scaling;   // rope only; original_context 0 means block_size
   int attn_window = 0;        // sliding-window attention: a query sees its `attn_window` latest keys; 0 = all
   LognMode logn = LognMode::off;
@@ -71,13 +84,15 @@ struct ModelConfig {
   PositionExtension extension;  // rope only: Self-Extend or (leaky) ReRoPE (position/extension.hpp)
   int alibi_interp = 0;         // alibi only: ALiBi interpolation to this target length (slopes x block_size /
                                 // alibi_interp, position/alibi.hpp); 0 = off, else >= block_size
+};
+
+struct ModelConfig : ModelHParams, ContextParams {
   // a LoRA adapter on the block's projections (model/lora.hpp); its tensors follow the base ones in the slab
   LoraConfig lora;
 
-  int kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
-  int kv_dim() const { return kv_heads() * head_dim(); }
-  int qkv_width() const { return n_embd + 2 * kv_dim(); }       // fused q|k|v projection rows
-  int mlp_width() const { return arch == Arch::llama ? 2 * mlp_hidden : mlp_hidden; }  // fc rows (gate|up)
+  const ModelHParams& hparams() const { return *this; }
+  const ContextParams& context() const { return *this; }
+  ContextParams& context() { return *this; }
   int rope_train_length() const { return rope_scaling.original_context > 0 ? rope_scaling.original_context : block_size; }
   // Self-Extend / ReRoPE (position/extension.hpp) apply to the relative methods: rope (two score sets), alibi and t5
   // (remapped distances in the bias). Their window must stay below this trained length.
@@ -85,8 +100,6 @@ struct ModelConfig {
     return p == PositionMethod::rope || p == PositionMethod::alibi || p == PositionMethod::t5;
   }
   int extension_train_length() const { return position == PositionMethod::rope ? rope_train_length() : block_size; }
-
-  int head_dim() const { return n_embd / n_head; }
   double alibi_slope_scale() const { return alibi_interp > 0 ? static_cast<double>(block_size) / alibi_interp : 1.0; }
   // Throws ConfigError naming the field and what was expected. `name` maps a field name ("n_head") to what the
   // user knows it as (a flag such as "--heads", or "config.json: n_head").

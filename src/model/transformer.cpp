@@ -64,37 +64,44 @@ void Transformer::update_rope(int seq_len) {
   attn_factor_ = t.attention_factor;
 }
 
-void Transformer::set_rope_scaling(const RopeScaling& s) {
+void Transformer::set_context(const ContextParams& p) {
   ModelConfig c = cfg_;
-  c.rope_scaling = s;
+  c.context() = p;
   c.validate();
   cfg_ = c;
   update_rope(cfg_.rope_train_length());
+  if (cfg_.position == PositionMethod::alibi)
+    alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias, cfg_.alibi_slope_scale());
+}
+
+void Transformer::set_rope_scaling(const RopeScaling& s) {
+  ContextParams p = cfg_.context();
+  p.rope_scaling = s;
+  set_context(p);
 }
 
 void Transformer::set_attn_window(int window) {
-  ModelConfig c = cfg_;
-  c.attn_window = window;
-  c.validate();
-  cfg_ = c;
+  ContextParams p = cfg_.context();
+  p.attn_window = window;
+  set_context(p);
 }
 
-void Transformer::set_logn(LognMode mode) { cfg_.logn = mode; }
+void Transformer::set_logn(LognMode mode) {
+  ContextParams p = cfg_.context();
+  p.logn = mode;
+  set_context(p);
+}
 
 void Transformer::set_extension(const PositionExtension& e) {
-  ModelConfig c = cfg_;
-  c.extension = e;
-  c.validate();
-  cfg_ = c;
+  ContextParams p = cfg_.context();
+  p.extension = e;
+  set_context(p);
 }
 
 void Transformer::set_alibi_interp(int target) {
-  ModelConfig c = cfg_;
-  c.alibi_interp = target;
-  c.validate();
-  cfg_ = c;
-  if (cfg_.position == PositionMethod::alibi)
-    alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias, cfg_.alibi_slope_scale());
+  ContextParams p = cfg_.context();
+  p.alibi_interp = target;
+  set_context(p);
 }
 
 float Transformer::attention_scale() const {

@@ -58,13 +58,14 @@ class Transformer {
   void init_adapter(std::uint64_t seed);
 
   const ModelConfig& config() const { return cfg_; }
-  // Run-time context settings (override what the checkpoint stored; the weights are untouched). ConfigError on
-  // invalid values (e.g. a rope scaling on a model without rope).
+  // Run-time context settings (model/config.hpp ContextParams): they override what the checkpoint stored and
+  // leave the weights untouched. ConfigError on values the config refuses (e.g. a rope scaling on a model without
+  // rope), and the model keeps its settings. Self-Extend / ReRoPE (rope, alibi, t5) are evaluation settings: a
+  // training forward refuses them; ALiBi interpolation takes a target length (alibi models; 0 turns it off).
+  void set_context(const ContextParams& p);
   void set_rope_scaling(const RopeScaling& s);
   void set_attn_window(int window);
   void set_logn(LognMode mode);
-  // Self-Extend / ReRoPE (rope models; evaluation only: a training forward refuses them) and ALiBi interpolation
-  // to a target length (alibi models; 0 turns it off). ConfigError on values the config refuses.
   void set_extension(const PositionExtension& e);
   void set_alibi_interp(int target);
   void set_training_attention(TrainingAttention a) { training_attention_ = a; }
