@@ -74,35 +74,35 @@ void Transformer::set_context(const ContextParams& p) {
     alibi_slopes_ = alibi_slopes(cfg_.n_head, cfg_.alibi_max_bias, cfg_.alibi_slope_scale());
 }
 
+namespace {
+// p with one field changed
+template <class T>
+ContextParams with(ContextParams p, T ContextParams::*field, const T& value) {
+  p.*field = value;
+  return p;
+}
+}  // namespace
+
 void Transformer::set_rope_scaling(const RopeScaling& s) {
-  ContextParams p = cfg_.context();
-  p.rope_scaling = s;
-  set_context(p);
+  set_context(with(cfg_.context(), &ContextParams::rope_scaling, s));
 }
 
 void Transformer::set_attn_window(int window) {
-  ContextParams p = cfg_.context();
-  p.attn_window = window;
-  set_context(p);
+  set_context(with(cfg_.context(), &ContextParams::attn_window, window));
 }
 
 void Transformer::set_logn(LognMode mode) {
-  ContextParams p = cfg_.context();
-  p.logn = mode;
-  set_context(p);
+  set_context(with(cfg_.context(), &ContextParams::logn, mode));
 }
 
 void Transformer::set_extension(const PositionExtension& e) {
-  ContextParams p = cfg_.context();
-  p.extension = e;
-  set_context(p);
+  set_context(with(cfg_.context(), &ContextParams::extension, e));
 }
 
 void Transformer::set_alibi_interp(int target) {
-  ContextParams p = cfg_.context();
-  p.alibi_interp = target;
-  set_context(p);
+  set_context(with(cfg_.context(), &ContextParams::alibi_interp, target));
 }
+
 
 float Transformer::attention_scale() const {
   return static_cast<float>(attn_factor_ * attn_factor_ / std::sqrt(static_cast<double>(cfg_.head_dim())));
