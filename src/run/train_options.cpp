@@ -1,7 +1,6 @@
 // TrainOptions: the options a resume must match, as JSON, and their ranges (UsageError naming the flag).
 #include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "core/cpu.hpp"
 #include "core/error.hpp"
