@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "cli/flag_checks.hpp"
 #include "cli/context_flags.hpp"
+#include "cli/inference_flags.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "distributed/comm.hpp"
@@ -25,6 +26,7 @@ namespace stretch::cli {
 namespace {
 
 struct EvalCli {
+  WeightStorage precision = WeightStorage::fp32;
   std::vector<std::string> checkpoints;
   std::filesystem::path text;
   std::string lengths;
@@ -83,6 +85,7 @@ Runner add_eval(CLI::App& app) {
       ->check(positive_count());
   app.add_option("--batch-tokens", o->batch_tokens, "Tokens per forward pass (windows are batched up to it)")
       ->capture_default_str();
+  add_weight_precision_flag(app, o->precision);
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
       ->check(thread_count());
 
@@ -138,7 +141,7 @@ Runner add_eval(CLI::App& app) {
       if (asked && asked->identity() != tok->identity())
         throw UsageError(o->checkpoints[mi] + ": the checkpoint's tokenizer is " + tok->identity() +
                          ", not the asked --tokenizer " + asked->identity());
-      auto model = load_model_merged(meta);
+      auto model = load_model_merged(meta, o->precision);
       Segmenting seg;
       seg.separator = doc_sep;
       seg.bos = tok->bos_id();
@@ -154,6 +157,7 @@ Runner add_eval(CLI::App& app) {
       mr.name = o->checkpoints[mi];
       while (mr.name.size() > 1 && mr.name.back() == '/') mr.name.pop_back();
       mr.position = describe_context(meta.model, o->ctx);
+      if (o->precision == WeightStorage::bf16) mr.position += " bf16";
       settings.keep = o->keep;
       settings.cache = o->cache > 0 ? o->cache : meta.train_length;
       if (o->keep >= 0) mr.position += " keep:" + std::to_string(o->keep) + " ctx:" + std::to_string(settings.cache);

@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "cli/flag_checks.hpp"
 #include "cli/context_flags.hpp"
+#include "cli/inference_flags.hpp"
 #include "core/error.hpp"
 #include "io/corpus.hpp"
 #include "io/tokenizer.hpp"
@@ -20,6 +21,7 @@ namespace stretch::cli {
 
 namespace {
 struct GenerateCli {
+  WeightStorage precision = WeightStorage::fp32;
   std::string model, prompt;
   GenerateOptions opt;
   bool no_slide = false, interactive = false, ignore_eos = false;
@@ -49,6 +51,7 @@ Runner add_generate(CLI::App& app) {
       ->check(sink_count());
   app.add_flag("--ignore-eos", o->ignore_eos, "Keep going past end-of-text / a new BOS");
   app.add_flag("--interactive,-i", o->interactive, "Read prompts from stdin, one per line");
+  add_weight_precision_flag(app, o->precision);
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
       ->check(thread_count());
   add_context_flags(app, o->ctx);
@@ -69,7 +72,7 @@ Runner add_generate(CLI::App& app) {
       meta.model.alibi_interp = ctx > meta.model.block_size ? ctx : 0;
     }
     auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
-    auto model = load_model_merged(meta);
+    auto model = load_model_merged(meta, o->precision);
     auto run = [&](const std::string& prompt) {
       std::fwrite(prompt.data(), 1, prompt.size(), stdout);  // every byte, NUL included (fputs stops at one)
       std::fflush(stdout);

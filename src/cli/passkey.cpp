@@ -11,6 +11,7 @@
 #include "cli/commands.hpp"
 #include "cli/flag_checks.hpp"
 #include "cli/context_flags.hpp"
+#include "cli/inference_flags.hpp"
 #include "core/error.hpp"
 #include "core/fs.hpp"
 #include "core/number_list.hpp"
@@ -25,6 +26,7 @@ namespace stretch::cli {
 namespace {
 
 struct PasskeyCli {
+  WeightStorage precision = WeightStorage::fp32;
   std::vector<std::string> checkpoints;
   std::string lengths, up_to, depths = "0,0.25,0.5,0.75,1";
   PasskeySettings s;
@@ -77,6 +79,7 @@ Runner add_passkey(CLI::App& app) {
   app.add_option("--csv", o->csv_out, "Write every trial as CSV");
   app.add_option("--plot", o->plot_out, "Draw a length x depth heat map into this PNG (gnuplot)");
   app.add_flag("--verbose,-v", o->verbose, "Print each trial (key, prompt tokens, decoded answer)");
+  add_weight_precision_flag(app, o->precision);
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
       ->check(thread_count());
 
@@ -118,7 +121,7 @@ Runner add_passkey(CLI::App& app) {
     for (std::size_t mi = 0; mi < metas.size(); mi++) {
       const CheckpointMeta& meta = metas[mi];
       auto tok = tokenizer_from_json(meta.tokenizer, (meta.dir / "config.json").string() + ": tokenizer");
-      auto model = load_model_merged(meta);
+      auto model = load_model_merged(meta, o->precision);
       const std::vector<int> lengths = up_to > 0 ? up_to_lengths(meta.train_length, up_to) : fixed;
       std::string name = o->checkpoints[mi];
       while (name.size() > 1 && name.back() == '/') name.pop_back();

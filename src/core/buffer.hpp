@@ -7,12 +7,15 @@
 // faulted in by their first use instead.)
 #pragma once
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <span>
+#include <stdexcept>
 #include <utility>
 
 namespace stretch {
@@ -53,6 +56,29 @@ class Buffer {
     n_ = n;
   }
   void zero() { if (n_) std::memset(static_cast<void*>(p_), 0, n_ * sizeof(T)); }
+  // Elements [i, i + n) become zero, and where the buffer is a mapping the whole pages inside that range leave
+  // memory (madvise MADV_DONTNEED: they are zero-filled again if ever touched). For a slab whose part is kept
+  // elsewhere (model/transformer.hpp WeightStorage::bf16). Throws std::out_of_range past the end.
+  void release(std::size_t i, std::size_t n) {
+    if (i > n_ || n > n_ - i) throw std::out_of_range("Buffer::release past the end");
+    if (n == 0) return;
+    auto* lo = reinterpret_cast<unsigned char*>(p_ + i);
+    auto* hi = reinterpret_cast<unsigned char*>(p_ + i + n);
+    if (alloc_bytes(n_) >= kMapBytes) {
+      const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+      auto* a = reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(lo) + page - 1) / page * page);
+      auto* b = reinterpret_cast<unsigned char*>(reinterpret_cast<std::uintptr_t>(hi) / page * page);
+      if (a < b) {
+        // private anonymous pages read back as zeros; should the kernel refuse, they are zeroed in place
+        if (::madvise(a, static_cast<std::size_t>(b - a), MADV_DONTNEED) != 0)
+          std::memset(a, 0, static_cast<std::size_t>(b - a));
+        std::memset(lo, 0, static_cast<std::size_t>(a - lo));
+        std::memset(b, 0, static_cast<std::size_t>(hi - b));
+        return;
+      }
+    }
+    std::memset(lo, 0, static_cast<std::size_t>(hi - lo));
+  }
 
   T* data() { return p_; }
   const T* data() const { return p_; }

@@ -19,6 +19,12 @@ void embedding_forward(F* out, const int* ids, const F* table, int N, int C) {
   }
 }
 
+void embedding_forward(float* out, const int* ids, const bf16_t* table, int N, int C) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++)
+    bf16_to_float(table + static_cast<long>(ids[n]) * C, static_cast<std::size_t>(C), out + static_cast<long>(n) * C);
+}
+
 template <class F>
 void embedding_add_forward(F* out, const int* ids, const F* table, int N, int C) {
 #pragma omp parallel for schedule(static)

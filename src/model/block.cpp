@@ -14,14 +14,27 @@
 
 namespace stretch {
 
-void embed_forward(float* x, const std::int32_t* tokens, const int* pos, int N, const ModelConfig& c,
-                   const float* wte, const float* wpe) {
+namespace {
+// after the token rows are in x: the scale and the absolute positions
+void embed_rest(float* x, const int* pos, int N, const ModelConfig& c, const float* wpe) {
   const int C = c.n_embd;
-  embedding_forward(x, tokens, wte, N, C);
   if (c.embed_scale != 1.0f)
     for (std::size_t i = 0; i < static_cast<std::size_t>(N) * C; i++) x[i] *= c.embed_scale;
   if (c.position == PositionMethod::learned) embedding_add_forward(x, pos, wpe, N, C);
   if (c.position == PositionMethod::sinusoidal) sinusoidal_add_forward(x, pos, N, C);
+}
+}  // namespace
+
+void embed_forward(float* x, const std::int32_t* tokens, const int* pos, int N, const ModelConfig& c,
+                   const float* wte, const float* wpe) {
+  embedding_forward(x, tokens, wte, N, c.n_embd);
+  embed_rest(x, pos, N, c, wpe);
+}
+
+void embed_forward(float* x, const std::int32_t* tokens, const int* pos, int N, const ModelConfig& c,
+                   const bf16_t* wte, const float* wpe) {
+  embedding_forward(x, tokens, wte, N, c.n_embd);
+  embed_rest(x, pos, N, c, wpe);
 }
 
 void far_positions_forward(float* far, const float* qkv, const int* pos, int N, const ModelConfig& c,

@@ -23,6 +23,7 @@
 
 #include "core/profile.hpp"
 
+#include "core/numeric.hpp"
 #include "kernels/attention_bias.hpp"
 #include "model/config.hpp"
 #include "model/params.hpp"
@@ -33,6 +34,9 @@ namespace stretch {
 
 void embed_forward(float* x, const std::int32_t* tokens, const int* pos, int N, const ModelConfig& c,
                    const float* wte, const float* wpe);
+// the same with the token table stored in bf16 (model/transformer.hpp WeightStorage::bf16)
+void embed_forward(float* x, const std::int32_t* tokens, const int* pos, int N, const ModelConfig& c,
+                   const bf16_t* wte, const float* wpe);
 
 void norm_forward(const ModelConfig& c, float* out, float* mean, float* rstd, const float* inp, const float* w,
                   const float* b, int N);

@@ -297,7 +297,7 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
   for (int r = 0; r < n; r++) pos[r] = static_cast<int>(query_position(a0 + r));
 
   ParamView pv = bind_param_view(c_, m_.specs(), m_.params().data());
-  embed_forward(x_.data(), tokens, pos.data(), n, c_, pv.wte, pv.wpe);
+  m_.embed(x_.data(), tokens, pos.data(), n);
   if (c_.embed_norm) {
     layernorm_forward(xn_.data(), mean_.data(), rstd_.data(), x_.data(), pv.ln_emb_w, pv.ln_emb_b, n, C, c_.norm_eps);
     std::copy(xn_.data(), xn_.data() + nn * C, x_.data());
@@ -306,8 +306,9 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
   // the residual stream stays in x_; one norm buffer serves both norms
   const BlockRows rows{xn_.data(),  mean_.data(),  rstd_.data(), qkv_.data(), att_.data(), proj_.data(), x_.data(),
                        xn_.data(),  mean_.data(),  rstd_.data(), fc_.data(),  act_.data(), x_.data()};
+  // fp32, or bf16 products on the weights kept in bf16 (model/transformer.hpp WeightStorage)
   auto linear = [&](LoraMatrix, float* out, const float* in, const float* wt, const float* b, int IC, int OC) {
-    matmul_forward(out, in, wt, b, n, IC, OC);
+    m_.infer_linear(out, in, wt, b, n, IC, OC);
   };
   for (int l = 0; l < c_.n_layer; l++) {
     float* K = k_.data() + static_cast<std::size_t>(l) * S_ * KVD;
@@ -337,9 +338,9 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
   seen_ += n;
   if (!out) return;  // a prefill chunk whose logits nobody asked for
   if (all_logits) {
-    matmul_forward(out, xn_.data(), pv.lm_head, nullptr, n, C, V);
+    m_.infer_linear(out, xn_.data(), pv.lm_head, nullptr, n, C, V);
   } else {
-    matmul_forward(out, xn_.data() + static_cast<std::size_t>(n - 1) * C, pv.lm_head, nullptr, 1, C, V);
+    m_.infer_linear(out, xn_.data() + static_cast<std::size_t>(n - 1) * C, pv.lm_head, nullptr, 1, C, V);
   }
 }
 

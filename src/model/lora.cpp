@@ -252,6 +252,7 @@ std::unique_ptr<Transformer> model_with_adapter(const Transformer& base, const s
 }
 
 std::unique_ptr<Transformer> merge_lora(const Transformer& model) {
+  model.require_fp32_weights("merging a LoRA adapter");
   auto merged = base_of(model);
   const ModelConfig& base = merged->config();
   const ModelConfig& c = model.config();

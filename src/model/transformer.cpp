@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "model/block.hpp"
@@ -138,6 +139,7 @@ void init_tensor(const ParamSpec& s, float* p, Rng& rng) {
 }  // namespace
 
 void Transformer::init_weights(std::uint64_t seed) {
+  require_fp32_weights("initialising the weights");
   Rng rng(seed);
   params_.zero();
   for (auto& s : specs_) init_tensor(s, params_.data() + s.offset, rng);
@@ -147,6 +149,45 @@ void Transformer::init_adapter(std::uint64_t seed) {
   Rng rng(seed ^ 0x10a4adab7e4ULL);
   for (auto& s : specs_)
     if (s.kind == ParamKind::lora_a || s.kind == ParamKind::lora_b) init_tensor(s, params_.data() + s.offset, rng);
+}
+
+void Transformer::require_fp32_weights(const char* what) const {
+  if (storage_ == WeightStorage::bf16)
+    throw ConfigError(std::string(what) + " needs the fp32 weights, and this model keeps its matrices in bf16 for "
+                      "inference only (load it with `precision` fp32)");
+}
+
+void Transformer::store_weights(WeightStorage s) {
+  if (s == storage_) return;
+  if (s == WeightStorage::bf16) {
+    const MatmulBackend& mb = matmul_backend();  // up front, not as a crawling product at the first token
+    if (!mb.bf16)
+      throw ConfigError("`precision` bf16 needs a CPU with AVX-512, where oneDNN has bf16 matrix products (its "
+                        "avx512_core and up); on this CPU (" + cpu_model_name() + ") oneDNN " + mb.version + " runs " +
+                        mb.isa + ": use `precision` fp32");
+    if (cfg_.lora.enabled())
+      throw ConfigError("bf16 weight storage: merge the LoRA adapter first (`lora`), the products use the merged "
+                        "weights");
+    if (params_bf16_.size() != params_.size()) params_bf16_.resize(params_.size());
+    for (const auto& t : specs_) {
+      if (!kept_in_bf16(t)) continue;
+      to_bf16(params_bf16_.data() + t.offset, params_.data() + t.offset, t.numel());
+      params_.release(t.offset, t.numel());
+    }
+  } else {
+    for (const auto& t : specs_)
+      if (kept_in_bf16(t)) bf16_to_float(params_bf16_.data() + t.offset, t.numel(), params_.data() + t.offset);
+    params_bf16_ = Buffer<bf16_t>();
+  }
+  storage_ = s;
+}
+
+void Transformer::embed(float* x, const std::int32_t* tokens, const int* pos, int N) const {
+  const ConstParamView pv = bind_param_view(cfg_, specs_, params_.data());
+  if (storage_ == WeightStorage::bf16)
+    embed_forward(x, tokens, pos, N, cfg_, params_bf16_.data() + (pv.wte - params_.data()), pv.wpe);
+  else
+    embed_forward(x, tokens, pos, N, cfg_, pv.wte, pv.wpe);
 }
 
 void Transformer::set_trainable(std::vector<char> trainable) {
@@ -251,7 +292,16 @@ void Transformer::with_bias(Fn&& fn, int B) {
 }
 
 void Transformer::linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC) {
-  if (precision_ == Precision::fp32) return matmul_forward(out, inp, w, b, N, C, OC);
+  if (!bf16_products()) return matmul_forward(out, inp, w, b, N, C, OC);
+  bf16_product(out, inp, w, b, N, C, OC);
+}
+
+void Transformer::infer_linear(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC) {
+  if (storage_ == WeightStorage::fp32) return matmul_forward(out, inp, w, b, N, C, OC);
+  bf16_product(out, inp, w, b, N, C, OC);
+}
+
+void Transformer::bf16_product(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC) {
   const std::size_t n = static_cast<std::size_t>(N) * C;
   if (x_bf16_.size() < n) x_bf16_.resize(n);
   to_bf16(x_bf16_.data(), inp, n);
@@ -330,6 +380,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   if (B < 1 || T < 1) throw ConfigError("forward: batch and length must be positive, got B=" + std::to_string(B) +
                                         " T=" + std::to_string(T));
   if (opt.need_grad && !targets) throw ConfigError("forward: need_grad requires targets");
+  if (opt.need_grad) require_fp32_weights("training");
   if (opt.need_grad && !cfg_.extension.is_none())
     throw ConfigError("forward: " + cfg_.extension.to_string() + " is an evaluation and generation setting; a "
                       "training forward does not implement it (remove it from the config to train)");
@@ -379,7 +430,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   if (cfg_.position == PositionMethod::rope && cfg_.rope_scaling.depends_on_length())
     update_rope(*std::max_element(pos_.begin(), pos_.end()) + 1);  // dynamic NTK, LongRoPE: the current length
   ParamView pv = bind_param_view(cfg_, specs_, params_.data());
-  if (precision_ == Precision::bf16) {  // this forward's (and its backward's) bf16 weights
+  if (precision_ == Precision::bf16 && storage_ == WeightStorage::fp32) {  // this forward's (and backward's) bf16 weights
     if (params_bf16_.size() != params_.size()) params_bf16_.resize(params_.size());
     TIMED("fwd.to_bf16", to_bf16(params_bf16_.data(), params_.data(), params_.size()));
   }
@@ -392,7 +443,7 @@ double Transformer::forward(const std::int32_t* tokens, const std::int32_t* targ
   if (far) ensure(far_, static_cast<std::size_t>(BT) * 2 * C);
 
   // embeddings
-  TIMED("fwd.embedding", embed_forward(encoded_.data(), tokens_.data(), pos_.data(), BT, cfg_, pv.wte, pv.wpe));
+  TIMED("fwd.embedding", embed(encoded_.data(), tokens_.data(), pos_.data(), BT));
   if (cfg_.embed_norm) {  // encoded = LayerNorm(the summed embeddings), which are kept for the backward pass
     ensure(emb_raw_, BTn * C);
     ensure(emb_mean_, BTn);

@@ -38,6 +38,17 @@ enum class TrainingAttention { automatic, materialized, tiled };
 //         bfloat16, accumulation and results in fp32; parameters, gradients, optimizer state, norms, attention,
 //         softmax and loss stay fp32 (bf16 keeps fp32's exponent range, so no loss scaling is needed)
 enum class Precision { fp32, bf16 };
+
+// How the weights are kept (inference: eval, passkey and generate --precision):
+//   fp32  the parameter slab, params() (the default; training always)
+//   bf16  the matrices (every Linear's weight, the token embedding, the classifier: kept_in_bf16) in bfloat16
+//         only, once, in bf16_params() at their slab offsets; their fp32 values are released from params()
+//         (Buffer::release: zero, and the pages leave memory) and never read. Norms, biases and the position
+//         tables stay fp32. Products run as under Precision::bf16 (bf16 operands, fp32 accumulation), without the
+//         per-forward conversion: the logits equal, bit for bit, a Precision::bf16 forward over fp32 weights
+//         that hold the same bf16 values (the token embedding too is looked up from its bf16 values).
+//         Inference only: training, checkpoints, merges and exports need the fp32 weights (ConfigError).
+enum class WeightStorage { fp32, bf16 };
 inline constexpr std::size_t kMaterializedLimitBytes = std::size_t(64) << 20;
 
 struct ForwardOptions {
@@ -76,6 +87,19 @@ class Transformer {
   int shifted_groups() const { return s2_group_; }
   void set_precision(Precision p) { precision_ = p; }
   Precision precision() const { return precision_; }
+  // fp32 -> bf16: rounds the matrices' current values to bf16 and releases their fp32 pages (a model being
+  // loaded switches first, then fills bf16_params() tensor by tensor: run/checkpoint.cpp load_model).
+  // bf16 -> fp32: widens them back (exact). ConfigError for bf16 on a model with an unmerged LoRA adapter.
+  void store_weights(WeightStorage s);
+  WeightStorage weight_storage() const { return storage_; }
+  static bool kept_in_bf16(const ParamSpec& s) {
+    return s.kind == ParamKind::matrix || s.kind == ParamKind::embedding;
+  }
+  // The bf16 weights, laid out as params() (only the kept_in_bf16 tensors' ranges hold values); empty unless
+  // WeightStorage::bf16 or a Precision::bf16 forward made its copy.
+  bf16_t* bf16_params() { return params_bf16_.data(); }
+  // ConfigError naming `what` when the weights are not in the fp32 slab (training, saving, merging, exporting)
+  void require_fp32_weights(const char* what) const;
   // Whether a training forward of (B, T) uses the tiled kernels.
   bool tiled_training(int B, int T) const;
   // The rotary frequencies and attention factor in use (rope models), for tests and reports.
@@ -98,6 +122,14 @@ class Transformer {
   double forward(const std::int32_t* tokens, const std::int32_t* targets, const std::int32_t* pos, int B, int T,
                  const ForwardOptions& opt = {});
   void backward();
+
+  // For the inference paths that drive the blocks themselves (model/decoder.cpp), in the model's weight storage
+  // (a training setting, Precision::bf16 over fp32 weights, does not apply):
+  //   embed: x (N, C) = the embeddings of tokens at positions pos (before any embedding norm);
+  //   infer_linear: out (N, OC) = inp (N, C) @ w^T + b for a weight w inside params(): fp32, or with bf16 storage
+  //   the bf16 product on its kept copy.
+  void embed(float* x, const std::int32_t* tokens, const int* pos, int N) const;
+  void infer_linear(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
 
   const float* token_losses() const { return losses_.data(); }  // (B, T) from the last forward
   const float* logits() const { return logits_.data(); }        // (B, T, V) when keep_logits
@@ -132,8 +164,11 @@ class Transformer {
   // the gradient slab's view with frozen tensors null
   ParamView grad_view();
   // Linear layers in the model's precision (fp32: matmul_forward / matmul_backward; bf16: the *_bf16 products on
-  // bf16 copies of the weights, made once per forward, and of the inputs and incoming gradients, made per call).
+  // bf16 copies of the weights, made once per forward or kept (WeightStorage::bf16), and of the inputs and incoming
+  // gradients, made per call).
+  bool bf16_products() const { return precision_ == Precision::bf16 || storage_ == WeightStorage::bf16; }
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
+  void bf16_product(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
   void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
                        int C, int OC);
 
@@ -153,6 +188,7 @@ class Transformer {
   TrainingAttention training_attention_ = TrainingAttention::automatic;
   int s2_group_ = 0;  // shifted sparse attention in training (0: off)
   Precision precision_ = Precision::fp32;
+  WeightStorage storage_ = WeightStorage::fp32;
   Buffer<bf16_t> params_bf16_, x_bf16_, d_bf16_;  // bf16 weights (per forward), inputs and gradients (per call)
   bool have_grad_state_ = false;
   float dropout_ = 0.0f;

@@ -16,6 +16,7 @@
 #include "core/json_int.hpp"
 #include "core/shape.hpp"
 #include "core/fs.hpp"
+#include "kernels/bf16.hpp"
 #include "model/lora.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/grad_norm.hpp"
@@ -188,6 +189,7 @@ void check_tensors(const SafetensorsReader& r, const fs::path& path, const std::
 // m and v: both slabs laid out as model.params(), or both null (all-zero moments).
 void save(const fs::path& run_dir, const Transformer& model, const json& tokenizer, int train_length,
           const TrainState& state, const Buffer<float>* m, const Buffer<float>* v, int keep) {
+  model.require_fp32_weights("saving a checkpoint");
   require_finite(model, model.params(), "", "weights");
   if (m) {
     if (m->size() != model.params().size() || v->size() != model.params().size())
@@ -324,11 +326,15 @@ CheckpointMeta read_checkpoint_meta(const fs::path& run_or_checkpoint) {
   return meta;
 }
 
-std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta) {
+std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta, WeightStorage storage) {
   const fs::path path = meta.dir / "model.safetensors";
   SafetensorsReader r = SafetensorsReader::open(path);
   check_tensors(r, path, param_specs(meta.model), "");  // before the model's buffers are allocated from the config
   auto model = std::make_unique<Transformer>(meta.model);
+  // bf16 (not for an unmerged adapter: load_model_merged converts after merging): the slab is still all zero, so
+  // switching now costs no fp32 page, and each matrix below goes through its fp32 place into the bf16 copy
+  const bool bf16 = storage == WeightStorage::bf16 && !meta.model.lora.enabled();
+  if (bf16) model->store_weights(WeightStorage::bf16);
   // the file's pages leave memory as the slab fills: the load peaks at about the weights
   for (auto& s : model->specs()) {
     float* dst = model->params().data() + s.offset;
@@ -338,13 +344,20 @@ std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta) {
       throw NumericError(path.string() + ": tensor '" + s.name + "' holds " + std::to_string(bad) + " NaN/Inf of " +
                          std::to_string(s.numel()) + " values; every result computed with it would be nan (use an "
                          "earlier checkpoint of the run, under checkpoints/)");
+    if (bf16 && Transformer::kept_in_bf16(s)) {
+      to_bf16(model->bf16_params() + s.offset, dst, s.numel());
+      model->params().release(s.offset, s.numel());
+    }
   }
   return model;
 }
 
-std::unique_ptr<Transformer> load_model_merged(const CheckpointMeta& meta) {
-  auto model = load_model(meta);
-  if (model->config().lora.enabled()) model = merge_lora(*model);
+std::unique_ptr<Transformer> load_model_merged(const CheckpointMeta& meta, WeightStorage storage) {
+  auto model = load_model(meta, storage);
+  if (model->config().lora.enabled()) {
+    model = merge_lora(*model);
+    model->store_weights(storage);
+  }
   return model;
 }
 

@@ -84,10 +84,15 @@ CheckpointMeta read_checkpoint_meta(const std::filesystem::path& run_or_checkpoi
 // mapped and each tensor's pages released once converted, so the file adds only about one tensor to the peak.
 // Each tensor's bytes are verified against the checksum stored with them (InputError on a mismatch; io/safetensors)
 // and its values must be finite (NumericError naming the file and the tensor: a NaN weight makes every result nan).
-std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta);
+// With WeightStorage::bf16 (inference: model/transformer.hpp) each matrix is read into its place in the fp32 slab,
+// checked, rounded into the bf16 copy and its fp32 pages released before the next one, so the load peaks at the
+// bf16 weights plus one tensor.
+std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta, WeightStorage storage = WeightStorage::fp32);
 // For inference and export: load_model, with a LoRA fine-tune's adapter folded into the weights (merge_lora,
-// model/lora.hpp), so every kernel and exporter sees a plain model.
-std::unique_ptr<Transformer> load_model_merged(const CheckpointMeta& meta);
+// model/lora.hpp), so every kernel and exporter sees a plain model. A LoRA run in bf16 is merged in fp32 first
+// (its load peaks at the fp32 weights) and then kept in bf16.
+std::unique_ptr<Transformer> load_model_merged(const CheckpointMeta& meta,
+                                               WeightStorage storage = WeightStorage::fp32);
 
 // The training options stored in state.json (TrainOptions::to_json; an import's origin), without the optimizer state.
 // InputError naming the file when it is malformed.

@@ -10,6 +10,7 @@
 
 #include "io/llama2c.hpp"
 #include "io/safetensors.hpp"
+#include "kernels/matmul.hpp"
 #include "model/decoder.hpp"
 #include "model/llama2c_convert.hpp"
 #include "test_util.hpp"
@@ -111,6 +112,33 @@ TEST_P(Decode, CachedLogitsEqualTheFullForward) {
   }
   EXPECT_EQ(d.length(), T);
   EXPECT_EQ(d.cache_bytes(), 2u * 2 * 32 * m->config().kv_dim() * sizeof(float));
+}
+
+// Weights kept in bf16 (eval, passkey, generate --precision bf16): the cached decoder uses the same bf16 products as
+// the full forward, so their logits agree as closely as in fp32 (only the products' summation order differs),
+// while both differ from the fp32 model's by bf16 rounding.
+TEST_P(Decode, Bf16WeightsCachedLogitsEqualTheFullForward) {
+  if (!matmul_backend().bf16) GTEST_SKIP() << "no bf16 products on this CPU";
+  auto m = make(GetParam());
+  const int T = 20, V = 50;
+  auto tok = sequence(T);
+  ForwardOptions fo;
+  fo.keep_logits = true;
+  m->forward(tok.data(), nullptr, nullptr, 1, T, fo);
+  std::vector<float> fp32(m->logits(), m->logits() + static_cast<std::size_t>(T) * V);
+  m->store_weights(WeightStorage::bf16);
+  m->forward(tok.data(), nullptr, nullptr, 1, T, fo);
+  std::vector<float> full(m->logits(), m->logits() + static_cast<std::size_t>(T) * V);
+  EXPECT_GT(max_err(full.data(), fp32.data(), full.size()), 1e-6) << "bf16 products must show";
+  EXPECT_LT(max_err(full.data(), fp32.data(), full.size()), 5e-2);
+
+  Decoder d(*m, 32, false);
+  const float* chunk = d.append(tok.data(), 8, true);
+  EXPECT_LT(max_err(chunk, full.data(), 8u * V), 1e-5);
+  for (int t = 8; t < T; t++) {
+    const float* l = d.append(&tok[t], 1);
+    ASSERT_LT(max_err(l, full.data() + static_cast<std::size_t>(t) * V, V), 1e-5) << "token " << t;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Decode, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/matmul.hpp"
 #include "model/params.hpp"
 #include "model/transformer.hpp"
 
@@ -260,6 +261,67 @@ TEST_P(EveryMethod, Bf16ProductsStayCloseToFp32) {
   EXPECT_EQ(b.forward(x.data(), y.data(), nullptr, 2, 32), same);
   w = w0 * 1.5f;
   EXPECT_NE(b.forward(x.data(), y.data(), nullptr, 2, 32), same);
+}
+
+// Weights kept in bf16 (inference): the logits equal, bit for bit, a Precision::bf16 forward over fp32 weights that
+// hold the same bf16 values; the matrices' fp32 values are released (zero), the other tensors kept; training and
+// initialising are refused; going back to fp32 restores the (bf16) values exactly.
+TEST_P(EveryMethod, Bf16WeightStorageEqualsBf16ProductsOverTheSameValues) {
+  if (!matmul_backend().bf16) GTEST_SKIP() << "no bf16 products on this CPU";
+  for (Arch arch : {Arch::gpt, Arch::llama}) {
+    ModelConfig c = tiny(GetParam());
+    c.arch = arch;
+    c.n_embd = 64;
+    c.n_head = 4;
+    c.block_size = 32;
+    if (arch == Arch::llama) {
+      c.n_kv_head = 2;
+      c.tie_embeddings = false;
+      c.bias = false;
+    }
+    Transformer a(c), b(c);
+    a.init_weights(5);
+    for (const ParamSpec& s : a.specs())
+      if (Transformer::kept_in_bf16(s))
+        for (std::size_t i = 0; i < s.numel(); i++) {
+          float& w = a.params()[s.offset + i];
+          w = bf16_to_float(float_to_bf16(w));
+        }
+    std::copy_n(a.params().data(), a.params().size(), b.params().data());
+    b.store_weights(WeightStorage::bf16);
+    EXPECT_EQ(b.weight_storage(), WeightStorage::bf16);
+    for (const ParamSpec& s : b.specs())
+      for (std::size_t i = 0; i < s.numel(); i++)
+        ASSERT_EQ(b.params()[s.offset + i], Transformer::kept_in_bf16(s) ? 0.0f : a.params()[s.offset + i])
+            << s.name << " " << i;
+
+    std::vector<std::int32_t> x(64), y(64);
+    for (int i = 0; i < 64; i++) {
+      x[i] = (i * 5 + 1) % 32;
+      y[i] = (i * 3 + 2) % 32;
+    }
+    ForwardOptions fo;
+    fo.keep_logits = true;
+    const double l32 = a.forward(x.data(), y.data(), nullptr, 2, 32, fo);
+    a.set_precision(Precision::bf16);
+    const double la = a.forward(x.data(), y.data(), nullptr, 2, 32, fo);
+    const std::vector<float> ref(a.logits(), a.logits() + 64 * 32);
+    const double lb = b.forward(x.data(), y.data(), nullptr, 2, 32, fo);
+    EXPECT_EQ(la, lb) << to_string(arch);
+    EXPECT_TRUE(std::equal(ref.begin(), ref.end(), b.logits())) << to_string(arch);
+    EXPECT_NE(la, l32);  // the bf16 products, not fp32's
+    EXPECT_NEAR(la, l32, 1e-2 * l32);
+
+    ForwardOptions train;
+    train.need_grad = true;
+    EXPECT_THROW(b.forward(x.data(), y.data(), nullptr, 2, 32, train), ConfigError);
+    EXPECT_THROW(b.init_weights(1), ConfigError);
+
+    b.store_weights(WeightStorage::fp32);
+    EXPECT_TRUE(std::equal(a.params().data(), a.params().data() + a.params().size(), b.params().data()));
+    a.set_precision(Precision::fp32);
+    EXPECT_EQ(b.forward(x.data(), y.data(), nullptr, 2, 32), l32);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, EveryMethod,
