@@ -48,5 +48,28 @@ TEST(Buffer, LargeBufferIsResidentOnlyOnceWritten) {
   EXPECT_GE(written - before, 60ll << 20);
 }
 
+// release(i, n): the range reads zero, everything else is kept, and a mapping's whole pages inside it leave memory;
+// a small buffer is zeroed; past the end is an error.
+TEST(Buffer, ReleasedRangeIsZeroAndLeavesMemory) {
+  const std::size_t n = std::size_t{64} << 20 >> 2;  // 64 MB of floats: a mapping
+  Buffer<float> b(n);
+  for (std::size_t i = 0; i < n; i++) b[i] = 1.0f;
+  const long long written = peak_memory::status_bytes("RssAnon");
+  const std::size_t lo = 1001, len = n / 2 + 77;  // edges not on page boundaries
+  b.release(lo, len);
+  const long long released = peak_memory::status_bytes("RssAnon");
+  for (std::size_t i = 0; i < n; i += (i + 1 >= lo && i <= lo + len + 1) ? 1 : 4096)
+    ASSERT_EQ(b[i], (i >= lo && i < lo + len) ? 0.0f : 1.0f) << i;
+  if (written >= 0) {
+    EXPECT_GE(written - released, 30ll << 20) << "half of 64 MB should leave memory";
+  }
+  Buffer<float> small(1000);
+  for (std::size_t i = 0; i < 1000; i++) small[i] = 2.0f;
+  small.release(10, 20);
+  for (std::size_t i = 0; i < 1000; i++) ASSERT_EQ(small[i], (i >= 10 && i < 30) ? 0.0f : 2.0f) << i;
+  EXPECT_THROW(small.release(990, 11), std::out_of_range);
+  EXPECT_THROW(small.release(1001, 0), std::out_of_range);
+}
+
 }  // namespace
 }  // namespace stretch
