@@ -52,6 +52,7 @@ Runner add_generate(CLI::App& app) {
   app.add_flag("--ignore-eos", o->ignore_eos, "Keep going past end-of-text / a new BOS");
   app.add_flag("--interactive,-i", o->interactive, "Read prompts from stdin, one per line");
   add_weight_precision_flag(app, o->precision);
+  add_kv_type_flag(app, o->opt.kv_type);
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
       ->check(thread_count());
   add_context_flags(app, o->ctx);

@@ -1,8 +1,9 @@
-// Flags shared by the inference commands (eval, passkey, generate): how the weights are kept.
+// Flags shared by the inference commands (eval, passkey, generate): how the weights and the key/value cache are kept.
 #pragma once
 #include <CLI/CLI.hpp>
 
 #include "cli/flag_checks.hpp"
+#include "model/decoder.hpp"
 #include "model/transformer.hpp"
 
 namespace stretch::cli {
@@ -15,6 +16,15 @@ inline void add_weight_precision_flag(CLI::App& app, WeightStorage& s) {
                  "accumulation; norms, biases, attention and softmax stay fp32)")
       ->transform(one_of<WeightStorage>({{"fp32", WeightStorage::fp32}, {"bf16", WeightStorage::bf16}}))
       ->default_str("fp32");
+}
+
+// --kv-type f32 | bf16 | f16: the decoder's key/value cache (model/decoder.hpp KvType), for the commands that decode.
+inline void add_kv_type_flag(CLI::App& app, KvType& t) {
+  app.add_option("--kv-type", t,
+                 "Key/value cache: f32 | bf16 | f16 (16-bit: half the cache's memory and of what each decoded token "
+                 "reads; keys and values rounded once, attention in fp32)")
+      ->transform(one_of<KvType>({{"f32", KvType::f32}, {"bf16", KvType::bf16}, {"f16", KvType::f16}}))
+      ->default_str("f32");
 }
 
 inline const char* to_string(WeightStorage s) { return s == WeightStorage::bf16 ? "bf16" : "fp32"; }

@@ -80,6 +80,7 @@ Runner add_passkey(CLI::App& app) {
   app.add_option("--plot", o->plot_out, "Draw a length x depth heat map into this PNG (gnuplot)");
   app.add_flag("--verbose,-v", o->verbose, "Print each trial (key, prompt tokens, decoded answer)");
   add_weight_precision_flag(app, o->precision);
+  add_kv_type_flag(app, o->s.kv_type);
   app.add_option("--threads", o->threads, "Threads (default: OMP_NUM_THREADS, else all cores)")
       ->check(thread_count());
 

@@ -10,6 +10,8 @@
 
 #include "kernels/attention_tiled.hpp"
 #include "kernels/layernorm.hpp"
+#include "kernels/bf16.hpp"
+#include "kernels/half.hpp"
 #include "kernels/matmul.hpp"
 #include "kernels/repeat_kv.hpp"
 #include "kernels/vecmath.hpp"
@@ -28,12 +30,22 @@ void ensure(Buffer<float>& b, std::size_t n) {
 }
 }  // namespace
 
+std::string_view kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::bf16: return "bf16";
+    case KvType::f16: return "f16";
+    default: return "f32";
+  }
+}
+
+std::size_t kv_type_bytes(KvType t) { return t == KvType::f32 ? 4 : 2; }
+
 bool Decoder::can_slide(PositionMethod p) {
   return p == PositionMethod::alibi || p == PositionMethod::t5 || p == PositionMethod::none;
 }
 
-Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldNames& name)
-    : m_(model), c_(model.config()), S_(ctx), slide_(slide), keep_(keep) {
+Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldNames& name, KvType kv)
+    : m_(model), c_(model.config()), S_(ctx), slide_(slide), keep_(keep), kv_(kv) {
   auto n = [&](const char* field) { return name ? name(field) : field_ref(field); };
   if (ctx < 1) throw ConfigError(n("ctx") + ": expected a positive number of tokens, got " + std::to_string(ctx));
   if (c_.lora.enabled())
@@ -60,18 +72,23 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldN
   }
   const std::size_t per_layer = static_cast<std::size_t>(S_) * c_.kv_dim();
   // a cache larger than the machine is refused by name, not left to fail as "out of memory" deep in a resize
-  const double cache_bytes = 2.0 * static_cast<double>(per_layer) * c_.n_layer * sizeof(float);
+  const double cache_bytes = 2.0 * static_cast<double>(per_layer) * c_.n_layer * static_cast<double>(kv_type_bytes(kv));
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
   const double memory = pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
   if (memory > 0 && cache_bytes > memory) {
     char b[256];
     std::snprintf(b, sizeof b, "%s %d: the key/value cache would take %.1f GB (2 x %d layers x %d tokens x %d "
-                  "values x 4 bytes), more than this machine's %.1f GB of memory", n("ctx").c_str(), ctx, cache_bytes / 1e9,
-                  c_.n_layer, ctx, c_.kv_dim(), memory / 1e9);
+                  "values x %zu bytes), more than this machine's %.1f GB of memory", n("ctx").c_str(), ctx, cache_bytes / 1e9,
+                  c_.n_layer, ctx, c_.kv_dim(), kv_type_bytes(kv), memory / 1e9);
     throw ConfigError(b);
   }
-  k_.resize(per_layer * c_.n_layer);
-  v_.resize(per_layer * c_.n_layer);
+  if (kv == KvType::f32) {
+    k_.resize(per_layer * c_.n_layer);
+    v_.resize(per_layer * c_.n_layer);
+  } else {
+    k16_.resize(per_layer * c_.n_layer);
+    v16_.resize(per_layer * c_.n_layer);
+  }
   const int hd = c_.head_dim();
   double factor = 1.0;
   if (c_.position == PositionMethod::rope) {
@@ -98,6 +115,27 @@ Decoder::Decoder(Transformer& model, int ctx, bool slide, int keep, const FieldN
   }
   scale_ = static_cast<float>(factor * factor / std::sqrt(static_cast<double>(hd)));
   if (c_.position == PositionMethod::alibi) alibi_ = alibi_slopes(c_.n_head, c_.alibi_max_bias, c_.alibi_slope_scale());
+}
+
+void Decoder::store(bool key, std::size_t at, const float* src, std::size_t n) {
+  switch (kv_) {
+    case KvType::f32: std::copy(src, src + n, (key ? k_ : v_).data() + at); break;
+    case KvType::bf16: to_bf16((key ? k16_ : v16_).data() + at, src, n); break;
+    case KvType::f16: to_f16((key ? k16_ : v16_).data() + at, src, n); break;
+  }
+}
+
+std::pair<const float*, long> Decoder::rows(bool key, int l, long slot, long count, int g, float* scratch) const {
+  const int KVD = c_.kv_dim(), hd = c_.head_dim();
+  const std::size_t first = (static_cast<std::size_t>(l) * S_ + static_cast<std::size_t>(slot)) * KVD +
+                            static_cast<std::size_t>(g) * hd;
+  if (kv_ == KvType::f32) return {(key ? k_ : v_).data() + first, KVD};
+  const std::uint16_t* src = (key ? k16_ : v16_).data() + first;
+  for (long k = 0; k < count; k++) {
+    if (kv_ == KvType::bf16) widen_bf16(scratch + k * hd, src + k * KVD, static_cast<std::size_t>(hd));
+    else widen_f16(scratch + k * hd, src + k * KVD, static_cast<std::size_t>(hd));
+  }
+  return {scratch, hd};
 }
 
 long Decoder::query_position(long a) const { return keep_ >= 0 ? std::min<long>(a, S_ - 1) : a; }
@@ -166,11 +204,10 @@ const float* Decoder::append(const std::int32_t* tokens, int n, bool all_logits)
 // One task per (new row, kv head): the group of query heads sharing that kv head reads each cached key and value
 // once. Scores, softmax and P V in fixed orders (the same result for any thread count).
 void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
-  const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim(), KVD = c_.kv_dim();
+  const int C = c_.n_embd, NH = c_.n_head, NKV = c_.kv_heads(), hd = c_.head_dim();
   const int QKV = c_.qkv_width(), group = NH / NKV, half = hd / 2;
-  const float* K = k_.data() + static_cast<std::size_t>(l) * S_ * KVD;
-  const float* Vc = v_.data() + static_cast<std::size_t>(l) * S_ * KVD;
   const float* t5_table = pv.t5_bias;
+  const bool wide = kv_ != KvType::f32;  // 16-bit cache: each run widened into scratch first
   const long tasks = static_cast<long>(n) * NKV;
   const bool far_set = positional_ && !c_.extension.is_none();
   const long wn = c_.extension.window;
@@ -186,6 +223,7 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
     std::vector<long> kpos(static_cast<std::size_t>(S_));
     std::vector<float> kr(positional_ ? static_cast<std::size_t>(S_) * hd : 0);  // rotated keys
     std::vector<float> qn(positional_ ? static_cast<std::size_t>(group) * hd : 0), qf(qn.size());
+    std::vector<float> kw(wide ? static_cast<std::size_t>(S_) * hd : 0);  // a run of keys or values, widened
 #pragma omp for schedule(dynamic, 1)
     for (long task = 0; task < tasks; task++) {
       const int r = static_cast<int>(task / NKV), g = static_cast<int>(task % NKV);
@@ -199,22 +237,26 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
       const float* q0 = qkv_.data() + static_cast<std::size_t>(r) * QKV + static_cast<std::size_t>(g) * group * hd;
       if (!positional_) {
         // scores (group, n_keys) = scale * Q (group, hd) K^T, K a strided view of this kv head's cache column
-        for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++)
-          gemm('N', 'T', group, runs[u].count, hd, scale_, q0, hd, K + runs[u].slot * KVD + g * hd, KVD, 0.0f,
-               sc.data() + off, static_cast<long>(n_keys));
+        for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++) {
+          const auto [k, ld] = rows(true, l, runs[u].slot, runs[u].count, g, kw.data());
+          gemm('N', 'T', group, runs[u].count, hd, scale_, q0, hd, k, ld, 0.0f, sc.data() + off,
+               static_cast<long>(n_keys));
+        }
       } else {
         // keys rotated at their positions (the first nf, beyond the neighbour window, at their far positions),
         // queries at the query's position and its far position
         std::size_t nf = 0;
         if (far_set)
           while (nf < n_keys && qp - kpos[nf] >= wn) nf++;
-        for (int u = 0, c = 0; u < n_runs; u++)
+        for (int u = 0, c = 0; u < n_runs; u++) {
+          const auto [keys, ld] = rows(true, l, runs[u].slot, runs[u].count, g, kw.data());
           for (long k = 0; k < runs[u].count; k++, c++) {
-            const float* src = K + (runs[u].slot + k) * KVD + g * hd;
+            const float* src = keys + k * ld;
             const long p = kpos[static_cast<std::size_t>(c)];
             if (static_cast<std::size_t>(c) < nf) rotate(kr.data() + c * hd, src, fk_cos_.data(), fk_sin_.data(), p);
             else rotate(kr.data() + c * hd, src, cos_.data(), sin_.data(), p);
           }
+        }
         for (int u = 0; u < group; u++) {
           rotate(qn.data() + u * hd, q0 + u * hd, cos_.data(), sin_.data(), qp);
           if (nf > 0) rotate(qf.data() + u * hd, q0 + u * hd, fq_cos_.data(), fq_sin_.data(), qp);
@@ -249,9 +291,11 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
       }
       // out (group, hd) = P (group, n_keys) V
       float* o0 = att_.data() + static_cast<std::size_t>(r) * C + static_cast<std::size_t>(g) * group * hd;
-      for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++)
-        gemm('N', 'N', group, hd, runs[u].count, 1.0f, sc.data() + off, static_cast<long>(n_keys),
-             Vc + runs[u].slot * KVD + g * hd, KVD, u == 0 ? 0.0f : 1.0f, o0, hd);
+      for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++) {
+        const auto [v, ld] = rows(false, l, runs[u].slot, runs[u].count, g, kw.data());
+        gemm('N', 'N', group, hd, runs[u].count, 1.0f, sc.data() + off, static_cast<long>(n_keys), v, ld,
+             u == 0 ? 0.0f : 1.0f, o0, hd);
+      }
     }
   }
 }
@@ -311,8 +355,7 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
     m_.infer_linear(out, in, wt, b, n, IC, OC);
   };
   for (int l = 0; l < c_.n_layer; l++) {
-    float* K = k_.data() + static_cast<std::size_t>(l) * S_ * KVD;
-    float* Vc = v_.data() + static_cast<std::size_t>(l) * S_ * KVD;
+    const std::size_t layer0 = static_cast<std::size_t>(l) * S_ * KVD;
     // positions, the new keys and values into the cache, then attention over what the cache holds
     auto attend = [&](float* qkv, float* att) {
       if (c_.position == PositionMethod::rope && !positional_)  // positional: rotated per query (attend_cached)
@@ -322,8 +365,8 @@ void Decoder::forward_rows(const std::int32_t* tokens, int n, float* out, bool a
         const long a = a0 + r;
         const std::size_t slot = static_cast<std::size_t>(
             keep_ < 0 || a < keep_ ? a % S_ : keep_ + (a - keep_) % (S_ - keep_));
-        std::copy(row + C, row + C + KVD, K + slot * KVD);
-        std::copy(row + C + KVD, row + C + 2 * KVD, Vc + slot * KVD);
+        store(true, layer0 + slot * KVD, row + C, static_cast<std::size_t>(KVD));
+        store(false, layer0 + slot * KVD, row + C + KVD, static_cast<std::size_t>(KVD));
       }
       if (c_.logn != LognMode::off) logn_scale_queries(qkv, pos.data(), n, QKV, C, c_.block_size, c_.logn);
       // query r (index a) sees indices [lo, a], lo = max(0, a - S + 1, a - window + 1)

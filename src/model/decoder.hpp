@@ -32,8 +32,15 @@
 // rotates the keys within its neighbour window at their positions and the others at the far key positions, and
 // itself at its position and at the far query position (two score sets, chosen per key by distance). With sinks
 // the positions are the cache positions above.
+//
+// The cache's element type (KvType): f32, or bf16 / f16, half the memory and half the bytes that every decoded
+// token reads. Keys (rotated or not, as above) and values are rounded once as they enter (kernels/half.hpp) and
+// widened back to fp32 per (token, kv head) where attention reads them, so scores, softmax and P V stay fp32. A
+// first chunk (a prompt's prefill) attends over its own fp32 keys and values; every token after it reads the cache.
 #pragma once
 #include <cstdint>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/buffer.hpp"
@@ -48,14 +55,20 @@ class ContextFull : public UsageError {
   using UsageError::UsageError;
 };
 
+enum class KvType { f32, bf16, f16 };
+std::string_view kv_type_name(KvType t);
+std::size_t kv_type_bytes(KvType t);  // 4 or 2
+
 class Decoder {
  public:
   // ctx: cache slots (>= 1). slide: drop the oldest tokens when full (alibi, t5 and none models only unless
   // keep >= 0; ConfigError for others). keep >= 0: attention sinks (above; needs slide, keep < ctx, a rope, alibi,
   // t5 or none model and no attention window; ConfigError naming keep otherwise). Errors name the arguments
   // "ctx", "slide", "keep" and the model's "attn_window" as `name` maps them (the command: to its flags); by
-  // default as they are. The model must outlive the decoder and not change meanwhile.
-  Decoder(Transformer& model, int ctx, bool slide, int keep = -1, const FieldNames& name = {});
+  // default as they are. kv: the cache's element type (above). The model must outlive the decoder and not change
+  // meanwhile.
+  Decoder(Transformer& model, int ctx, bool slide, int keep = -1, const FieldNames& name = {},
+          KvType kv = KvType::f32);
 
   // Feeds tokens[0 .. n) and returns their logits, (n, V) when all_logits, else the last row's (V).
   const float* append(const std::int32_t* tokens, int n, bool all_logits = false);
@@ -66,7 +79,10 @@ class Decoder {
   int sinks() const { return keep_; }  // -1: no attention sinks
   // Whether a model with this position method can slide past its cache (its scores depend only on distances).
   static bool can_slide(PositionMethod p);
-  std::size_t cache_bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  std::size_t cache_bytes() const {
+    return (k_.size() + v_.size()) * sizeof(float) + (k16_.size() + v16_.size()) * sizeof(std::uint16_t);
+  }
+  KvType kv_type() const { return kv_; }
   void reset() { seen_ = 0; }
 
  private:
@@ -92,7 +108,14 @@ class Decoder {
   int keep_ = -1;            // attention sinks (-1: none)
   bool positional_ = false;  // rope keys cached unrotated, rotated per query (sinks, Self-Extend, ReRoPE)
   long seen_ = 0;
-  Buffer<float> k_, v_;                 // (n_layer, S, KVD)
+  KvType kv_ = KvType::f32;
+  Buffer<float> k_, v_;                 // (n_layer, S, KVD): the f32 cache
+  Buffer<std::uint16_t> k16_, v16_;     // (n_layer, S, KVD): the bf16 / f16 cache
+  // the n values at src into cache slot row dst (f32: k_ / v_; else k16_ / v16_), as the cache's type
+  void store(bool key, std::size_t at, const float* src, std::size_t n);
+  // rows [slot, slot + count) of layer l's keys (key) or values, the hd columns of kv head g: a pointer and row
+  // stride into an f32 cache, or widened into scratch (count, hd) for a 16-bit one
+  std::pair<const float*, long> rows(bool key, int l, long slot, long count, int g, float* scratch) const;
   std::vector<float> inv_freq_;         // rope
   // positional mode: cos and sin (S, hd/2) of the positions 0 .. S-1, of their far query and far key positions
   std::vector<float> cos_, sin_, fq_cos_, fq_sin_, fk_cos_, fk_sin_;

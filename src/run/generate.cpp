@@ -50,7 +50,7 @@ GenerateStats generate(Transformer& model, const Tokenizer& tok, const std::stri
     throw UsageError("`keep`: attention sinks are kept while the cache slides, and `slide` turns sliding off");
   std::unique_ptr<Decoder> made;
   try {
-    made = std::make_unique<Decoder>(model, ctx, o.slide && (o.keep >= 0 || Decoder::can_slide(c.position)), o.keep);
+    made = std::make_unique<Decoder>(model, ctx, o.slide && (o.keep >= 0 || Decoder::can_slide(c.position)), o.keep, FieldNames{}, o.kv_type);
   } catch (const ConfigError& e) {
     throw UsageError(e.what());
   }

@@ -22,6 +22,7 @@ struct GenerateOptions {
   int ctx = 0;          // cache slots; 0: the model's trained length (block_size)
   bool slide = true;    // drop the oldest tokens past ctx when the model allows it (alibi, t5, none; any with keep)
   int keep = -1;        // attention sinks: keep the first `keep` tokens while sliding (model/decoder.hpp); -1: none
+  KvType kv_type = KvType::f32;  // the cache's element type (model/decoder.hpp)
   bool stop_at_eos = true;
   SamplingOptions sampling;
 };

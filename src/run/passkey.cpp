@@ -181,7 +181,7 @@ PasskeyTrial run_passkey_trial(Transformer& model, const Tokenizer& tok, const P
   const int ctx = s.ctx > 0 ? s.ctx : n + s.answer_tokens;
   std::unique_ptr<Decoder> made;
   try {
-    made = std::make_unique<Decoder>(model, ctx, s.keep >= 0 || Decoder::can_slide(c.position), s.keep);
+    made = std::make_unique<Decoder>(model, ctx, s.keep >= 0 || Decoder::can_slide(c.position), s.keep, FieldNames{}, s.kv_type);
   } catch (const ConfigError& e) {
     throw UsageError(e.what());
   }

@@ -49,6 +49,7 @@
 
 #include "distributed/comm.hpp"
 #include "io/tokenizer.hpp"
+#include "model/decoder.hpp"
 #include "model/transformer.hpp"
 
 namespace stretch {
@@ -98,6 +99,7 @@ struct PasskeySettings {
   int answer_tokens = 10;
   int ctx = 0;     // decoder cache slots; 0: each prompt's length + answer_tokens
   int keep = -1;   // attention sinks while sliding (model/decoder.hpp); -1: the model's own sliding rule
+  KvType kv_type = KvType::f32;  // the decoder cache's element type (model/decoder.hpp)
   bool alibi_interp_auto = false;  // ALiBi interpolation to each cell's length (position/alibi.hpp)
   std::vector<std::string> haystack;  // needle in a haystack: these words instead of the fillers (empty: fillers)
   std::string haystack_name;          // the haystack's file, for the reports

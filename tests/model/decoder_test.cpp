@@ -141,6 +141,40 @@ TEST_P(Decode, Bf16WeightsCachedLogitsEqualTheFullForward) {
   }
 }
 
+// A 16-bit key/value cache: the prompt's chunk attends over its own fp32 keys (the same logits as f32's); every
+// token after it reads the rounded cache, and its logits stay within the rounding of bf16 (8 significant bits) or
+// f16 (11), f16 closer than bf16; the cache takes half the bytes. With attention sinks (rope keys cached
+// unrotated, rotated per query) as well as without.
+TEST_P(Decode, SixteenBitCacheStaysWithinItsRounding) {
+  auto m = make(GetParam());
+  const int T = 28, V = 50;
+  auto tok = sequence(T);
+  const bool sinks = GetParam().position == PositionMethod::rope && GetParam().window == 0;
+  const int ctx = sinks ? 16 : 32, keep = sinks ? 2 : -1;
+  auto decode = [&](KvType kv, std::vector<float>& out) {
+    Decoder d(*m, ctx, sinks, keep, {}, kv);
+    const float* chunk = d.append(tok.data(), 10, true);
+    out.assign(chunk, chunk + 10 * V);
+    for (int t = 10; t < T; t++) {
+      const float* l = d.append(&tok[t], 1);
+      out.insert(out.end(), l, l + V);
+    }
+    return d.cache_bytes();
+  };
+  std::vector<float> f32, b16, h16;
+  const std::size_t bytes = decode(KvType::f32, f32);
+  EXPECT_EQ(decode(KvType::bf16, b16), bytes / 2);
+  EXPECT_EQ(decode(KvType::f16, h16), bytes / 2);
+  EXPECT_EQ(max_err(b16.data(), f32.data(), 10u * V), 0.0) << "the prefill reads its own fp32 keys";
+  EXPECT_EQ(max_err(h16.data(), f32.data(), 10u * V), 0.0);
+  const std::size_t rest = static_cast<std::size_t>(T - 10) * V;
+  const double eb = max_err(b16.data() + 10 * V, f32.data() + 10 * V, rest);
+  const double eh = max_err(h16.data() + 10 * V, f32.data() + 10 * V, rest);
+  EXPECT_GT(eb, 0.0) << "the bf16 cache must show";
+  EXPECT_LT(eb, 3e-2);
+  EXPECT_LT(eh, eb / 2) << "f16 keeps 3 more bits than bf16";
+}
+
 INSTANTIATE_TEST_SUITE_P(All, Decode, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Decode, SlidingCacheEqualsWindowedAttentionOverTheWholeSequence) {
