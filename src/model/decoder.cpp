@@ -223,7 +223,14 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
     std::vector<long> kpos(static_cast<std::size_t>(S_));
     std::vector<float> kr(positional_ ? static_cast<std::size_t>(S_) * hd : 0);  // rotated keys
     std::vector<float> qn(positional_ ? static_cast<std::size_t>(group) * hd : 0), qf(qn.size());
-    std::vector<float> kw(wide ? static_cast<std::size_t>(S_) * hd : 0);  // a run of keys or values, widened
+    // a 16-bit cache is read in pieces of kPiece keys, each widened into kw (16 to 64 KB: stays in L1/L2) and
+    // used at once; an f32 cache in whole runs, read where it lies
+    constexpr long kPiece = 256;
+    std::vector<float> kw(wide ? static_cast<std::size_t>(kPiece) * hd : 0);
+    struct Piece {
+      long slot, count, off;  // cache slots [slot, slot + count): keys off .. off + count - 1 of this query
+    };
+    std::vector<Piece> pieces;
 #pragma omp for schedule(dynamic, 1)
     for (long task = 0; task < tasks; task++) {
       const int r = static_cast<int>(task / NKV), g = static_cast<int>(task % NKV);
@@ -234,12 +241,16 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
       const std::size_t n_keys = static_cast<std::size_t>(visible(a, runs, n_runs, qp));
       for (int u = 0, c = 0; u < n_runs; u++)
         for (long k = 0; k < runs[u].count; k++) kpos[static_cast<std::size_t>(c++)] = runs[u].pos + k;
+      pieces.clear();
+      for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++)
+        for (long k = 0; k < runs[u].count; k += wide ? kPiece : runs[u].count)
+          pieces.push_back({runs[u].slot + k, wide ? std::min(kPiece, runs[u].count - k) : runs[u].count, off + k});
       const float* q0 = qkv_.data() + static_cast<std::size_t>(r) * QKV + static_cast<std::size_t>(g) * group * hd;
       if (!positional_) {
         // scores (group, n_keys) = scale * Q (group, hd) K^T, K a strided view of this kv head's cache column
-        for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++) {
-          const auto [k, ld] = rows(true, l, runs[u].slot, runs[u].count, g, kw.data());
-          gemm('N', 'T', group, runs[u].count, hd, scale_, q0, hd, k, ld, 0.0f, sc.data() + off,
+        for (const Piece& pc : pieces) {
+          const auto [k, ld] = rows(true, l, pc.slot, pc.count, g, kw.data());
+          gemm('N', 'T', group, pc.count, hd, scale_, q0, hd, k, ld, 0.0f, sc.data() + pc.off,
                static_cast<long>(n_keys));
         }
       } else {
@@ -248,9 +259,9 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
         std::size_t nf = 0;
         if (far_set)
           while (nf < n_keys && qp - kpos[nf] >= wn) nf++;
-        for (int u = 0, c = 0; u < n_runs; u++) {
-          const auto [keys, ld] = rows(true, l, runs[u].slot, runs[u].count, g, kw.data());
-          for (long k = 0; k < runs[u].count; k++, c++) {
+        for (const Piece& pc : pieces) {
+          const auto [keys, ld] = rows(true, l, pc.slot, pc.count, g, kw.data());
+          for (long k = 0, c = pc.off; k < pc.count; k++, c++) {
             const float* src = keys + k * ld;
             const long p = kpos[static_cast<std::size_t>(c)];
             if (static_cast<std::size_t>(c) < nf) rotate(kr.data() + c * hd, src, fk_cos_.data(), fk_sin_.data(), p);
@@ -291,10 +302,11 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
       }
       // out (group, hd) = P (group, n_keys) V
       float* o0 = att_.data() + static_cast<std::size_t>(r) * C + static_cast<std::size_t>(g) * group * hd;
-      for (int u = 0, off = 0; u < n_runs; off += static_cast<int>(runs[u].count), u++) {
-        const auto [v, ld] = rows(false, l, runs[u].slot, runs[u].count, g, kw.data());
-        gemm('N', 'N', group, hd, runs[u].count, 1.0f, sc.data() + off, static_cast<long>(n_keys), v, ld,
-             u == 0 ? 0.0f : 1.0f, o0, hd);
+      for (std::size_t i = 0; i < pieces.size(); i++) {
+        const Piece& pc = pieces[i];
+        const auto [v, ld] = rows(false, l, pc.slot, pc.count, g, kw.data());
+        gemm('N', 'N', group, hd, pc.count, 1.0f, sc.data() + pc.off, static_cast<long>(n_keys), v, ld,
+             i == 0 ? 0.0f : 1.0f, o0, hd);
       }
     }
   }
