@@ -92,6 +92,7 @@ Runner add_eval(CLI::App& app) {
   return [o]() -> int {
     if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
     if (o->threads > 0) omp_set_num_threads(o->threads);
+    check_weight_precision(o->precision);
     if (o->lengths.empty() == o->up_to.empty())
       throw UsageError("give exactly one of --lengths (a list) or --up-to (a multiple such as 16x)");
     if (o->buckets < 1 || o->buckets > 1024) throw UsageError("--buckets: expected an integer in [1, 1024]");

@@ -60,6 +60,7 @@ Runner add_generate(CLI::App& app) {
   return [o]() -> int {
     if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
     if (o->threads > 0) omp_set_num_threads(o->threads);
+    check_weight_precision(o->precision);
     if (o->opt.max_new < 0) throw UsageError("-n: expected a number of tokens >= 0, got " + std::to_string(o->opt.max_new));
     if (o->opt.ctx < 0) throw UsageError("--ctx: expected a positive number of tokens, got " + std::to_string(o->opt.ctx));
     o->opt.sampling.validate();

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/flag_checks.hpp"
+#include "core/error.hpp"
+#include "kernels/matmul.hpp"
 #include "model/decoder.hpp"
 #include "model/transformer.hpp"
 
@@ -25,6 +27,13 @@ inline void add_kv_type_flag(CLI::App& app, KvType& t) {
                  "reads; keys and values rounded once, attention in fp32)")
       ->transform(one_of<KvType>({{"f32", KvType::f32}, {"bf16", KvType::bf16}, {"f16", KvType::f16}}))
       ->default_str("f32");
+}
+
+// Before any output: bf16 weights on a CPU without bf16 products are refused as a bad flag value (exit 2), as train
+// refuses --precision bf16.
+inline void check_weight_precision(WeightStorage s) {
+  if (s != WeightStorage::bf16) return;
+  if (const std::string why = bf16_products_missing(); !why.empty()) throw UsageError("`precision`: " + why);
 }
 
 inline const char* to_string(WeightStorage s) { return s == WeightStorage::bf16 ? "bf16" : "fp32"; }

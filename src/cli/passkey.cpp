@@ -87,6 +87,7 @@ Runner add_passkey(CLI::App& app) {
   return [o]() -> int {
     if (o->threads < 0 || o->threads > 4096) throw UsageError("--threads: expected an integer in [1, 4096]");
     if (o->threads > 0) omp_set_num_threads(o->threads);
+    check_weight_precision(o->precision);
     if (o->lengths.empty() == o->up_to.empty())
       throw UsageError("give exactly one of --lengths (a list) or --up-to (a multiple such as 8x)");
     if (o->s.trials < 1 || o->s.trials > 100000)

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/cpu.hpp"
 #include "core/error.hpp"
 
 namespace stretch {
@@ -164,6 +165,13 @@ const MatmulBackend& matmul_backend() {
     return m;
   }();
   return b;
+}
+
+std::string bf16_products_missing() {
+  const MatmulBackend& mb = matmul_backend();
+  if (mb.bf16) return {};
+  return "bf16 needs a CPU with AVX-512, where oneDNN has bf16 matrix products (its avx512_core and up); on this CPU (" +
+         cpu_model_name() + ") oneDNN " + mb.version + " runs " + mb.isa + ": use `precision` fp32";
 }
 
 void gemm_bf16(char ta, char tb, long M, long N, long K, float alpha, const bf16_t* A, long lda, const bf16_t* B,

@@ -25,6 +25,9 @@ struct MatmulBackend {
   bool bf16 = false;
 };
 const MatmulBackend& matmul_backend();
+// Why bf16 products (`precision` bf16: training, or weights kept in bf16) cannot run on this CPU, naming the CPU and
+// what oneDNN runs here; empty where they can. Every command refuses bf16 up front with this text.
+std::string bf16_products_missing();
 
 // out = inp @ weight^T + bias (overwrites out).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC);

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <string>
 
-#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "core/profile.hpp"
 #include "model/block.hpp"
@@ -160,11 +159,8 @@ void Transformer::require_fp32_weights(const char* what) const {
 void Transformer::store_weights(WeightStorage s) {
   if (s == storage_) return;
   if (s == WeightStorage::bf16) {
-    const MatmulBackend& mb = matmul_backend();  // up front, not as a crawling product at the first token
-    if (!mb.bf16)
-      throw ConfigError("`precision` bf16 needs a CPU with AVX-512, where oneDNN has bf16 matrix products (its "
-                        "avx512_core and up); on this CPU (" + cpu_model_name() + ") oneDNN " + mb.version + " runs " +
-                        mb.isa + ": use `precision` fp32");
+    // up front, not as a crawling product at the first token
+    if (const std::string why = bf16_products_missing(); !why.empty()) throw ConfigError("`precision`: " + why);
     if (cfg_.lora.enabled())
       throw ConfigError("bf16 weight storage: merge the LoRA adapter first (`lora`), the products use the merged "
                         "weights");

@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/cpu.hpp"
 #include "core/error.hpp"
 #include "kernels/matmul.hpp"
 #include "run/lora_adapter.hpp"
@@ -74,10 +73,8 @@ void TrainOptions::validate() const {
   need(log_interval >= 0, "`log_interval`", "expected an integer >= 0");
   need(stop_after >= 0, "`stop_after`", "expected an integer >= 0");
   if (precision == Precision::bf16) {  // up front, not as a failed or crawling product at the first step
-    const MatmulBackend& mb = matmul_backend();
-    need(mb.bf16, "`precision`",
-         "bf16 needs a CPU with AVX-512, where oneDNN has bf16 matrix products (its avx512_core and up); on this CPU (" +
-             cpu_model_name() + ") oneDNN " + mb.version + " runs " + mb.isa + ": use `precision` fp32");
+    const std::string why = bf16_products_missing();
+    need(why.empty(), "`precision`", why);
   }
   need(retrieval_mix >= 0.0 && retrieval_mix <= 1.0, "`retrieval_mix`",
        "expected a fraction of the windows in [0, 1], got " + std::to_string(retrieval_mix));

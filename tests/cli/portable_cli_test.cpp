@@ -107,6 +107,18 @@ TEST(Portable, Bf16PrecisionIsRefusedUpFrontWhereOneDnnHasNoBf16Products) {
   EXPECT_FALSE(fs::exists(dir / "run"));
   const auto i = run_with("ONEDNN_MAX_CPU_ISA=AVX2", "info --json");
   EXPECT_EQ(nlohmann::json::parse(i.output)["precision_bf16"], false);
+  // and weights kept in bf16 for inference, before any output
+  const auto t = run_with("", "train --text " + q(dir / "c.txt") + " --out " + q(dir / "ok") +
+                                  " --layers 1 --width 16 --heads 2 --length 16 --batch 2 --steps 1 --quiet");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  for (const std::string& cmd : {"eval " + q(dir / "ok") + " --text " + q(dir / "c.txt") + " --lengths 16",
+                                "generate " + q(dir / "ok") + " -n 4", "passkey " + q(dir / "ok") + " --lengths 300"}) {
+    const auto e = run_with("ONEDNN_MAX_CPU_ISA=AVX2", cmd + " --precision bf16");
+    EXPECT_EQ(e.exit_code, 2) << cmd << ": " << e.output;
+    // nothing before the error (a blank line aside): no table header, no generated text
+    EXPECT_EQ(e.output.find("stretch: error: --precision: bf16 needs"), e.output.find_first_not_of('\n'))
+        << cmd << ": " << e.output;
+  }
 }
 
 // Training with the portable kernels (STRETCH_MAX_ISA=avx2) against the paths this CPU gets: the same losses to
