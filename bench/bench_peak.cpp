@@ -7,6 +7,8 @@
 // build target.)
 //   sgemm      oneDNN's sgemm (kernels/matmul.hpp gemm) on the reference config's matrix products
 //   bf16 gemm  oneDNN's bf16 matmul (kernels/matmul.hpp gemm_bf16, fp32 accumulation) on the same products
+//   read GB/s  a streaming read of 1 GB (sums of 8-float vectors, 4 independent per thread), far beyond any cache: the
+//              memory bandwidth that bounds decoding, where every token reads all the weights
 // Prints one JSON line per measurement. Each figure is the best of --repeats runs (the machine is shared).
 //   bench_peak [--seconds 0.3] [--repeats 5]
 #include <immintrin.h>
@@ -114,6 +116,36 @@ double peak(Loop loop, int threads, double seconds, int repeats) {
 
 }  // namespace
 
+// GB/s of summing n floats with `threads` threads, the best of `repeats`
+double read_bandwidth(const std::vector<float>& a, int threads, int repeats) {
+  double best = 0.0;
+  float sink = 0.0f;
+  for (int r = 0; r < repeats; r++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    float total = 0.0f;
+    const long n = static_cast<long>(a.size()) / 32 * 32;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+#pragma omp for schedule(static)
+      for (long i = 0; i < n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(&a[i]));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(&a[i + 8]));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(&a[i + 16]));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(&a[i + 24]));
+      }
+      float t[8];
+      _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+      for (float v : t) total += v;
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(n) * sizeof(float) / s / 1e9);
+    sink += total;
+  }
+  if (sink == 12345.0f) std::printf(" ");  // keep the work
+  return best;
+}
+
 int main(int argc, char** argv) {
   double seconds = 0.3;
   int repeats = 5;
@@ -145,6 +177,12 @@ int main(int argc, char** argv) {
                   peak(bf16_loop, t, seconds, repeats));
   else
     std::printf("{\"what\":\"bf16_dot_peak\",\"error\":\"this CPU has no AVX-512 BF16\"}\n");
+  {
+    const std::vector<float> a(std::size_t{1} << 28, 1.0f);  // 1 GB
+    for (int t : {1, all})
+      std::printf("{\"what\":\"read_bandwidth\",\"threads\":%d,\"gb_per_s\":%.1f}\n", t,
+                  read_bandwidth(a, t, repeats));
+  }
   // the reference config's products (B*T = 4096 rows, C = 256, MLP 1024, vocabulary 256): forward shapes
   struct Shape {
     const char* name;

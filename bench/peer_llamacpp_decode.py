@@ -26,7 +26,7 @@ def main():
     a = ap.parse_args()
     import llama_cpp
 
-    ggml_type = {"f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16, "bf16": llama_cpp.GGML_TYPE_BF16}
+    ggml_type = {"f32": llama_cpp.GGML_TYPE_F32, "f16": llama_cpp.GGML_TYPE_F16, "bf16": getattr(llama_cpp, "GGML_TYPE_BF16", 30)}
     llm = llama_cpp.Llama(a.gguf, n_ctx=a.ctx, n_batch=512, n_ubatch=512, n_threads=a.threads,
                           n_threads_batch=a.threads, type_k=ggml_type[a.kv_type], type_v=ggml_type[a.kv_type],
                           verbose=False)

@@ -14,6 +14,7 @@
 #include "kernels/embedding.hpp"
 #include "kernels/layernorm.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/matvec_bf16.hpp"
 #include "kernels/repeat_kv.hpp"
 #include "position/alibi.hpp"
 #include "position/logn.hpp"
@@ -301,7 +302,11 @@ void Transformer::bf16_product(float* out, const float* inp, const float* w, con
   const std::size_t n = static_cast<std::size_t>(N) * C;
   if (x_bf16_.size() < n) x_bf16_.resize(n);
   to_bf16(x_bf16_.data(), inp, n);
-  matmul_forward_bf16(out, x_bf16_.data(), params_bf16_.data() + (w - params_.data()), b, N, C, OC);
+  const bf16_t* wb = params_bf16_.data() + (w - params_.data());
+  if (N <= kMatvecRows)  // decoding: a memory-bound stream of W (kernels/matvec_bf16.hpp)
+    matvec_bf16(out, x_bf16_.data(), wb, b, N, C, OC);
+  else
+    matmul_forward_bf16(out, x_bf16_.data(), wb, b, N, C, OC);
 }
 
 void Transformer::linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
