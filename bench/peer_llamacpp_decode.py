@@ -6,7 +6,7 @@ llama.cpp; tools/llamacpp_env.sh runs this against a llama.cpp built apart). Pri
     tools/llamacpp_env.sh python3 bench/peer_llamacpp_decode.py MODEL.gguf --ctx 8192 --new 32 --threads 2 \
         [--kv-type f16|bf16|f32]
 
-The prompt is random token ids (seeded), as bench_decode's; the weights' type is the GGUF's (stretch export gguf
+The prompt and the fed tokens are random ids (seeded; bench_decode feeds its greedy choices: the same work); the weights' type is the GGUF's (stretch export gguf
 --type f16 | bf16 | q8_0).
 """
 import argparse
@@ -37,9 +37,8 @@ def main():
     llm.eval(prompt)
     prefill = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for _ in range(a.new):
-        logits = llm.scores[llm.n_tokens - 1]
-        llm.eval([int(logits.argmax())])
+    for _ in range(a.new):  # random ids: the work per token does not depend on which (and the scores array of
+        llm.eval([3 + rng.randrange(V - 3)])  # llama-cpp-python holds n_batch rows only)
     decode = time.perf_counter() - t0
     print(json.dumps({"impl": "llama.cpp " + getattr(llama_cpp, "__version__", "?"), "ctx": a.ctx, "new": a.new,
                       "kv_type": a.kv_type, "decode_tokens_per_s": round(a.new / decode, 1),

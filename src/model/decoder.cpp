@@ -223,9 +223,9 @@ void Decoder::attend_cached(int l, long a0, int n, const ParamView& pv) {
     std::vector<long> kpos(static_cast<std::size_t>(S_));
     std::vector<float> kr(positional_ ? static_cast<std::size_t>(S_) * hd : 0);  // rotated keys
     std::vector<float> qn(positional_ ? static_cast<std::size_t>(group) * hd : 0), qf(qn.size());
-    // a 16-bit cache is read in pieces of kPiece keys, each widened into kw (16 to 64 KB: stays in L1/L2) and
-    // used at once; an f32 cache in whole runs, read where it lies
-    constexpr long kPiece = 256;
+    // a 16-bit cache is read in pieces of kPiece keys, each widened into kw (64 to 512 KB for head sizes 16 to 128:
+    // stays in L2) and used at once; an f32 cache in whole runs, read where it lies
+    constexpr long kPiece = 1024;
     std::vector<float> kw(wide ? static_cast<std::size_t>(kPiece) * hd : 0);
     struct Piece {
       long slot, count, off;  // cache slots [slot, slot + count): keys off .. off + count - 1 of this query
