@@ -6,7 +6,8 @@
 #   stretch eval, fp32 weights, and --precision bf16 (the matrices kept in bf16 only)
 #   the PyTorch 2.x peer (bench/peer_hf.py: transformers, SDPA, the loss over chunks of 1,024 positions), float32
 #   and bfloat16
-#   bench/bf16_inference.sh                 (MODEL=/tmp/tinyllama-random RUN=/tmp/tinyllama-run LENGTHS="4096 16384")
+#   bench/bf16_inference.sh                 (MODEL=/tmp/tinyllama-random RUN=/tmp/tinyllama-run LENGTHS="4096 16384"
+#                                            PRECISIONS="fp32 bf16" DTYPES="float32 bfloat16": which runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-/tmp/tinyllama-random}
@@ -14,6 +15,8 @@ RUN=${RUN:-/tmp/tinyllama-run}
 TEXT=${TEXT:-../shared/data/wikitext/raw/wiki.valid.raw}
 THREADS=${THREADS:-2}
 LENGTHS=${LENGTHS:-4096 16384}
+PRECISIONS=${PRECISIONS:-fp32 bf16}
+DTYPES=${DTYPES:-float32 bfloat16}
 PY=${PEER_PYTHON:-python3}
 export OMP_NUM_THREADS=$THREADS OMP_PROC_BIND=true OMP_PLACES=cores
 [ -f "$MODEL/config.json" ] || "$PY" bench/make_tinyllama.py "$MODEL"
@@ -30,11 +33,11 @@ measure() {  # label, command...: the command's last output lines, wall seconds 
 }
 for T in $LENGTHS; do
   f=$((T / 2048))
-  for p in fp32 bf16; do
+  for p in $PRECISIONS; do
     measure "stretch eval T=$T --precision $p" build/stretch eval "$RUN" --text "$TEXT" --lengths "$T" \
       --max-tokens "$T" --rope-scaling "yarn:$f" --batch-tokens "$T" --precision "$p"
   done
-  for d in float32 bfloat16; do
+  for d in $DTYPES; do
     measure "PyTorch T=$T $d" "$PY" bench/peer_hf.py "$MODEL" --text "$TEXT" --T "$T" --yarn "$f" \
       --threads "$THREADS" --decode 0 --dtype "$d"
   done
