@@ -55,6 +55,11 @@ void rows_avx2(float* out, const float* xs, const bf16_t* W, const float* b, int
   }
 }
 
+}  // namespace
+
+// The AVX-512 code, called only where core/cpu finds AVX-512 (its own namespace: tests/cli/portable_cli_test.cpp
+// checks that no other function of the binary holds AVX-512 instructions).
+namespace matvec_avx512 {
 // GCC 12's AVX-512 headers start these intrinsics from _mm512_undefined_epi32(), which -Wmaybe-uninitialized
 // reports as a use of an uninitialized value (a false positive: the instruction writes every lane).
 #pragma GCC diagnostic push
@@ -118,8 +123,7 @@ STRETCH_TARGET_AVX512 void rows_avx512(float* out, const float* xs, const bf16_t
   }
 }
 #pragma GCC diagnostic pop
-
-}  // namespace
+}  // namespace matvec_avx512
 
 namespace {
 void run(float* out, const bf16_t* x, const bf16_t* W, const float* b, int N, int C, int OC, bool wide) {
@@ -133,7 +137,7 @@ void run(float* out, const bf16_t* x, const bf16_t* W, const float* b, int N, in
   for (int k = 0; k < blocks; k++) {
     const int o0 = k * kBlock, o1 = o0 + kBlock < OC ? o0 + kBlock : OC;
     if (wide)
-      rows_avx512(out, xs.data(), W, b, N, C, OC, o0, o1);
+      matvec_avx512::rows_avx512(out, xs.data(), W, b, N, C, OC, o0, o1);
     else
       rows_avx2(out, xs.data(), W, b, N, C, OC, o0, o1);
   }
