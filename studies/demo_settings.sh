@@ -17,17 +17,22 @@ train() {  # name core flags...
   rm -rf "${OUT:?}/$name"
   OMP_PROC_BIND=true OMP_PLACES="{$core}" "$S" train --text data/austen-train.txt --valid-text data/austen-valid.txt \
     --out "$OUT/$name" --length 128 --layers 4 --eval-interval 0 --ckpt-interval 0 --threads 1 --quiet "$@" \
-    > "$OUT/$name.log"
+    > "$OUT/$name.log" 2>&1 || { echo "training $name failed:" >&2; cat "$OUT/$name.log" >&2; return 1; }
+}
+both() {  # two trainings side by side (each "name core flags..." as one quoted word list); fails if either does
+  local pid
+  eval "train $1" &
+  pid=$!
+  eval "train $2"
+  wait "$pid"
 }
 W256=(--width 256 --heads 8)
 W128=(--width 128 --heads 4 --batch 16 --steps 2000 --lr 3e-3 --warmup 100)
 for m in alibi sinusoidal; do
-  train "$m-w256-400" 0 --position $m "${W256[@]}" --batch 16 --steps 400 --lr 2e-3 --warmup 40 &
-  train "$m-w256-400-sqrt" 1 --position $m "${W256[@]}" --batch 16 --steps 400 --lr 2e-3 --warmup 40 --embed-scale sqrt
-  wait
-  train "$m-w256-b8-sqrt" 0 --position $m "${W256[@]}" --batch 8 --steps 800 --lr 2e-3 --warmup 80 --embed-scale sqrt &
-  train "$m-w128" 1 --position $m "${W128[@]}"
-  wait
+  both "$m-w256-400 0 --position $m ${W256[*]} --batch 16 --steps 400 --lr 2e-3 --warmup 40" \
+       "$m-w256-400-sqrt 1 --position $m ${W256[*]} --batch 16 --steps 400 --lr 2e-3 --warmup 40 --embed-scale sqrt"
+  both "$m-w256-b8-sqrt 0 --position $m ${W256[*]} --batch 8 --steps 800 --lr 2e-3 --warmup 80 --embed-scale sqrt" \
+       "$m-w128 1 --position $m ${W128[*]}"
   train "$m-w128-sqrt" 0 --position $m "${W128[@]}" --embed-scale sqrt
 done
 printf '%-24s %10s\n' run val_ppl
