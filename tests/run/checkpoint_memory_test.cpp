@@ -209,7 +209,13 @@ TEST(CheckpointMemory, Bf16LoadPeaksAtHalfTheWeights) {
   std::printf("fp32 weights %lld MB: load_model in bf16 grows the peak by %.3fx them\n", f["weights"] >> 20, load);
   EXPECT_GT(load, 0.45) << "the bf16 weights themselves must show: the measurement works";
   const double largest = static_cast<double>(f["largest"]) / static_cast<double>(f["weights"]);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's allocator keeps freed blocks in quarantine (0.695x measured): the tight bound is the plain build's; here
+  // the load must still stay far below the fp32 weights
+  EXPECT_LT(load, 0.8);
+#else
   EXPECT_LT(load, 0.5 + 2 * largest + 0.05) << "the largest tensor is " << largest << "x the weights";
+#endif
 }
 
 TEST(CheckpointMemory, DISABLED_Bf16InFreshProcess) {
