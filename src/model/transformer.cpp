@@ -157,7 +157,8 @@ void Transformer::require_fp32_weights(const char* what) const {
                       "inference only (load it with `precision` fp32)");
 }
 
-void Transformer::store_weights(WeightStorage s) {
+void Transformer::store_weights(WeightStorage s, const std::function<void(const ParamSpec&, float*)>& fill) {
+  if (fill && s != WeightStorage::bf16) throw ConfigError("store_weights: a fill applies to the switch to bf16");
   if (s == storage_) return;
   if (s == WeightStorage::bf16) {
     // up front, not as a crawling product at the first token
@@ -167,6 +168,7 @@ void Transformer::store_weights(WeightStorage s) {
                         "weights");
     if (params_bf16_.size() != params_.size()) params_bf16_.resize(params_.size());
     for (const auto& t : specs_) {
+      if (fill) fill(t, params_.data() + t.offset);
       if (!kept_in_bf16(t)) continue;
       to_bf16(params_bf16_.data() + t.offset, params_.data() + t.offset, t.numel());
       params_.release(t.offset, t.numel());

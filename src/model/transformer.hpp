@@ -14,6 +14,7 @@
 // tiled online-softmax kernel, so memory grows linearly in T and no T x T tensor exists.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/buffer.hpp"
@@ -87,10 +88,12 @@ class Transformer {
   int shifted_groups() const { return s2_group_; }
   void set_precision(Precision p) { precision_ = p; }
   Precision precision() const { return precision_; }
-  // fp32 -> bf16: rounds the matrices' current values to bf16 and releases their fp32 pages (a model being
-  // loaded switches first, then fills bf16_params() tensor by tensor: run/checkpoint.cpp load_model).
-  // bf16 -> fp32: widens them back (exact). ConfigError for bf16 on a model with an unmerged LoRA adapter.
-  void store_weights(WeightStorage s);
+  // fp32 -> bf16: tensor by tensor, fill(spec, its place in params()) when given (a loader writes the tensor's
+  // values there: run/checkpoint.cpp load_model), then a kept tensor is rounded into the bf16 copy and its fp32
+  // pages released, so the fp32 matrices are never all resident. Without fill: the current values.
+  // bf16 -> fp32: widens them back (exact); fill must be empty. ConfigError for bf16 on a model with an unmerged
+  // LoRA adapter.
+  void store_weights(WeightStorage s, const std::function<void(const ParamSpec&, float*)>& fill = {});
   WeightStorage weight_storage() const { return storage_; }
   static bool kept_in_bf16(const ParamSpec& s) {
     return s.kind == ParamKind::matrix || s.kind == ParamKind::embedding;

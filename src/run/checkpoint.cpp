@@ -16,7 +16,6 @@
 #include "core/json_int.hpp"
 #include "core/shape.hpp"
 #include "core/fs.hpp"
-#include "kernels/bf16.hpp"
 #include "model/lora.hpp"
 #include "io/safetensors.hpp"
 #include "kernels/grad_norm.hpp"
@@ -331,24 +330,21 @@ std::unique_ptr<Transformer> load_model(const CheckpointMeta& meta, WeightStorag
   SafetensorsReader r = SafetensorsReader::open(path);
   check_tensors(r, path, param_specs(meta.model), "");  // before the model's buffers are allocated from the config
   auto model = std::make_unique<Transformer>(meta.model);
-  // bf16 (not for an unmerged adapter: load_model_merged converts after merging): the slab is still all zero, so
-  // switching now costs no fp32 page, and each matrix below goes through its fp32 place into the bf16 copy
-  const bool bf16 = storage == WeightStorage::bf16 && !meta.model.lora.enabled();
-  if (bf16) model->store_weights(WeightStorage::bf16);
   // the file's pages leave memory as the slab fills: the load peaks at about the weights
-  for (auto& s : model->specs()) {
-    float* dst = model->params().data() + s.offset;
+  auto read = [&](const ParamSpec& s, float* dst) {
     r.read_into(s.name, s.shape, dst, SourcePages::release);
     // a weight that is NaN/Inf makes every result nan: refuse here, for eval, generate, passkey and export alike
     if (const std::size_t bad = count_nonfinite(dst, s.numel()); bad > 0)
       throw NumericError(path.string() + ": tensor '" + s.name + "' holds " + std::to_string(bad) + " NaN/Inf of " +
                          std::to_string(s.numel()) + " values; every result computed with it would be nan (use an "
                          "earlier checkpoint of the run, under checkpoints/)");
-    if (bf16 && Transformer::kept_in_bf16(s)) {
-      to_bf16(model->bf16_params() + s.offset, dst, s.numel());
-      model->params().release(s.offset, s.numel());
-    }
-  }
+  };
+  // bf16 (not for an unmerged adapter: load_model_merged converts after merging): each matrix passes through its
+  // fp32 place into the bf16 copy as it is read, so at most one is resident in fp32
+  if (storage == WeightStorage::bf16 && !meta.model.lora.enabled())
+    model->store_weights(WeightStorage::bf16, read);
+  else
+    for (auto& s : model->specs()) read(s, model->params().data() + s.offset);
   return model;
 }
 

@@ -316,6 +316,7 @@ TEST_P(EveryMethod, Bf16WeightStorageEqualsBf16ProductsOverTheSameValues) {
     train.need_grad = true;
     EXPECT_THROW(b.forward(x.data(), y.data(), nullptr, 2, 32, train), ConfigError);
     EXPECT_THROW(b.init_weights(1), ConfigError);
+    EXPECT_THROW(b.store_weights(WeightStorage::fp32, [](const ParamSpec&, float*) {}), ConfigError);
 
     b.store_weights(WeightStorage::fp32);
     EXPECT_TRUE(std::equal(a.params().data(), a.params().data() + a.params().size(), b.params().data()));
