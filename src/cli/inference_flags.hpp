@@ -36,6 +36,4 @@ inline void check_weight_precision(WeightStorage s) {
   if (const std::string why = bf16_products_missing(); !why.empty()) throw UsageError("`precision`: " + why);
 }
 
-inline const char* to_string(WeightStorage s) { return s == WeightStorage::bf16 ? "bf16" : "fp32"; }
-
 }  // namespace stretch::cli

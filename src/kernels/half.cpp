@@ -19,13 +19,4 @@ void widen_f16(float* dst, const f16_t* src, std::size_t n) {
   for (; i < n; i++) dst[i] = half_to_float(src[i]);
 }
 
-void widen_bf16(float* dst, const bf16_t* src, std::size_t n) {
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
-    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
-  }
-  for (; i < n; i++) dst[i] = bf16_to_float(src[i]);
-}
-
 }  // namespace stretch

@@ -5,9 +5,9 @@
 //                            to nearest even; the same bits as the scalar rule for every non-NaN value (tested), a
 //                            quiet NaN for a NaN
 //   widen_f16(dst, src, n)   dst[i] = half_to_float(src[i]), exact (vcvtph2ps)
-//   widen_bf16(dst, src, n)  dst[i] = bf16_to_float(src[i]), exact (the bits shifted up by 16)
-// (to_bf16, the other direction for bf16, is kernels/bf16.hpp's.) Single-threaded: the cache's rows are short and
-// the callers run inside their own parallel regions.
+// Single-threaded: the cache's rows are short and the callers run inside their own parallel regions. bf16 rows need
+// nothing here: core/numeric.hpp's bf16_to_float(src, n, dst) widens them (a shift, which the compiler vectorizes)
+// and kernels/bf16.hpp's to_bf16 narrows them.
 #pragma once
 #include <cstddef>
 
@@ -17,6 +17,5 @@ namespace stretch {
 
 void to_f16(f16_t* dst, const float* src, std::size_t n);
 void widen_f16(float* dst, const f16_t* src, std::size_t n);
-void widen_bf16(float* dst, const bf16_t* src, std::size_t n);
 
 }  // namespace stretch

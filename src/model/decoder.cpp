@@ -30,14 +30,6 @@ void ensure(Buffer<float>& b, std::size_t n) {
 }
 }  // namespace
 
-std::string_view kv_type_name(KvType t) {
-  switch (t) {
-    case KvType::bf16: return "bf16";
-    case KvType::f16: return "f16";
-    default: return "f32";
-  }
-}
-
 std::size_t kv_type_bytes(KvType t) { return t == KvType::f32 ? 4 : 2; }
 
 bool Decoder::can_slide(PositionMethod p) {
@@ -132,7 +124,7 @@ std::pair<const float*, long> Decoder::rows(bool key, int l, long slot, long cou
   if (kv_ == KvType::f32) return {(key ? k_ : v_).data() + first, KVD};
   const std::uint16_t* src = (key ? k16_ : v16_).data() + first;
   for (long k = 0; k < count; k++) {
-    if (kv_ == KvType::bf16) widen_bf16(scratch + k * hd, src + k * KVD, static_cast<std::size_t>(hd));
+    if (kv_ == KvType::bf16) bf16_to_float(src + k * KVD, static_cast<std::size_t>(hd), scratch + k * hd);
     else widen_f16(scratch + k * hd, src + k * KVD, static_cast<std::size_t>(hd));
   }
   return {scratch, hd};

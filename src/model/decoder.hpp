@@ -39,7 +39,6 @@
 // first chunk (a prompt's prefill) attends over its own fp32 keys and values; every token after it reads the cache.
 #pragma once
 #include <cstdint>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -56,7 +55,6 @@ class ContextFull : public UsageError {
 };
 
 enum class KvType { f32, bf16, f16 };
-std::string_view kv_type_name(KvType t);
 std::size_t kv_type_bytes(KvType t);  // 4 or 2
 
 class Decoder {
@@ -82,7 +80,6 @@ class Decoder {
   std::size_t cache_bytes() const {
     return (k_.size() + v_.size()) * sizeof(float) + (k16_.size() + v16_.size()) * sizeof(std::uint16_t);
   }
-  KvType kv_type() const { return kv_; }
   void reset() { seen_ = 0; }
 
  private:

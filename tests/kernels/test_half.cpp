@@ -18,17 +18,15 @@ namespace {
 TEST(Half, WideningEvery16BitPatternIsExact) {
   std::vector<std::uint16_t> all(65536 + 5);  // + 5: a tail after the last full vector
   for (std::size_t i = 0; i < all.size(); i++) all[i] = static_cast<std::uint16_t>(i);
-  std::vector<float> f(all.size()), b(all.size());
+  std::vector<float> f(all.size());
   widen_f16(f.data(), all.data(), all.size());
-  widen_bf16(b.data(), all.data(), all.size());
   for (std::size_t i = 0; i < all.size(); i++) {
-    const float rf = half_to_float(all[i]), rb = bf16_to_float(all[i]);
+    const float rf = half_to_float(all[i]);
     if (std::isnan(rf)) {
       ASSERT_TRUE(std::isnan(f[i])) << i;
     } else {
       ASSERT_EQ(std::bit_cast<std::uint32_t>(f[i]), std::bit_cast<std::uint32_t>(rf)) << i;
     }
-    ASSERT_EQ(std::bit_cast<std::uint32_t>(b[i]), std::bit_cast<std::uint32_t>(rb)) << i;
   }
 }
 
