@@ -48,7 +48,8 @@ enum class Precision { fp32, bf16 };
 //         tables stay fp32. Products run as under Precision::bf16 (bf16 operands, fp32 accumulation), without the
 //         per-forward conversion: the logits equal, bit for bit, a Precision::bf16 forward over fp32 weights
 //         that hold the same bf16 values (the token embedding too is looked up from its bf16 values).
-//         Inference only: training, checkpoints, merges and exports need the fp32 weights (ConfigError).
+//         Inference only: training, initialising, saving a checkpoint and merging an adapter need the fp32
+//         weights (ConfigError; the exporters load their models in fp32).
 enum class WeightStorage { fp32, bf16 };
 inline constexpr std::size_t kMaterializedLimitBytes = std::size_t(64) << 20;
 
@@ -101,7 +102,7 @@ class Transformer {
   // The bf16 weights, laid out as params() (only the kept_in_bf16 tensors' ranges hold values); empty unless
   // WeightStorage::bf16 or a Precision::bf16 forward made its copy.
   bf16_t* bf16_params() { return params_bf16_.data(); }
-  // ConfigError naming `what` when the weights are not in the fp32 slab (training, saving, merging, exporting)
+  // ConfigError naming `what` when the weights are not in the fp32 slab (training, initialising, saving, merging)
   void require_fp32_weights(const char* what) const;
   // Whether a training forward of (B, T) uses the tiled kernels.
   bool tiled_training(int B, int T) const;
